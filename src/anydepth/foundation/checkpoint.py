@@ -1,0 +1,205 @@
+"""Reading, checking and writing Depth Anything V2 weights.
+
+Containers understood:
+- the official `.pth`: a plain state dict with `pretrained.*` and `depth_head.*` keys;
+- Hugging Face `model.safetensors` of the `Depth-Anything-V2-*-hf` repos (mapped by `hf_keys`);
+- anydepth's own `.pth`: {"format": "anydepth.depth_anything", "config": {...}, "state_dict": {...}},
+  which carries the config that built the model (custom encoders, metric heads);
+- a training checkpoint {"model": state_dict, ...} as the official metric fine-tuning writes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from anydepth.errors import CheckpointError
+from anydepth.foundation import hf_keys
+from anydepth.foundation.config import ENCODERS, DepthAnythingConfig, get_config
+from anydepth.foundation.model import DepthAnythingV2
+
+ANYDEPTH_FORMAT = "anydepth.depth_anything"
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], DepthAnythingConfig | None]:
+    """Read a weights file. Returns (state dict in the official layout, config if the file carries one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("no such checkpoint file", path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            container = load_file(str(path))
+        else:
+            container = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch/safetensors raise many types for corrupt files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint ({reason})", path) from None
+    if not isinstance(container, dict):
+        raise CheckpointError(f"expected a state dict, found a {type(container).__name__}", path)
+
+    config = None
+    if container.get("format") == ANYDEPTH_FORMAT:
+        config = DepthAnythingConfig.from_dict(container["config"])
+        state_dict = container["state_dict"]
+    elif "state_dict" in container and isinstance(container["state_dict"], dict):
+        state_dict = container["state_dict"]
+    elif "model" in container and isinstance(container["model"], dict):
+        state_dict = container["model"]
+    else:
+        state_dict = container
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError("not a state dict: some values are not tensors", path)
+
+    if hf_keys.is_hf_layout(state_dict):
+        try:
+            state_dict = hf_keys.hf_to_official(state_dict)
+        except KeyError as error:
+            raise CheckpointError(f"unexpected key {error.args[0]!r} in a Hugging Face Depth Anything checkpoint", path) from None
+    elif not hf_keys.is_official_layout(state_dict):
+        sample = ", ".join(list(state_dict)[:3]) or "no keys"
+        raise CheckpointError(f"not a Depth Anything V2 checkpoint (keys: {sample})", path)
+    return state_dict, config
+
+
+def infer_config(state_dict: dict[str, torch.Tensor], path: str | Path | None = None) -> DepthAnythingConfig:
+    """The preset whose shapes match an official-layout state dict (head defaults to relative)."""
+    try:
+        embed_dim = state_dict["pretrained.cls_token"].shape[-1]
+        features = state_dict["depth_head.scratch.layer1_rn.weight"].shape[0]
+        out_channels = tuple(state_dict[f"depth_head.projects.{i}.weight"].shape[0] for i in range(4))
+    except KeyError as error:
+        raise CheckpointError(f"missing key {error.args[0]!r}", path) from None
+    depth = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("pretrained.blocks."))
+    for preset in ENCODERS.values():
+        if (preset.embed_dim, preset.depth, preset.features, preset.out_channels) == (embed_dim, depth, features, out_channels):
+            return preset
+    raise CheckpointError(
+        f"no encoder preset has embed_dim {embed_dim}, {depth} blocks, features {features}, "
+        f"out_channels {list(out_channels)}; save it with its config (anydepth.foundation.save_checkpoint)",
+        path,
+    )
+
+
+def describe(config: DepthAnythingConfig) -> str:
+    return f"{config.encoder} (embed_dim {config.embed_dim}, {config.depth} blocks)"
+
+
+def load_state_dict_strict(model: DepthAnythingV2, state_dict: dict, path: str | Path | None = None) -> None:
+    """Load with a strict key and shape match; a mismatch raises one line naming what differs."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise CheckpointError(f"does not match Depth Anything V2 {describe(model.config)}: " + "; ".join(parts), path)
+    for key, value in state_dict.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(
+                f"shape of {key} is {tuple(value.shape)}, model {describe(model.config)} expects {tuple(expected[key].shape)}",
+                path,
+            )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_depth_anything_file(
+    path: str | Path,
+    encoder: str | None = None,
+    head: str | None = None,
+    max_depth: float | None = None,
+) -> DepthAnythingV2:
+    """Build a model from a weights file alone (config from the file, else inferred from its shapes).
+
+    encoder: if given, the file must hold that encoder, else a CheckpointError says which it holds.
+    head / max_depth: the keys of relative and metric checkpoints are the same; a file whose name
+    contains "metric" defaults to the metric head, max_depth 80 with "vkitti" in its name, else 20.
+    """
+    state_dict, config = read_state_dict(path)
+    if config is None:
+        config = infer_config(state_dict, path)
+        name = Path(path).name.lower()
+        if head is None and "metric" in name:
+            head = "metric"
+            max_depth = max_depth if max_depth is not None else (80.0 if "vkitti" in name else 20.0)
+    if encoder is not None and encoder != config.encoder:
+        requested = get_config(encoder)
+        if (requested.embed_dim, requested.depth) != (config.embed_dim, config.depth):
+            raise CheckpointError(f"checkpoint holds {describe(config)}, not the requested {describe(requested)}", path)
+    overrides = {}
+    if head is not None:
+        overrides["head"] = head
+    if max_depth is not None:
+        overrides["max_depth"] = float(max_depth)
+    config = config.replace(**overrides)
+    model = DepthAnythingV2(config)
+    load_state_dict_strict(model, state_dict, path)
+    return model.eval()
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a killed write leaves no
+    partial file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: DepthAnythingV2, path: str | Path, official: bool = False) -> None:
+    """Write a model atomically: anydepth's container with its config, or (official=True) the
+    plain official state dict."""
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    container = state_dict if official else {
+        "format": ANYDEPTH_FORMAT, "config": model.config.to_dict(), "state_dict": state_dict,
+    }
+    atomic_torch_save(container, path)
+
+
+def random_state_dict(config: DepthAnythingConfig | str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Deterministic random weights in the official layout, with magnitudes that keep activations
+    in a sane range (norm weights near 1, LayerScale 0.1, fan-in scaled conv/linear weights).
+
+    Used by the tests and examples in place of the official files, which cannot be downloaded here.
+    Every tensor is drawn from one CPU generator in sorted key order, so the result is the same on
+    every machine.
+    """
+    if isinstance(config, str):
+        config = get_config(config)
+    shapes = {k: v.shape for k, v in DepthAnythingV2(config).state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for key in sorted(shapes):
+        shape = shapes[key]
+        noise = torch.randn(shape, generator=generator)
+        if key == "depth_head.scratch.output_conv2.2.bias":
+            value = 1.0 + 0.0 * noise  # keep the final ReLU mostly open, so outputs are informative
+        elif key.endswith(".gamma"):
+            value = 0.1 + 0.02 * noise
+        elif "norm" in key.split(".")[-2] and key.endswith(".weight"):
+            value = 1.0 + 0.1 * noise
+        elif key.endswith(".bias") or key.endswith("_token"):
+            value = 0.02 * noise
+        elif key.endswith("pos_embed"):
+            value = 0.05 * noise
+        else:
+            fan_in = shape[1] * (shape[2] * shape[3] if len(shape) == 4 else 1)
+            if "resize_layers" in key and len(shape) == 4 and key.split(".")[2] in ("0", "1"):
+                fan_in = shape[0]  # transposed conv: (in, out, k, k), each output sees `in` inputs
+            value = noise / fan_in**0.5
+        state_dict[key] = value.contiguous()
+    return state_dict

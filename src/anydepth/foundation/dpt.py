@@ -1,0 +1,118 @@
+"""DPT head of Depth Anything V2.
+
+Parameter names follow the official code (`depth_head.*`). The forward pass is split in the
+three stages that students need to reach into (DepthAnyEvent-R puts a recurrent layer between
+`reassemble` and `fuse`):
+
+    reassemble: tapped tokens -> 4 feature maps at 1/4, 1/8, 1/16, 1/32 of the input grid x 14,
+                each projected to `features` channels (`scratch.layerN_rn`)
+    fuse:       RefineNet fusion from the coarsest to the finest level
+    predict:    output convolutions, upsampling to (14 * patch_h, 14 * patch_w), final activation
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualConvUnit(nn.Module):
+    """x + conv2(relu(conv1(relu(x)))), 3x3 convolutions with bias."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class FeatureFusionBlock(nn.Module):
+    """RefineNet fusion: (coarse path [+ rcu1(skip)]) -> rcu2 -> bilinear resize -> 1x1 conv.
+
+    With `size` None the path is upsampled by 2, else resized to `size` (h, w).
+    """
+
+    def __init__(self, features: int, align_corners: bool = True):
+        super().__init__()
+        self.align_corners = align_corners
+        self.out_conv = nn.Conv2d(features, features, 1)
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+
+    def forward(self, path: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
+        if skip is not None:
+            path = path + self.resConfUnit1(skip)
+        path = self.resConfUnit2(path)
+        if size is None:
+            path = F.interpolate(path, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
+        else:
+            path = F.interpolate(path, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+        return self.out_conv(path)
+
+
+class DPTHead(nn.Module):
+    """DPT decoder. Output (B, 1, 14 * patch_h, 14 * patch_w): ReLU'd relative inverse depth for
+    head="relative", sigmoid in [0, 1] for head="metric" (the model multiplies by max_depth)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        features: int,
+        out_channels: tuple[int, ...],
+        head: str = "relative",
+        align_corners: bool = True,
+    ):
+        super().__init__()
+        self.align_corners = align_corners
+        self.projects = nn.ModuleList(nn.Conv2d(in_channels, channels, 1) for channels in out_channels)
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
+                nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = nn.Module()
+        for level, channels in enumerate(out_channels, start=1):
+            setattr(self.scratch, f"layer{level}_rn", nn.Conv2d(channels, features, 3, padding=1, bias=False))
+        for level in range(1, 5):
+            setattr(self.scratch, f"refinenet{level}", FeatureFusionBlock(features, align_corners))
+        self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
+        final = nn.Sigmoid() if head == "metric" else nn.ReLU(True)
+        self.scratch.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, 32, 3, padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(32, 1, 1),
+            final,
+        )
+
+    def reassemble(self, tapped: list[tuple[torch.Tensor, torch.Tensor]], patch_h: int, patch_w: int) -> list[torch.Tensor]:
+        """Tapped (tokens (B, N, D), cls) -> [layer1_rn .. layer4_rn], each (B, features, h_i, w_i)
+        with (h_i, w_i) = (4, 2, 1, 1/2) x (patch_h, patch_w)."""
+        levels = []
+        for index, (tokens, _cls) in enumerate(tapped):
+            x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
+            x = self.resize_layers[index](self.projects[index](x))
+            levels.append(getattr(self.scratch, f"layer{index + 1}_rn")(x))
+        return levels
+
+    def fuse(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """[layer1_rn .. layer4_rn] -> fused map (B, features, 2 h_1, 2 w_1)."""
+        layer1, layer2, layer3, layer4 = levels
+        path = self.scratch.refinenet4(layer4, size=layer3.shape[-2:])
+        path = self.scratch.refinenet3(path, layer3, size=layer2.shape[-2:])
+        path = self.scratch.refinenet2(path, layer2, size=layer1.shape[-2:])
+        return self.scratch.refinenet1(path, layer1)
+
+    def predict(self, fused: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """Fused map -> (B, 1, 14 patch_h, 14 patch_w) after the final activation."""
+        x = self.scratch.output_conv1(fused)
+        x = F.interpolate(x, (patch_h * 14, patch_w * 14), mode="bilinear", align_corners=self.align_corners)
+        return self.scratch.output_conv2(x)
+
+    def forward(self, tapped, patch_h: int, patch_w: int) -> torch.Tensor:
+        return self.predict(self.fuse(self.reassemble(tapped, patch_h, patch_w)), patch_h, patch_w)

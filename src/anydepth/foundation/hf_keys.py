@@ -1,0 +1,171 @@
+"""Key mapping between the official Depth Anything V2 checkpoints and the Hugging Face
+`transformers` layout (`DepthAnythingForDepthEstimation`, hub repos `Depth-Anything-V2-*-hf`).
+
+official                                   Hugging Face (hub files, transformers 4 names)
+pretrained.cls_token / pos_embed / mask_token  backbone.embeddings.cls_token / position_embeddings / mask_token
+pretrained.patch_embed.proj                backbone.embeddings.patch_embeddings.projection
+pretrained.blocks.i.norm1 / norm2          backbone.encoder.layer.i.norm1 / norm2
+pretrained.blocks.i.attn.qkv (fused)       ...attention.attention.{query,key,value}  (split in 3 along dim 0)
+pretrained.blocks.i.attn.proj              ...attention.output.dense
+pretrained.blocks.i.ls1.gamma / ls2.gamma  ...layer_scale1.lambda1 / layer_scale2.lambda1
+pretrained.blocks.i.mlp.fc1 / fc2          ...mlp.fc1 / fc2
+pretrained.blocks.i.mlp.w12 / w3 (ViT-g)   ...mlp.weights_in / weights_out
+pretrained.norm                            backbone.layernorm
+depth_head.projects.i                      neck.reassemble_stage.layers.i.projection
+depth_head.resize_layers.i (i = 0, 1, 3)   neck.reassemble_stage.layers.i.resize
+depth_head.scratch.layer{i+1}_rn           neck.convs.i
+depth_head.scratch.refinenet{k}            neck.fusion_stage.layers.{4-k}  (reverse order)
+    out_conv / resConfUnit{j}.conv{m}          projection / residual_layer{j}.convolution{m}
+depth_head.scratch.output_conv1            head.conv1
+depth_head.scratch.output_conv2.0 / .2     head.conv2 / head.conv3
+
+transformers >= 5 renames a few of these in memory (attention.q_proj/k_proj/v_proj/o_proj,
+mlp.gate_proj/up_proj/down_proj); `hf_to_official` accepts both spellings.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_QKV_HF4 = ("attention.attention.query", "attention.attention.key", "attention.attention.value")
+_QKV_HF5 = ("attention.q_proj", "attention.k_proj", "attention.v_proj")
+
+# (official suffix inside a block, HF suffix inside a layer) for one-to-one renames
+_BLOCK_RENAMES = [
+    ("norm1", "norm1"),
+    ("norm2", "norm2"),
+    ("attn.proj", "attention.output.dense"),
+    ("ls1.gamma", "layer_scale1.lambda1"),
+    ("ls2.gamma", "layer_scale2.lambda1"),
+    ("mlp.fc1", "mlp.fc1"),
+    ("mlp.fc2", "mlp.fc2"),
+    ("mlp.w12", "mlp.weights_in"),
+    ("mlp.w3", "mlp.weights_out"),
+]
+_FUSION_RENAMES = [
+    ("out_conv", "projection"),
+    ("resConfUnit1.conv1", "residual_layer1.convolution1"),
+    ("resConfUnit1.conv2", "residual_layer1.convolution2"),
+    ("resConfUnit2.conv1", "residual_layer2.convolution1"),
+    ("resConfUnit2.conv2", "residual_layer2.convolution2"),
+]
+_GLOBAL_RENAMES = [
+    ("pretrained.cls_token", "backbone.embeddings.cls_token"),
+    ("pretrained.pos_embed", "backbone.embeddings.position_embeddings"),
+    ("pretrained.mask_token", "backbone.embeddings.mask_token"),
+    ("pretrained.patch_embed.proj", "backbone.embeddings.patch_embeddings.projection"),
+    ("pretrained.norm", "backbone.layernorm"),
+    ("depth_head.scratch.output_conv1", "head.conv1"),
+    ("depth_head.scratch.output_conv2.0", "head.conv2"),
+    ("depth_head.scratch.output_conv2.2", "head.conv3"),
+]
+
+
+def _rename_table() -> list[tuple[str, str]]:
+    """(official regex, HF template) pairs; the block/level index is the first group."""
+    table = [(re.escape(o) + r"(\.weight|\.bias)?$", h + r"\1") for o, h in _GLOBAL_RENAMES]
+    for official, hf in _BLOCK_RENAMES:
+        table.append((r"pretrained\.blocks\.(\d+)\." + re.escape(official) + r"(\.weight|\.bias)?$",
+                      r"backbone.encoder.layer.\1." + hf + r"\2"))
+    table += [
+        (r"depth_head\.projects\.(\d+)\.(weight|bias)$", r"neck.reassemble_stage.layers.\1.projection.\2"),
+        (r"depth_head\.resize_layers\.(\d+)\.(weight|bias)$", r"neck.reassemble_stage.layers.\1.resize.\2"),
+    ]
+    return table
+
+
+_TABLE = _rename_table()
+
+
+def _sub_full(pattern: str, template: str, key: str) -> str | None:
+    match = re.match(pattern, key)
+    return match.expand(template) if match else None
+
+
+def official_to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official state dict -> Hugging Face hub layout (transformers 4 key names)."""
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        qkv = re.match(r"pretrained\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$", key)
+        rn = re.match(r"depth_head\.scratch\.layer(\d)_rn\.weight$", key)
+        fusion = re.match(r"depth_head\.scratch\.refinenet(\d)\.(.+)\.(weight|bias)$", key)
+        if qkv:
+            for name, part in zip(_QKV_HF4, value.chunk(3, dim=0)):
+                converted[f"backbone.encoder.layer.{qkv[1]}.{name}.{qkv[2]}"] = part.clone()
+        elif rn:
+            converted[f"neck.convs.{int(rn[1]) - 1}.weight"] = value
+        elif fusion:
+            inner = dict(_FUSION_RENAMES)[fusion[2]]
+            converted[f"neck.fusion_stage.layers.{4 - int(fusion[1])}.{inner}.{fusion[3]}"] = value
+        else:
+            for pattern, template in _TABLE:
+                new_key = _sub_full(pattern, template, key)
+                if new_key is not None:
+                    converted[new_key] = value
+                    break
+            else:
+                raise KeyError(key)
+    return converted
+
+
+def hf_to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face layout (transformers 4 or 5 names) -> official state dict.
+    Unknown keys raise KeyError naming the key."""
+    state_dict = dict(state_dict)
+    converted: dict[str, torch.Tensor] = {}
+    # fuse query/key/value (either spelling) back into qkv
+    layers = sorted({int(m[1]) for k in state_dict if (m := re.match(r"backbone\.encoder\.layer\.(\d+)\.", k))})
+    for layer in layers:
+        prefix = f"backbone.encoder.layer.{layer}."
+        for names in (_QKV_HF4, _QKV_HF5):
+            for kind in ("weight", "bias"):
+                keys = [f"{prefix}{name}.{kind}" for name in names]
+                if all(k in state_dict for k in keys):
+                    converted[f"pretrained.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([state_dict.pop(k) for k in keys])
+        # transformers 5 in-memory SwiGLU: gate_proj/up_proj -> w12, down_proj -> w3
+        for kind in ("weight", "bias"):
+            gate, up = f"{prefix}mlp.gate_proj.{kind}", f"{prefix}mlp.up_proj.{kind}"
+            if gate in state_dict and up in state_dict:
+                converted[f"pretrained.blocks.{layer}.mlp.w12.{kind}"] = torch.cat([state_dict.pop(gate), state_dict.pop(up)])
+            down = f"{prefix}mlp.down_proj.{kind}"
+            if down in state_dict:
+                converted[f"pretrained.blocks.{layer}.mlp.w3.{kind}"] = state_dict.pop(down)
+        for kind in ("weight", "bias"):
+            o_proj = f"{prefix}attention.o_proj.{kind}"
+            if o_proj in state_dict:
+                state_dict[f"{prefix}attention.output.dense.{kind}"] = state_dict.pop(o_proj)
+
+    inverse = [(re.escape(h) + r"(\.weight|\.bias)?$", o + r"\1") for o, h in _GLOBAL_RENAMES]
+    inverse += [(r"backbone\.encoder\.layer\.(\d+)\." + re.escape(h) + r"(\.weight|\.bias)?$",
+                 r"pretrained.blocks.\1." + o + r"\2") for o, h in _BLOCK_RENAMES]
+    inverse += [
+        (r"neck\.reassemble_stage\.layers\.(\d+)\.projection\.(weight|bias)$", r"depth_head.projects.\1.\2"),
+        (r"neck\.reassemble_stage\.layers\.(\d+)\.resize\.(weight|bias)$", r"depth_head.resize_layers.\1.\2"),
+    ]
+    fusion_inverse = {h: o for o, h in _FUSION_RENAMES}
+    for key, value in state_dict.items():
+        conv = re.match(r"neck\.convs\.(\d)\.weight$", key)
+        fusion = re.match(r"neck\.fusion_stage\.layers\.(\d)\.(.+)\.(weight|bias)$", key)
+        if conv:
+            converted[f"depth_head.scratch.layer{int(conv[1]) + 1}_rn.weight"] = value
+        elif fusion and fusion[2] in fusion_inverse:
+            converted[f"depth_head.scratch.refinenet{4 - int(fusion[1])}.{fusion_inverse[fusion[2]]}.{fusion[3]}"] = value
+        else:
+            for pattern, template in inverse:
+                new_key = _sub_full(pattern, template, key)
+                if new_key is not None:
+                    converted[new_key] = value
+                    break
+            else:
+                raise KeyError(key)
+    return converted
+
+
+def is_hf_layout(state_dict: dict) -> bool:
+    return any(k.startswith("backbone.embeddings.") for k in state_dict)
+
+
+def is_official_layout(state_dict: dict) -> bool:
+    return any(k.startswith("pretrained.") for k in state_dict)
