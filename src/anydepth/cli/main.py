@@ -1,0 +1,44 @@
+"""`anydepth` entry point: subcommands, and the boundary where user errors become one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from anydepth import __version__
+from anydepth.cli import image
+from anydepth.errors import AnydepthError
+
+COMMANDS = {"image": image}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anydepth",
+        description="Depth Anything V2 for cameras it was never trained on (event cameras, focal stacks).",
+    )
+    parser.add_argument("--version", action="version", version=f"anydepth {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except AnydepthError as error:
+        print(f"anydepth {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"anydepth {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
