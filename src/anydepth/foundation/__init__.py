@@ -1,6 +1,7 @@
 """Depth Anything V2: the foundation model that both pipelines build on."""
 
 from anydepth.foundation.checkpoint import (
+    export_hf_folder,
     load_depth_anything_file,
     random_state_dict,
     read_state_dict,
@@ -37,6 +38,7 @@ __all__ = [
     "DepthAnythingConfig",
     "DepthAnythingV2",
     "cache_dir",
+    "export_hf_folder",
     "get_config",
     "load_depth_anything",
     "load_depth_anything_file",

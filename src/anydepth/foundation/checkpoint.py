@@ -170,6 +170,21 @@ def save_checkpoint(model: DepthAnythingV2, path: str | Path, official: bool = F
     atomic_torch_save(container, path)
 
 
+def export_hf_folder(model: DepthAnythingV2, folder: str | Path) -> Path:
+    """Write `model.safetensors` (Hugging Face hub key names) and `config.json` into `folder`, so
+    that `transformers.DepthAnythingForDepthEstimation.from_pretrained(folder)` loads the model."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in hf_keys.official_to_hf(model.state_dict()).items()}
+    save_file(state_dict, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(hf_keys.hf_config_dict(model.config), indent=2))
+    return folder
+
+
 def random_state_dict(config: DepthAnythingConfig | str, seed: int = 0) -> dict[str, torch.Tensor]:
     """Deterministic random weights in the official layout, with magnitudes that keep activations
     in a sane range (norm weights near 1, LayerScale 0.1, fan-in scaled conv/linear weights).

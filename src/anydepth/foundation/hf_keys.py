@@ -169,3 +169,38 @@ def is_hf_layout(state_dict: dict) -> bool:
 
 def is_official_layout(state_dict: dict) -> bool:
     return any(k.startswith("pretrained.") for k in state_dict)
+
+
+def hf_config_dict(config) -> dict:
+    """The `config.json` of a Hugging Face `DepthAnythingForDepthEstimation` equivalent to a
+    `DepthAnythingConfig` (1-based `out_indices`, reassemble factors 4, 2, 1, 0.5)."""
+    return {
+        "model_type": "depth_anything",
+        "architectures": ["DepthAnythingForDepthEstimation"],
+        "backbone_config": {
+            "model_type": "dinov2",
+            "image_size": config.image_size,
+            "patch_size": 14,
+            "hidden_size": config.embed_dim,
+            "num_attention_heads": config.num_heads,
+            "num_hidden_layers": config.depth,
+            "mlp_ratio": int(config.mlp_ratio) if float(config.mlp_ratio).is_integer() else config.mlp_ratio,
+            "layerscale_value": 1.0,
+            "layer_norm_eps": 1e-6,
+            "hidden_act": "gelu",
+            "qkv_bias": True,
+            "use_swiglu_ffn": config.ffn == "swiglu",
+            "out_indices": [block + 1 for block in config.tapped_blocks],
+            "reshape_hidden_states": False,
+            "apply_layernorm": True,
+        },
+        "patch_size": 14,
+        "reassemble_hidden_size": config.embed_dim,
+        "reassemble_factors": [4, 2, 1, 0.5],
+        "neck_hidden_sizes": list(config.out_channels),
+        "fusion_hidden_size": config.features,
+        "head_in_index": -1,
+        "head_hidden_size": 32,
+        "depth_estimation_type": config.head,
+        "max_depth": float(config.max_depth) if config.head == "metric" else 1,
+    }
