@@ -71,7 +71,7 @@ def test_bad_files_are_reported_and_the_rest_goes_on(tiny_weights, tmp_path, cap
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (tmp_path / "empty").mkdir()
     code = main(["image", str(folder), str(tmp_path / "empty"), str(tmp_path / "missing.png"),
-                 "--weights", str(tiny_weights), "--encoder", "vitp", "--out", str(tmp_path / "out"), "--input-size", "56"])
+                 "--weights", str(tiny_weights), "--out", str(tmp_path / "out"), "--input-size", "56"])
     assert code == 1
     errors = capsys.readouterr().err
     assert f"{folder / 'broken.jpg'}: not a readable image" in errors

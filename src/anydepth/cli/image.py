@@ -25,7 +25,8 @@ def add_parser(commands) -> None:
         "(raw float32 at input resolution: relative disparity, or metres for a metric model).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--encoder", default="vits", choices=list(ENCODERS), help="model size (default vits)")
+    parser.add_argument("--encoder", choices=list(ENCODERS),
+                        help="model size; default: read from --weights, else vits")
     parser.add_argument("--weights", help="weights file (official .pth, HF .safetensors or anydepth checkpoint); "
                         "default: the official release from the cache ($ANYDEPTH_CACHE, ~/.cache/anydepth) or the hub")
     parser.add_argument("--variant", default="relative", choices=VARIANTS, help="official release to use without --weights")

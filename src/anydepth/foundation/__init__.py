@@ -13,7 +13,7 @@ from anydepth.foundation.weights import cache_dir, official_weights, resolve_wei
 
 
 def load_depth_anything(
-    encoder: str = "vits",
+    encoder: str | None = None,
     weights=None,
     variant: str = "relative",
     layout: str = "official",
@@ -21,15 +21,17 @@ def load_depth_anything(
 ) -> DepthAnythingV2:
     """A ready-to-run Depth Anything V2 in eval mode.
 
-    weights: a file (official .pth, Hugging Face safetensors, or anydepth checkpoint); None looks
-    in the cache and then downloads the official release for `encoder` and `variant`
+    weights: a file (official .pth, Hugging Face safetensors, or anydepth checkpoint); its encoder
+    is read from the file, and must match `encoder` when both are given. None looks in the cache
+    and then downloads the official release for `encoder` (default 'vits') and `variant`
     ('relative', 'metric-hypersim', 'metric-vkitti').
     """
-    path = resolve_weights(encoder, weights, variant, layout)
     head = max_depth = None
     if weights is None:
+        encoder = encoder or "vits"
         release = official_weights(encoder, variant, layout)
         head, max_depth = release.head, release.max_depth
+    path = resolve_weights(encoder or "vits", weights, variant, layout)
     return load_depth_anything_file(path, encoder=encoder, head=head, max_depth=max_depth).to(device)
 
 
