@@ -79,9 +79,30 @@ def _rename_table() -> list[tuple[str, str]]:
 _TABLE = _rename_table()
 
 
-def _sub_full(pattern: str, template: str, key: str) -> str | None:
-    match = re.match(pattern, key)
-    return match.expand(template) if match else None
+def _inverse_table() -> list[tuple[str, str]]:
+    """(HF regex, official template) pairs for the one-to-one renames."""
+    table = [(re.escape(h) + r"(\.weight|\.bias)?$", o + r"\1") for o, h in _GLOBAL_RENAMES]
+    table += [(r"backbone\.encoder\.layer\.(\d+)\." + re.escape(h) + r"(\.weight|\.bias)?$",
+               r"pretrained.blocks.\1." + o + r"\2") for o, h in _BLOCK_RENAMES]
+    table += [
+        (r"neck\.reassemble_stage\.layers\.(\d+)\.projection\.(weight|bias)$", r"depth_head.projects.\1.\2"),
+        (r"neck\.reassemble_stage\.layers\.(\d+)\.resize\.(weight|bias)$", r"depth_head.resize_layers.\1.\2"),
+    ]
+    return table
+
+
+_INVERSE_TABLE = _inverse_table()
+_FUSION_TO_HF = dict(_FUSION_RENAMES)
+_FUSION_TO_OFFICIAL = {h: o for o, h in _FUSION_RENAMES}
+
+
+def _rename(key: str, table: list[tuple[str, str]]) -> str:
+    """The first table entry matching `key`, expanded; KeyError(key) when none does."""
+    for pattern, template in table:
+        match = re.match(pattern, key)
+        if match:
+            return match.expand(template)
+    raise KeyError(key)
 
 
 def official_to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -96,17 +117,10 @@ def official_to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
                 converted[f"backbone.encoder.layer.{qkv[1]}.{name}.{qkv[2]}"] = part.clone()
         elif rn:
             converted[f"neck.convs.{int(rn[1]) - 1}.weight"] = value
-        elif fusion:
-            inner = dict(_FUSION_RENAMES)[fusion[2]]
-            converted[f"neck.fusion_stage.layers.{4 - int(fusion[1])}.{inner}.{fusion[3]}"] = value
+        elif fusion and fusion[2] in _FUSION_TO_HF:
+            converted[f"neck.fusion_stage.layers.{4 - int(fusion[1])}.{_FUSION_TO_HF[fusion[2]]}.{fusion[3]}"] = value
         else:
-            for pattern, template in _TABLE:
-                new_key = _sub_full(pattern, template, key)
-                if new_key is not None:
-                    converted[new_key] = value
-                    break
-            else:
-                raise KeyError(key)
+            converted[_rename(key, _TABLE)] = value
     return converted
 
 
@@ -137,29 +151,15 @@ def hf_to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             if o_proj in state_dict:
                 state_dict[f"{prefix}attention.output.dense.{kind}"] = state_dict.pop(o_proj)
 
-    inverse = [(re.escape(h) + r"(\.weight|\.bias)?$", o + r"\1") for o, h in _GLOBAL_RENAMES]
-    inverse += [(r"backbone\.encoder\.layer\.(\d+)\." + re.escape(h) + r"(\.weight|\.bias)?$",
-                 r"pretrained.blocks.\1." + o + r"\2") for o, h in _BLOCK_RENAMES]
-    inverse += [
-        (r"neck\.reassemble_stage\.layers\.(\d+)\.projection\.(weight|bias)$", r"depth_head.projects.\1.\2"),
-        (r"neck\.reassemble_stage\.layers\.(\d+)\.resize\.(weight|bias)$", r"depth_head.resize_layers.\1.\2"),
-    ]
-    fusion_inverse = {h: o for o, h in _FUSION_RENAMES}
     for key, value in state_dict.items():
         conv = re.match(r"neck\.convs\.(\d)\.weight$", key)
         fusion = re.match(r"neck\.fusion_stage\.layers\.(\d)\.(.+)\.(weight|bias)$", key)
         if conv:
             converted[f"depth_head.scratch.layer{int(conv[1]) + 1}_rn.weight"] = value
-        elif fusion and fusion[2] in fusion_inverse:
-            converted[f"depth_head.scratch.refinenet{4 - int(fusion[1])}.{fusion_inverse[fusion[2]]}.{fusion[3]}"] = value
+        elif fusion and fusion[2] in _FUSION_TO_OFFICIAL:
+            converted[f"depth_head.scratch.refinenet{4 - int(fusion[1])}.{_FUSION_TO_OFFICIAL[fusion[2]]}.{fusion[3]}"] = value
         else:
-            for pattern, template in inverse:
-                new_key = _sub_full(pattern, template, key)
-                if new_key is not None:
-                    converted[new_key] = value
-                    break
-            else:
-                raise KeyError(key)
+            converted[_rename(key, _INVERSE_TABLE)] = value
     return converted
 
 
