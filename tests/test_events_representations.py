@@ -1,0 +1,173 @@
+"""Event representations: hand-computed known answers, the official semantics, and agreement of
+the fused kernels with the plain-numpy references on random streams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from anydepth.events import EventArray
+from anydepth.events import reference
+from anydepth.events.representations import (
+    PARALLEL_MIN_EVENTS,
+    from_tensors,
+    histogram,
+    normalize_voxel_grid,
+    tencode,
+    tencode_from_voxels,
+    time_surface,
+    voxel_grid,
+)
+
+
+def events_of(rows, sensor_size=(2, 3)):
+    """rows of (x, y, t, p)."""
+    x, y, t, p = (np.array(column) for column in zip(*rows))
+    return EventArray.from_arrays(x, y, t, p, sensor_size)
+
+
+def random_events(count, sensor_size=(48, 64), seed=0, duration_us=50_000):
+    rng = np.random.default_rng(seed)
+    height, width = sensor_size
+    return EventArray.from_arrays(
+        rng.integers(0, width, count), rng.integers(0, height, count),
+        np.sort(rng.integers(0, duration_us, count)), rng.integers(0, 2, count), sensor_size)
+
+
+def test_tencode_last_event_wins_and_time_code():
+    events = events_of([(0, 0, 0, 1), (1, 0, 50, 0), (0, 0, 100, 0)])
+    grid = tencode(events)
+    assert grid.shape == (3, 2, 3) and grid.dtype == np.float32
+    np.testing.assert_array_equal(grid[:, 0, 0], [0, 0, 1])  # newest event (negative, t_n = 1) wins
+    np.testing.assert_array_equal(grid[:, 0, 1], [0, 0.5, 1])  # t_n = 0.5
+    assert grid[:, 1].sum() == 0 and grid[:, 0, 2].sum() == 0  # empty pixels stay 0
+    newest_positive = tencode(events_of([(2, 1, 0, 0), (2, 1, 10, 1)]))
+    np.testing.assert_array_equal(newest_positive[:, 1, 2], [1, 0, 0])  # official: (255, 0, 0) / 255
+
+
+def test_tencode_degenerate_windows_are_defined():
+    assert not tencode(EventArray.empty((2, 3))).any()
+    one_time = tencode(events_of([(0, 0, 7, 1), (1, 1, 7, 0)]))
+    assert np.isfinite(one_time).all()
+    np.testing.assert_array_equal(one_time[:, 0, 0], [1, 1, 0])  # t_n = 0 -> G = 1
+    np.testing.assert_array_equal(one_time[:, 1, 1], [0, 1, 1])
+
+
+def test_tencode_matches_the_official_scatter_on_one_thread():
+    """The official code: put_(index, value, accumulate=False) per channel, which on one CPU
+    thread keeps the last write. Rebuilt here with torch to compare."""
+    events = random_events(20_000, (30, 40), seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, y = torch.from_numpy(events.x.astype(np.int64)), torch.from_numpy(events.y.astype(np.int64))
+        t = torch.from_numpy(events.t.astype(np.float64))
+        pol = torch.from_numpy(events.p.astype(np.float32))
+        t_norm = (t - t[0]) / (t[-1] - t[0])
+        official = torch.zeros(3, 30, 40)
+        base = y * 40 + x
+        official.put_(base, 255.0 * pol, accumulate=False)
+        official.put_(base + 1200, (255.0 * (1 - t_norm)).float(), accumulate=False)
+        official.put_(base + 2400, 255.0 * (1 - pol), accumulate=False)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(tencode(events) * 255.0, official.numpy(), atol=1e-4)
+    np.testing.assert_allclose(tencode(events), reference.tencode(events), atol=1e-7)
+
+
+def test_voxel_grid_b_minus_1_convention_known_answer():
+    # span 100 us, 5 bins: t -> 4 t / 100; t = 25 is exactly bin 1, t = 30 is 1.2
+    events = events_of([(0, 0, 0, 1), (1, 0, 25, 0), (2, 0, 30, 1), (2, 1, 100, 1)])
+    grid = voxel_grid(events, bins=5, normalize=False)
+    expected = np.zeros((5, 2, 3), np.float32)
+    expected[0, 0, 0] = 1.0
+    expected[1, 0, 1] = -1.0  # on the boundary: nothing in bin 2
+    expected[1, 0, 2], expected[2, 0, 2] = 0.8, 0.2
+    expected[4, 1, 2] = 1.0  # the last event sits in bin B - 1 with its full weight
+    np.testing.assert_allclose(grid, expected, atol=1e-6)
+    assert (grid[2, 0, 1] == 0.0) and np.count_nonzero(grid) == 5
+
+
+def test_voxel_grid_keeps_the_mass_of_every_event():
+    events = random_events(5_000, seed=2)
+    grid = voxel_grid(events, bins=5, normalize=False)
+    assert grid.sum() == pytest.approx(float((2 * events.p.astype(int) - 1).sum()), abs=1e-2)
+    assert np.abs(grid).sum() <= len(events) + 1e-2
+
+
+def test_voxel_grid_several_events_on_one_pixel_accumulate():
+    events = events_of([(1, 1, 0, 1), (1, 1, 0, 1), (1, 1, 40, 0), (0, 0, 40, 1)])
+    grid = voxel_grid(events, bins=3, normalize=False)
+    assert grid[0, 1, 1] == 2.0 and grid[2, 1, 1] == -1.0 and grid[2, 0, 0] == 1.0
+
+
+def test_voxel_normalisation_known_answer():
+    events = events_of([(0, 0, 0, 1), (0, 0, 1, 1), (1, 0, 1, 0)])  # bins=2: t -> t / 1
+    raw = voxel_grid(events, bins=2, normalize=False)
+    # non-zero voxels: [0,0,0] = 1, [1,0,0] = 1, [1,0,1] = -1: mean 1/3, population std sqrt(8/9)
+    mean, std = 1 / 3, math.sqrt(8 / 9)
+    normalized = voxel_grid(events, bins=2, normalize=True)
+    np.testing.assert_allclose(normalized[raw != 0], (raw[raw != 0] - mean) / std, rtol=1e-6)
+    assert (normalized[raw == 0] == 0).all()
+    np.testing.assert_allclose(normalize_voxel_grid(raw), normalized, rtol=1e-6)
+    single = voxel_grid(events_of([(0, 0, 5, 1)]), bins=5)  # std 0: left as is, no NaN
+    assert single[0, 0, 0] == 1.0 and np.isfinite(single).all()
+
+
+def test_voxel_grid_degenerate_windows():
+    assert not voxel_grid(EventArray.empty((2, 3))).any()
+    same_time = voxel_grid(events_of([(0, 0, 9, 1), (1, 0, 9, 0)]), bins=5, normalize=False)
+    assert same_time[0, 0, 0] == 1.0 and same_time[0, 0, 1] == -1.0 and np.abs(same_time[1:]).sum() == 0
+
+
+def test_voxel_grid_bilinear_in_space_for_fractional_coordinates():
+    events = EventArray.from_arrays(np.array([0.5, 2.0]), np.array([0.25, 1.0]), np.array([0, 10]), np.array([1, 1]), (2, 3))
+    assert events.x.dtype == np.float32
+    grid = voxel_grid(events, bins=2, normalize=False)
+    np.testing.assert_allclose(grid[0], [[0.375, 0.375, 0], [0.125, 0.125, 0]], atol=1e-6)
+    np.testing.assert_allclose(grid[1], [[0, 0, 0], [0, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(grid, reference.voxel_grid(events, bins=2, normalize=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("count", [3_000, PARALLEL_MIN_EVENTS + 1_000])
+def test_voxel_grid_matches_the_numpy_reference(count):
+    events = random_events(count, (40, 50), seed=3)
+    for normalize in (False, True):
+        np.testing.assert_allclose(voxel_grid(events, 5, normalize), reference.voxel_grid(events, 5, normalize), atol=2e-4)
+
+
+def test_histogram_and_clip():
+    events = events_of([(0, 0, 0, 1), (0, 0, 1, 1), (0, 0, 2, 0), (2, 1, 3, 0)])
+    counts = histogram(events)
+    assert counts[1, 0, 0] == 2 and counts[0, 0, 0] == 1 and counts[0, 1, 2] == 1 and counts.sum() == 4
+    assert histogram(events, clip=1.0)[1, 0, 0] == 1.0
+    np.testing.assert_array_equal(histogram(random_events(2_000, seed=4)), reference.histogram(random_events(2_000, seed=4)))
+
+
+def test_time_surface_decay():
+    events = events_of([(0, 0, 0, 1), (1, 0, 1_000, 0), (0, 0, 2_000, 1)])
+    surface = time_surface(events, tau_us=1_000.0, t_ref_us=3_000)
+    assert surface[1, 0, 0] == pytest.approx(math.exp(-1.0))  # last positive event at 2000
+    assert surface[0, 0, 1] == pytest.approx(math.exp(-2.0))
+    assert surface[0, 0, 0] == 0 and surface[:, 1].sum() == 0
+
+
+def test_tencode_from_voxels_official_semantics():
+    voxels = np.zeros((5, 1, 3), np.float32)
+    voxels[0, 0, 0] = 0.4  # positive in the first bin: (1, 1, 0)
+    voxels[1, 0, 1], voxels[3, 0, 1] = 1.0, -2.0  # later negative bin overwrites: (0, 0.25, 1)
+    grid = tencode_from_voxels(voxels)
+    np.testing.assert_allclose(grid[:, 0, 0], [1, 1, 0])
+    np.testing.assert_allclose(grid[:, 0, 1], [0, 0.25, 1])
+    assert grid[:, 0, 2].sum() == 0
+
+
+def test_torch_in_and_out():
+    events = random_events(1_000, seed=5)
+    tensors = [torch.from_numpy(a.astype(np.int64)) for a in (events.x, events.y, events.t, events.p)]
+    grid = from_tensors(*tensors, sensor_size=events.sensor_size, representation="voxel", bins=5)
+    assert isinstance(grid, torch.Tensor) and grid.shape == (5, 48, 64)
+    np.testing.assert_allclose(grid.numpy(), voxel_grid(events, 5), atol=1e-6)
