@@ -46,6 +46,14 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
     position = (t - t[0]) * (bins - 1) / span if span > 0 else np.zeros_like(t)
     lower = np.floor(position).astype(np.int64)
     value = 2.0 * events.p.astype(np.float64) - 1.0
+    if events.x.dtype.kind != "f" and events.y.dtype.kind != "f":
+        # integer pixels: two np.add.at passes (lower and upper bin), as the E2VID numpy code
+        x, y = events.x.astype(np.int64), events.y.astype(np.int64)
+        weight = position - lower
+        np.add.at(out, (lower, y, x), (value * (1.0 - weight)).astype(np.float32))
+        upper = lower + 1 < bins
+        np.add.at(out, (lower[upper] + 1, y[upper], x[upper]), (value * weight)[upper].astype(np.float32))
+        return _normalize(out) if normalize else out
     x, y = events.x.astype(np.float64), events.y.astype(np.float64)
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     for db in (0, 1):
@@ -57,13 +65,16 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
                 w = value * w_t * (1.0 - np.abs(xx - x)) * (1.0 - np.abs(yy - y))
                 keep = (b < bins) & (xx < width) & (yy < height) & (w != 0)
                 np.add.at(out, (b[keep], yy[keep], xx[keep]), w[keep].astype(np.float32))
-    if normalize:
-        nonzero = out != 0
-        if nonzero.any():
-            mean = out[nonzero].mean(dtype=np.float64)
-            std = out[nonzero].std(dtype=np.float64)
-            if std > 0:
-                out[nonzero] = ((out[nonzero] - mean) / std).astype(np.float32)
+    return _normalize(out) if normalize else out
+
+
+def _normalize(out: np.ndarray) -> np.ndarray:
+    nonzero = out != 0
+    if nonzero.any():
+        mean = out[nonzero].mean(dtype=np.float64)
+        std = out[nonzero].std(dtype=np.float64)
+        if std > 0:
+            out[nonzero] = ((out[nonzero] - mean) / std).astype(np.float32)
     return out
 
 
