@@ -29,7 +29,8 @@ def test_conventions_on_construction():
         ([0, 5], [0, 0], [0, 1], [0, 1], "x = 5 outside the 4x5 sensor"),
         ([0, 1], [0, -1], [0, 1], [0, 1], "y = -1 outside the 4x5 sensor"),
         ([0, 1], [0, 0], [5, 4], [0, 1], "timestamps are not sorted: event 1 at 4 µs comes after 5 µs"),
-        ([0, 1], [0, 0], [0, 1], [0, 2], "polarities must be 0/1, -1/+1 or booleans"),
+        ([0, 1], [0, 0], [0, 1], [0, 2], "polarities must be 0/1, -1/+1 or booleans, found values from 0 to 2"),
+        ([0, 1], [0, 0], [0, 1], [-1, 0], "found values from -1 to 0"),
         ([0, 1], [0, 0], [0.0, np.nan], [0, 1], "timestamps contain NaN"),
     ],
 )

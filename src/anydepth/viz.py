@@ -37,3 +37,29 @@ def colorize(values: np.ndarray, cmap: str = "Spectral_r", vmin: float | None = 
 def grayscale(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """(H, W) map -> (H, W, 3) grey uint8 (min-max scaled)."""
     return np.repeat(normalize_to_uint8(values, vmin, vmax)[..., None], 3, axis=-1)
+
+
+def render_events(grid: np.ndarray, kind: str) -> np.ndarray:
+    """A representation grid (C, H, W) as an (H, W, 3) RGB uint8 picture.
+
+    tencode: its three channels as RGB (new positive red, old negative cyan, empty black);
+    voxel: the sum over bins on a diverging map (positive red, negative blue, zero white);
+    histogram: positive counts red, negative blue, on white; time_surface: the newer of the two
+    polarities on the magma map.
+    """
+    grid = np.asarray(grid, dtype=np.float32)
+    if kind == "tencode":
+        return (np.clip(grid.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+    if kind == "voxel":
+        signed = grid.sum(axis=0)
+        limit = float(np.percentile(np.abs(signed[signed != 0]), 99)) if (signed != 0).any() else 1.0
+        return colorize(signed, "bwr", vmin=-limit, vmax=limit)
+    if kind == "histogram":
+        negative, positive = grid[0], grid[1]
+        limit = max(float(np.percentile(grid[grid > 0], 99)) if (grid > 0).any() else 1.0, 1.0)
+        red, blue = np.clip(positive / limit, 0, 1), np.clip(negative / limit, 0, 1)
+        picture = np.stack([1 - blue, 1 - red - blue, 1 - red], axis=-1)
+        return (np.clip(picture, 0, 1) * 255).round().astype(np.uint8)
+    if kind == "time_surface":
+        return colorize(grid.max(axis=0), "magma", vmin=0.0, vmax=1.0)
+    raise ValueError(f"unknown representation kind {kind!r}")

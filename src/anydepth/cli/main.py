@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from anydepth import __version__
-from anydepth.cli import image
+from anydepth.cli import events, image
 from anydepth.errors import AnydepthError
 
-COMMANDS = {"image": image}
+COMMANDS = {"image": image, "events": events}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(args) -> str:
+    action = getattr(args, "action", None)
+    return " ".join(part for part in ("anydepth", args.command, action) if part)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -33,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except AnydepthError as error:
-        print(f"anydepth {args.command}: error: {error}", file=sys.stderr)
+        print(f"{_command_name(args)}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"anydepth {args.command}: interrupted", file=sys.stderr)
+        print(f"{_command_name(args)}: interrupted", file=sys.stderr)
         return 130
 
 

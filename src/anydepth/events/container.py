@@ -212,13 +212,15 @@ def _check_coordinates(x: np.ndarray, y: np.ndarray, height: int, width: int, so
 
 
 def _as_polarity(p: np.ndarray, source) -> np.ndarray:
-    if p.dtype == np.bool_:
+    """0/1, -1/+1 or booleans -> int8 0/1, from min/max (no sort: this runs on every window)."""
+    if p.dtype == np.bool_ or not len(p):
         return p.astype(np.int8)
-    if not len(p):
-        return p.astype(np.int8)
-    values = np.unique(p)
-    if np.all(np.isin(values, (0, 1))):
+    if p.dtype.kind not in "iu" and not np.all(p == np.round(p)):
+        raise FormatError("polarities must be 0/1, -1/+1 or booleans, found fractional values", source)
+    low, high = p.min(), p.max()
+    if low >= 0 and high <= 1:
         return p.astype(np.int8, copy=False)
-    if np.all(np.isin(values, (-1, 1))):
+    if low >= -1 and high <= 1 and not (p == 0).any():
         return (p > 0).astype(np.int8)
-    raise FormatError(f"polarities must be 0/1, -1/+1 or booleans, found {values[:5].tolist()}", source)
+    found = sorted({int(low), int(high)})
+    raise FormatError(f"polarities must be 0/1, -1/+1 or booleans, found values from {found[0]} to {found[-1]}", source)

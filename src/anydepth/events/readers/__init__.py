@@ -1,0 +1,159 @@
+"""Event file readers: one table of formats, and `open_events` that picks one by file signature,
+HDF5 layout, extension or folder layout.
+
+    with open_events("zurich_city_09_a/events/left/events.h5") as reader:
+        for events in reader.windows(window_us=50_000):
+            ...
+
+Adding a format is one `ReaderEntry` here plus its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from anydepth.errors import FormatError, InputError
+from anydepth.events.readers.aedat4 import AEDAT4_SIGNATURE, Aedat4Reader
+from anydepth.events.readers.base import EventReader, InMemoryEventReader
+from anydepth.events.readers.files import check_file, has_hdf5_signature, open_hdf5
+from anydepth.events.readers.dsec import DsecEventReader
+from anydepth.events.readers.mvsec import MvsecEventReader
+from anydepth.events.readers.plain import H5EventReader, NpzEventReader, TxtEventReader
+from anydepth.events.readers.voxel_folders import is_voxel_folder
+
+ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+def _is_dsec(names: set[str]) -> bool:
+    return all(f"events/{k}" in names for k in "xytp") and ("ms_to_idx" in names or "t_offset" in names)
+
+
+def _is_mvsec(names: set[str]) -> bool:
+    return any(f"davis/{camera}/events" in names for camera in ("left", "right"))
+
+
+def _is_plain_h5(names: set[str]) -> bool:
+    return all(k in names for k in "xytp") or all(f"events/{k}" in names for k in "xytp")
+
+
+@dataclass(frozen=True)
+class ReaderEntry:
+    """One format: its reader, file extensions, leading signature (None: plain text), and for
+    formats that share a container (HDF5) the test on the container's dataset names."""
+
+    name: str
+    reader: type[EventReader]
+    extensions: tuple[str, ...]
+    signature: str  # "hdf5", "aedat4", "zip" or "" (none)
+    claims: Callable[[set[str]], bool] | None
+    description: str
+
+
+READERS: dict[str, ReaderEntry] = {entry.name: entry for entry in (
+    ReaderEntry("dsec", DsecEventReader, (".h5", ".hdf5"), "hdf5", _is_dsec,
+                "DSEC events.h5 (events/{x,y,t,p}, ms_to_idx, t_offset)"),
+    ReaderEntry("mvsec", MvsecEventReader, (".hdf5", ".h5"), "hdf5", _is_mvsec,
+                "MVSEC *_data.hdf5 (davis/left/events)"),
+    ReaderEntry("h5", H5EventReader, (".h5", ".hdf5"), "hdf5", _is_plain_h5,
+                "HDF5 with x, y, t, p datasets"),
+    ReaderEntry("aedat4", Aedat4Reader, (".aedat4",), "aedat4", None, "AEDAT4 (iniVation DV)"),
+    ReaderEntry("npz", NpzEventReader, (".npz",), "zip", None, "NumPy .npz with x, y, t, p arrays"),
+    ReaderEntry("txt", TxtEventReader, (".txt",), "", None, "text lines 't x y p' (t in seconds)"),
+)}
+
+
+def _signature_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(AEDAT4_SIGNATURE):
+        return "aedat4"
+    if head.startswith(ZIP_SIGNATURE):
+        return "zip"
+    if has_hdf5_signature(path):
+        return "hdf5"
+    return ""
+
+
+def _hdf5_names(path: Path) -> set[str]:
+    """Dataset and group names of an HDF5 file, two levels deep (FormatError if it cannot open)."""
+    with open_hdf5(path) as h5file:
+        names = set()
+        for key in h5file:
+            names.add(key)
+            node = h5file.get(key)
+            if hasattr(node, "keys"):
+                for child in node:
+                    names.add(f"{key}/{child}")
+                    grandchild = node.get(child)
+                    if hasattr(grandchild, "keys"):
+                        names.update(f"{key}/{child}/{name}" for name in grandchild)
+        return names
+
+
+def detect_format(path: str | Path) -> str:
+    """The name of the reader for a file (a key of READERS), from its signature and layout, or its
+    extension when it has no signature. FormatError naming the file when none fits."""
+    path = check_file(path)
+    signature = _signature_of(path)
+    suffix = path.suffix.lower()
+    if signature == "hdf5":
+        names = _hdf5_names(path)
+        for entry in READERS.values():
+            if entry.signature == "hdf5" and entry.claims(names):
+                return entry.name
+        found = ", ".join(sorted(names)[:8]) or "nothing"
+        raise FormatError(f"HDF5 file of unknown layout: expected DSEC events/{{x,y,t,p}} + ms_to_idx, MVSEC "
+                          f"davis/left/events, or x, y, t, p datasets; found {found}", path)
+    if signature:
+        return next(entry.name for entry in READERS.values() if entry.signature == signature)
+    for entry in READERS.values():
+        if suffix in entry.extensions:
+            if entry.signature:
+                raise FormatError(f"not a {entry.description} file: its {entry.signature.upper()} signature is "
+                                  f"missing (another format, or a damaged header)", path)
+            return entry.name
+    known = ", ".join(sorted({ext for entry in READERS.values() for ext in entry.extensions}))
+    raise FormatError(f"unknown event file format (no known signature; readable: {known})", path)
+
+
+def open_events(path: str | Path, format: str | None = None, **options) -> EventReader:
+    """Open an event file (or a DSEC sequence folder) with the reader of its format.
+
+    format: a key of READERS to skip detection ("dsec", "mvsec", "h5", "aedat4", "npz", "txt");
+    options: passed to the reader (e.g. rectify=True for DSEC, camera="right" for MVSEC,
+    sensor_size=(h, w) / time_unit="s" for plain files, repair=True to sort and drop instead of
+    raising). Close the reader (or use it as a context manager) to release the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        events_file = path / "events" / "left" / "events.h5"
+        if events_file.is_file():
+            path = events_file
+        elif is_voxel_folder(path):
+            raise FormatError("this folder holds precomputed voxel grids, not events: open it with "
+                              "anydepth.events.dataset.open_sequence", path)
+        else:
+            raise FormatError("folder is not a DSEC sequence (no events/left/events.h5)", path)
+    if format is None:
+        format = detect_format(path)
+    elif format not in READERS:
+        raise InputError(f"unknown event format {format!r}; known: {', '.join(READERS)}")
+    return READERS[format].reader(path, **options)
+
+
+__all__ = [
+    "READERS",
+    "Aedat4Reader",
+    "DsecEventReader",
+    "EventReader",
+    "H5EventReader",
+    "InMemoryEventReader",
+    "MvsecEventReader",
+    "NpzEventReader",
+    "ReaderEntry",
+    "TxtEventReader",
+    "detect_format",
+    "open_events",
+]
