@@ -1,5 +1,6 @@
 """Event representation throughput: anydepth's fused kernels against plain-numpy references
-(`np.add.at` scatter, the way E2VID / E2Depth build voxel grids in numpy) in the same run.
+(`np.add.at` scatter, the way E2VID / E2Depth build voxel grids in numpy) in the same run, and
+against tonic's numpy functions when `tonic` is installed (it is not a dependency of anydepth).
 
     python benchmarks/events.py                      # 10 M events at 640x480
     python benchmarks/events.py --events 2000000 --size 260x346 --repeats 5
@@ -29,6 +30,30 @@ CASES = {
     "histogram": (rep.histogram, reference.histogram),
     "time surface": (rep.time_surface, None),
 }
+
+
+def tonic_cases():
+    """tonic's voxel grid and frame, on its structured arrays (prepared outside the timing)."""
+    try:
+        import tonic.functional as tonic_functional
+    except ImportError:
+        return {}
+
+    def structured(events: EventArray) -> np.ndarray:
+        array = np.zeros(len(events), dtype=[("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
+        array["x"], array["y"], array["t"], array["p"] = events.x, events.y, events.t, events.p
+        return array
+
+    def voxel(events_and_size):
+        array, size = events_and_size
+        return tonic_functional.to_voxel_grid_numpy(array.copy(), size, n_time_bins=5)
+
+    def frame(events_and_size):
+        array, size = events_and_size
+        return tonic_functional.to_frame_numpy(array, size, n_time_bins=1)
+
+    prepare = lambda events: (structured(events), (events.width, events.height, 2))  # noqa: E731
+    return {"voxel grid (B=5, raw)": (voxel, prepare), "histogram": (frame, prepare)}
 
 
 def uniform_stream(count: int, height: int, width: int, seed: int = 0, duration_us: int = 50_000) -> EventArray:
@@ -69,6 +94,16 @@ def median_seconds(function, events, repeats: int) -> float:
     return statistics.median(times)
 
 
+def median_seconds_prepared(function, prepared, repeats: int) -> float:
+    function(prepared)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(prepared)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -80,7 +115,9 @@ def main() -> None:
     height, width = (int(v) for v in args.size.lower().split("x"))
     print(f"{args.events / 1e6:g} M events at {width}x{height}, numba {numba.__version__} with {numba.get_num_threads()} threads; "
           f"median of {args.repeats} (numpy reference: {args.reference_repeats})")
-    print(f"{'stream':>8} | {'representation':>29} | {'anydepth':>12} | {'numpy np.add.at':>15} | speed-up")
+    tonic = tonic_cases()
+    print(f"{'stream':>8} | {'representation':>29} | {'anydepth':>12} | {'numpy np.add.at':>15} | speed-up"
+          + (f" | {'tonic':>10} | speed-up" if tonic else " | (tonic not installed)"))
     rows = []
     for stream_name, make in (("uniform", uniform_stream), ("edges", edge_stream)):
         events = make(args.events, height, width)
@@ -89,10 +126,18 @@ def main() -> None:
             slow_seconds = median_seconds(slow, events, args.reference_repeats) if slow else float("nan")
             if slow:
                 np.testing.assert_allclose(fast(events), slow(events), atol=1e-3)
-            rows.append({"stream": stream_name, "representation": name, "events_per_s": args.events / seconds,
-                         "reference_events_per_s": args.events / slow_seconds, "speedup": slow_seconds / seconds})
-            print(f"{stream_name:>8} | {name:>29} | {args.events / seconds / 1e6:8.0f} M/s | "
-                  f"{args.events / slow_seconds / 1e6:11.1f} M/s | {slow_seconds / seconds:6.1f}x")
+            row = {"stream": stream_name, "representation": name, "events_per_s": args.events / seconds,
+                   "reference_events_per_s": args.events / slow_seconds, "speedup": slow_seconds / seconds}
+            line = (f"{stream_name:>8} | {name:>29} | {args.events / seconds / 1e6:8.0f} M/s | "
+                    f"{args.events / slow_seconds / 1e6:11.1f} M/s | {slow_seconds / seconds:7.1f}x")
+            if name in tonic:
+                function, prepare = tonic[name]
+                prepared = prepare(events)
+                tonic_seconds = median_seconds_prepared(function, prepared, args.reference_repeats)
+                row["tonic_events_per_s"] = args.events / tonic_seconds
+                line += f" | {args.events / tonic_seconds / 1e6:6.1f} M/s | {tonic_seconds / seconds:7.1f}x"
+            rows.append(row)
+            print(line)
     if args.json:
         args.json.write_text(json.dumps({"events": args.events, "size": [height, width], "rows": rows}, indent=2))
 
