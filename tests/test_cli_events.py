@@ -37,6 +37,14 @@ def test_render_every_representation(realdata, tmp_path):
             assert gif.n_frames == 12
 
 
+def test_render_mp4(realdata, tmp_path):
+    recording = str(realdata / "dvxplorer_aedat4" / "sample.aedat4")
+    video = tmp_path / "events.mp4"
+    assert main(["events", "render", recording, "--out", str(tmp_path / "f"), "--video", str(video)]) == 0
+    capture = cv2.VideoCapture(str(video))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 12 and capture.read()[0]
+
+
 def test_tencode_render_shows_polarity_colours(realdata, tmp_path):
     recording = str(realdata / "dvxplorer_aedat4" / "sample.aedat4")
     assert main(["events", "render", recording, "--out", str(tmp_path), "--window-ms", "100"]) == 0
