@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from anydepth.errors import CheckpointError
 from anydepth.foundation import hf_keys
@@ -24,8 +25,9 @@ from anydepth.foundation.model import DepthAnythingV2
 ANYDEPTH_FORMAT = "anydepth.depth_anything"
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], DepthAnythingConfig | None]:
-    """Read a weights file. Returns (state dict in the official layout, config if the file carries one)."""
+def read_container(path: str | Path) -> dict:
+    """Load a checkpoint file (torch pickle with weights_only=True, or safetensors) into a dict,
+    with one-line CheckpointErrors for missing, truncated, corrupt or foreign files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", path)
@@ -41,6 +43,13 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], DepthAny
         raise CheckpointError(f"cannot read checkpoint ({reason})", path) from None
     if not isinstance(container, dict):
         raise CheckpointError(f"expected a state dict, found a {type(container).__name__}", path)
+    return container
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], DepthAnythingConfig | None]:
+    """Read a weights file. Returns (state dict in the official layout, config if the file carries one)."""
+    path = Path(path)
+    container = read_container(path)
 
     config = None
     if container.get("format") == ANYDEPTH_FORMAT:
@@ -90,8 +99,11 @@ def describe(config: DepthAnythingConfig) -> str:
     return f"{config.encoder} (embed_dim {config.embed_dim}, {config.depth} blocks)"
 
 
-def load_state_dict_strict(model: DepthAnythingV2, state_dict: dict, path: str | Path | None = None) -> None:
-    """Load with a strict key and shape match; a mismatch raises one line naming what differs."""
+def load_strict(model: nn.Module, state_dict: dict, path: str | Path | None, description: str) -> None:
+    """load_state_dict with a strict key and shape match; a mismatch raises one line naming what
+    differs (`description` names the model, e.g. "Depth Anything V2 vits (...)")."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError("the checkpoint holds no state dict", path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -101,13 +113,10 @@ def load_state_dict_strict(model: DepthAnythingV2, state_dict: dict, path: str |
             parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        raise CheckpointError(f"does not match Depth Anything V2 {describe(model.config)}: " + "; ".join(parts), path)
+        raise CheckpointError(f"does not match {description}: " + "; ".join(parts), path)
     for key, value in state_dict.items():
-        if value.shape != expected[key].shape:
-            raise CheckpointError(
-                f"shape of {key} is {tuple(value.shape)}, model {describe(model.config)} expects {tuple(expected[key].shape)}",
-                path,
-            )
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"shape of {key} is {tuple(value.shape)}, {description} expects {tuple(expected[key].shape)}", path)
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -141,7 +150,7 @@ def load_depth_anything_file(
         overrides["max_depth"] = float(max_depth)
     config = config.replace(**overrides)
     model = DepthAnythingV2(config)
-    load_state_dict_strict(model, state_dict, path)
+    load_strict(model, state_dict, path, f"Depth Anything V2 {describe(config)}")
     return model.eval()
 
 
@@ -186,34 +195,41 @@ def export_hf_folder(model: DepthAnythingV2, folder: str | Path) -> Path:
 
 
 def random_state_dict(config: DepthAnythingConfig | str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic random weights in the official layout, with magnitudes that keep activations
-    in a sane range (norm weights near 1, LayerScale 0.1, fan-in scaled conv/linear weights).
+    """Deterministic random weights in the official layout (see `random_weights`).
 
     Used by the tests and examples in place of the official files, which cannot be downloaded here.
-    Every tensor is drawn from one CPU generator in sorted key order, so the result is the same on
-    every machine.
     """
     if isinstance(config, str):
         config = get_config(config)
-    shapes = {k: v.shape for k, v in DepthAnythingV2(config).state_dict().items()}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in DepthAnythingV2(config).state_dict().items()}
+    return random_weights(shapes, seed)
+
+
+def random_weights(shapes: dict[str, torch.Size], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Deterministic random tensors for a state dict's shapes, with magnitudes that keep
+    activations in a sane range: norm weights near 1, LayerScale 0.1, biases and tokens small,
+    conv/linear weights scaled by 1/sqrt(fan-in). Every tensor is drawn from one CPU generator in
+    sorted key order, so the result is the same on every machine."""
     generator = torch.Generator().manual_seed(seed)
     state_dict = {}
     for key in sorted(shapes):
-        shape = shapes[key]
+        shape = tuple(shapes[key])
         noise = torch.randn(shape, generator=generator)
+        parts = key.split(".")
         if key == "depth_head.scratch.output_conv2.2.bias":
             value = 1.0 + 0.0 * noise  # keep the final ReLU mostly open, so outputs are informative
         elif key.endswith(".gamma"):
             value = 0.1 + 0.02 * noise
-        elif "norm" in key.split(".")[-2] and key.endswith(".weight"):
+        elif len(parts) > 1 and "norm" in parts[-2] and key.endswith(".weight"):
             value = 1.0 + 0.1 * noise
-        elif key.endswith(".bias") or key.endswith("_token"):
+        elif key.endswith(".bias") or key.endswith("_token") or len(shape) < 2:
             value = 0.02 * noise
         elif key.endswith("pos_embed"):
             value = 0.05 * noise
         else:
             fan_in = shape[1] * (shape[2] * shape[3] if len(shape) == 4 else 1)
-            if "resize_layers" in key and len(shape) == 4 and key.split(".")[2] in ("0", "1"):
+            if "resize_layers" in key and len(shape) == 4 and parts[2] in ("0", "1"):
                 fan_in = shape[0]  # transposed conv: (in, out, k, k), each output sees `in` inputs
             value = noise / fan_in**0.5
         state_dict[key] = value.contiguous()

@@ -35,9 +35,8 @@ class FeatureFusionBlock(nn.Module):
     With `size` None the path is upsampled by 2, else resized to `size` (h, w).
     """
 
-    def __init__(self, features: int, align_corners: bool = True):
+    def __init__(self, features: int):
         super().__init__()
-        self.align_corners = align_corners
         self.out_conv = nn.Conv2d(features, features, 1)
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
@@ -47,22 +46,27 @@ class FeatureFusionBlock(nn.Module):
             path = path + self.resConfUnit1(skip)
         path = self.resConfUnit2(path)
         if size is None:
-            path = F.interpolate(path, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
+            path = F.interpolate(path, scale_factor=2, mode="bilinear", align_corners=True)
         else:
-            path = F.interpolate(path, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+            path = F.interpolate(path, size=tuple(size), mode="bilinear", align_corners=True)
         return self.out_conv(path)
 
 
+FINAL_ACTIVATIONS = {"relu": lambda: nn.ReLU(True), "sigmoid": nn.Sigmoid, "softplus": nn.Softplus, "none": nn.Identity}
+
+
 class DPTHead(nn.Module):
-    """DPT decoder. Output (B, 1, 14 * patch_h, 14 * patch_w): ReLU'd relative inverse depth for
-    head="relative", sigmoid in [0, 1] for head="metric" (the model multiplies by max_depth)."""
+    """DPT decoder. Output (B, 1, 14 * patch_h, 14 * patch_w) after `final_activation`: "relu" for
+    DAv2's relative inverse depth, "sigmoid" for its metric head (the model multiplies by
+    max_depth), "softplus" for Depth AnyEvent. align_corners: of the final upsampling (DAv2 True,
+    Depth AnyEvent False); the fusion blocks always use True, as in all released code."""
 
     def __init__(
         self,
         in_channels: int,
         features: int,
         out_channels: tuple[int, ...],
-        head: str = "relative",
+        final_activation: str = "relu",
         align_corners: bool = True,
     ):
         super().__init__()
@@ -80,9 +84,9 @@ class DPTHead(nn.Module):
         for level, channels in enumerate(out_channels, start=1):
             setattr(self.scratch, f"layer{level}_rn", nn.Conv2d(channels, features, 3, padding=1, bias=False))
         for level in range(1, 5):
-            setattr(self.scratch, f"refinenet{level}", FeatureFusionBlock(features, align_corners))
+            setattr(self.scratch, f"refinenet{level}", FeatureFusionBlock(features))
         self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
-        final = nn.Sigmoid() if head == "metric" else nn.ReLU(True)
+        final = FINAL_ACTIVATIONS[final_activation]()
         self.scratch.output_conv2 = nn.Sequential(
             nn.Conv2d(features // 2, 32, 3, padding=1),
             nn.ReLU(True),

@@ -27,7 +27,8 @@ class DepthAnythingV2(nn.Module):
         self.config = config
         self.pretrained = DinoVisionTransformer(config)
         self.depth_head = DPTHead(
-            config.embed_dim, config.features, config.out_channels, config.head, config.head_align_corners
+            config.embed_dim, config.features, config.out_channels,
+            "sigmoid" if config.head == "metric" else "relu", config.head_align_corners,
         )
 
     @staticmethod

@@ -24,13 +24,15 @@ def _round_to_multiple(value: float, multiple: int, min_value: int) -> int:
     return rounded
 
 
-def network_size(height: int, width: int, input_size: int = 518, multiple: int = PATCH_SIZE) -> tuple[int, int]:
+def network_size(height: int, width: int, input_size: int | tuple[int, int] = 518, multiple: int = PATCH_SIZE) -> tuple[int, int]:
     """(h, w) the network sees for an image of (height, width): lower-bound resize keeping the
-    aspect ratio, each side a multiple of 14 and at least input_size (the official `Resize`)."""
-    scale = max(input_size / height, input_size / width)
+    aspect ratio, each side a multiple of 14 and at least the target (the official `Resize`).
+    input_size: one side for both, or a (target_h, target_w) pair as Depth AnyEvent uses."""
+    target_h, target_w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    scale = max(target_h / height, target_w / width)
     return (
-        _round_to_multiple(scale * height, multiple, input_size),
-        _round_to_multiple(scale * width, multiple, input_size),
+        _round_to_multiple(scale * height, multiple, target_h),
+        _round_to_multiple(scale * width, multiple, target_w),
     )
 
 
