@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
+from anydepth.eventdepth import MODELS, DepthStream, load_model
 
 
 def add_parser(commands) -> None:
@@ -27,6 +29,22 @@ def add_parser(commands) -> None:
     render.add_argument("--fps", type=float, default=20.0, help="video frame rate (default 20)")
     render.set_defaults(run=run_render)
 
+    predict = actions.add_parser("predict", help="stream a recording through an event depth model",
+                                 description="Depth per window of any supported recording, with the recurrent state "
+                                 "carried from window to window. Writes depth_<k>.png (colour) and depth_<k>.npy "
+                                 "(float32: metres for E2Depth/EReFormer, relative depth for DepthAnyEvent).")
+    predict.add_argument("file", help="recording")
+    predict.add_argument("--model", default="depthanyevent-r", choices=list(MODELS), help="student (default depthanyevent-r)")
+    predict.add_argument("--weights", required=True, help="checkpoint of that model (official container or anydepth's)")
+    predict.add_argument("--encoder", help="DepthAnyEvent encoder to expect (vits, vitb, vitl); checked against the file")
+    window = predict.add_mutually_exclusive_group()
+    window.add_argument("--window-ms", type=float, help="time window per prediction (default 50 ms)")
+    window.add_argument("--window-events", type=int, help="events per prediction instead of a time window")
+    predict.add_argument("--out", default="events-depth", help="output folder (default ./events-depth)")
+    predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
+    predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    predict.set_defaults(run=run_predict)
+
 
 def run_info(args) -> int:
     for line in describe_recording(args.file).lines():
@@ -41,4 +59,27 @@ def run_render(args) -> int:
     print(f"{len(frames)} windows of {args.window_ms:g} ms rendered as {args.repr} in {args.out}")
     if args.video:
         print(f"video: {write_video(frames, args.video, args.fps)}")
+    return 0
+
+
+def run_predict(args) -> int:
+    import torch
+
+    from anydepth.eventdepth.stream import predict_recording
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = load_model(args.model, args.weights).to(device)
+    if args.encoder and getattr(model.config, "encoder", args.encoder) != args.encoder:
+        raise InputError(f"{args.weights}: holds a {model.config.encoder} model, not {args.encoder}")
+    window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
+    if window_us is not None and window_us <= 0:
+        raise InputError(f"window must be at least 1 µs, got {args.window_ms} ms")
+    total = None if args.window_events else count_windows(args.file, window_us / 1000)
+    stream = DepthStream(model)
+    results = predict_recording(args.file, model, window_us, args.window_events, args.out, args.video, stream=stream)
+    count = sum(1 for _ in tqdm(results, total=total, desc="depth", unit="window", disable=None))
+    print(f"{count} windows -> {args.out}; mean latency {stream.mean_latency_ms:.1f} ms per window "
+          f"(first window {stream.first_latency_ms:.0f} ms; {args.model}, {device})")
+    if args.video:
+        print(f"video: {args.video}")
     return 0
