@@ -439,11 +439,12 @@ class E2Depth(EventDepthModel):
 
 
 # ---- the official checkpoint container -------------------------------------------------------
-def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu") -> E2Depth:
+def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu", **overrides) -> E2Depth:
     """Build E2Depth from an official checkpoint alone: a torch dict with `arch`
     ("E2VIDRecurrent"), `state_dict` and the model config in `model` (compressed files) or
     `config["model"]` (training checkpoints), as the official `load_model` reads it. D_max and α come
     from `config["depth_conversion"]` when anydepth wrote the file, else 80 m and 3.70378.
+    overrides: `E2DepthConfig` fields replacing the file's (e.g. max_depth=100.0).
     The weights must match exactly; anything else raises a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
@@ -469,6 +470,8 @@ def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu") -> 
                                              conversion.get("reg_factor", REG_FACTOR))
     except (InputError, TypeError, ValueError) as error:
         raise CheckpointError(f"bad model config ({error})", path) from None
+    if overrides:
+        config = E2DepthConfig.from_dict({**config.to_dict(), **overrides})
     model = E2Depth(config)
     _load_state_dict_strict(model, container["state_dict"], path)
     return model.eval()
