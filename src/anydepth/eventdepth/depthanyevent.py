@@ -33,7 +33,7 @@ from anydepth.errors import CheckpointError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.representations import tencode, tencode_from_voxels, voxel_grid
 from anydepth.eventdepth.base import EventDepthModel
-from anydepth.eventdepth.recurrent import RecurrentConvLayer
+from anydepth.eventdepth.layers import RecurrentConvLayer
 from anydepth.foundation.checkpoint import atomic_torch_save, infer_config, load_strict, read_container
 from anydepth.foundation.config import IMAGENET_MEAN, IMAGENET_STD, get_config
 from anydepth.foundation.dinov2 import DinoVisionTransformer
@@ -107,7 +107,7 @@ class RecurrentDPTHead(DPTHead):
         super().__init__(*args, **kwargs)
         features = self.scratch.layer1_rn.out_channels
         for level in range(1, 5):
-            setattr(self, f"gru_layer_{level}", RecurrentConvLayer(features, features, 3, padding=0, cell=cell))
+            setattr(self, f"gru_layer_{level}", RecurrentConvLayer(features, features, 3, padding=0, recurrent_block_type=cell))
 
     def recur(self, levels: list[torch.Tensor], states=None) -> tuple[list[torch.Tensor], tuple]:
         """Each level through its recurrent layer. states: (level 4, 3, 2, 1) as the authors order

@@ -30,6 +30,7 @@ from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
+from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
 
@@ -194,140 +195,6 @@ class CropParameters:
     def crop(self, y: torch.Tensor) -> torch.Tensor:
         """(..., H_pad, W_pad) -> (..., H, W)."""
         return y[..., self.iy0:self.iy1, self.ix0:self.ix1]
-
-
-# ---- building blocks (official names and parameter names) ------------------------------------
-def _norm_layer(norm: str | None, channels: int) -> nn.Module | None:
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "IN":
-        return nn.InstanceNorm2d(channels, track_running_stats=True)
-    return None
-
-
-class ConvLayer(nn.Module):
-    """conv2d -> optional norm -> ReLU (or none): (N, C_in, H, W) -> (N, C_out, H / stride, W / stride)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activation="relu", norm=None):
-        super().__init__()
-        self.conv2d = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=norm != "BN")
-        norm_layer = _norm_layer(norm, out_channels)
-        if norm_layer is not None:
-            self.norm_layer = norm_layer
-        self.activation = None if activation is None else getattr(torch, activation)
-
-    def forward(self, x):
-        x = self.conv2d(x)
-        if hasattr(self, "norm_layer"):
-            x = self.norm_layer(x)
-        return x if self.activation is None else self.activation(x)
-
-
-class UpsampleConvLayer(ConvLayer):
-    """Bilinear x2 (align_corners False), then ConvLayer: (N, C_in, H, W) -> (N, C_out, 2H, 2W)."""
-
-    def forward(self, x):
-        return super().forward(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
-
-
-class TransposedConvLayer(nn.Module):
-    """Transposed conv, stride 2 -> optional norm -> ReLU: (N, C_in, H, W) -> (N, C_out, 2H, 2W)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activation="relu", norm=None):
-        super().__init__()
-        self.transposed_conv2d = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=2, padding=padding,
-                                                    output_padding=1, bias=norm != "BN")
-        norm_layer = _norm_layer(norm, out_channels)
-        if norm_layer is not None:
-            self.norm_layer = norm_layer
-        self.activation = None if activation is None else getattr(torch, activation)
-
-    def forward(self, x):
-        x = self.transposed_conv2d(x)
-        if hasattr(self, "norm_layer"):
-            x = self.norm_layer(x)
-        return x if self.activation is None else self.activation(x)
-
-
-class ConvLSTM(nn.Module):
-    """One ConvLSTM cell: a single conv `Gates` on [input, hidden] gives the input, remember,
-    output and cell gates. State (hidden, cell), each (N, hidden_size, H, W); None = zeros."""
-
-    def __init__(self, input_size, hidden_size, kernel_size):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.Gates = nn.Conv2d(input_size + hidden_size, 4 * hidden_size, kernel_size, padding=kernel_size // 2)
-
-    def forward(self, x, prev_state=None):
-        if prev_state is None:
-            zeros = x.new_zeros((x.shape[0], self.hidden_size, *x.shape[2:]))
-            prev_state = (zeros, zeros)
-        prev_hidden, prev_cell = prev_state
-        in_gate, remember_gate, out_gate, cell_gate = self.Gates(torch.cat((x, prev_hidden), 1)).chunk(4, 1)
-        cell = torch.sigmoid(remember_gate) * prev_cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
-        hidden = torch.sigmoid(out_gate) * torch.tanh(cell)
-        return hidden, cell
-
-
-class ConvGRU(nn.Module):
-    """One ConvGRU cell (reset, update and output gate convs). State (N, hidden_size, H, W); None = zeros."""
-
-    def __init__(self, input_size, hidden_size, kernel_size):
-        super().__init__()
-        self.hidden_size = hidden_size
-        padding = kernel_size // 2
-        self.reset_gate = nn.Conv2d(input_size + hidden_size, hidden_size, kernel_size, padding=padding)
-        self.update_gate = nn.Conv2d(input_size + hidden_size, hidden_size, kernel_size, padding=padding)
-        self.out_gate = nn.Conv2d(input_size + hidden_size, hidden_size, kernel_size, padding=padding)
-
-    def forward(self, x, prev_state=None):
-        if prev_state is None:
-            prev_state = x.new_zeros((x.shape[0], self.hidden_size, *x.shape[2:]))
-        stacked = torch.cat((x, prev_state), 1)
-        update = torch.sigmoid(self.update_gate(stacked))
-        reset = torch.sigmoid(self.reset_gate(stacked))
-        candidate = torch.tanh(self.out_gate(torch.cat((x, prev_state * reset), 1)))
-        return prev_state * (1 - update) + candidate * update
-
-
-class RecurrentConvLayer(nn.Module):
-    """ConvLayer (stride 2 in E2Depth) then a ConvLSTM / ConvGRU (3x3) whose hidden state is the
-    output: (N, C_in, H, W), state -> (N, C_out, H / 2, W / 2), new state."""
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0,
-                 recurrent_block_type="convlstm", activation="relu", norm=None):
-        super().__init__()
-        self.recurrent_block_type = recurrent_block_type
-        block = ConvLSTM if recurrent_block_type == "convlstm" else ConvGRU
-        self.conv = ConvLayer(in_channels, out_channels, kernel_size, stride, padding, activation, norm)
-        self.recurrent_block = block(input_size=out_channels, hidden_size=out_channels, kernel_size=3)
-
-    def forward(self, x, prev_state):
-        state = self.recurrent_block(self.conv(x), prev_state)
-        return (state[0] if self.recurrent_block_type == "convlstm" else state), state
-
-
-class ResidualBlock(nn.Module):
-    """conv3x3 -> norm -> ReLU -> conv3x3 -> norm, + input, ReLU: (N, C, H, W) -> (N, C, H, W)."""
-
-    def __init__(self, in_channels, out_channels, norm=None):
-        super().__init__()
-        self.norm = norm
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=norm != "BN")
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=norm != "BN")
-        if norm == "BN":
-            self.bn1, self.bn2 = nn.BatchNorm2d(out_channels), nn.BatchNorm2d(out_channels)
-        elif norm == "IN":  # no running statistics here, unlike ConvLayer's
-            self.bn1, self.bn2 = nn.InstanceNorm2d(out_channels), nn.InstanceNorm2d(out_channels)
-
-    def forward(self, x):
-        out = self.conv1(x)
-        if self.norm is not None:
-            out = self.bn1(out)
-        out = self.conv2(torch.relu(out))
-        if self.norm is not None:
-            out = self.bn2(out)
-        return torch.relu(out + x)
 
 
 class UNetRecurrent(nn.Module):
