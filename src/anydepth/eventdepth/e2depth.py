@@ -30,6 +30,7 @@ from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
+from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
@@ -306,7 +307,7 @@ class E2Depth(EventDepthModel):
 
 
 # ---- the official checkpoint container -------------------------------------------------------
-def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu", **overrides) -> E2Depth:
+def load_e2depth(path: str | Path, **overrides) -> E2Depth:
     """Build E2Depth from an official checkpoint alone: a torch dict with `arch`
     ("E2VIDRecurrent"), `state_dict` and the model config in `model` (compressed files) or
     `config["model"]` (training checkpoints), as the official `load_model` reads it. D_max and α come
@@ -314,13 +315,7 @@ def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu", **o
     overrides: `E2DepthConfig` fields replacing the file's (e.g. max_depth=100.0).
     The weights must match exactly; anything else raises a one-line CheckpointError."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("no such checkpoint file", path)
-    try:
-        container = torch.load(str(path), map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or truncated files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint ({reason})", path) from None
+    container = read_container(path)
     if not isinstance(container, dict) or "state_dict" not in container:
         found = f"keys {', '.join(map(str, list(container)[:5]))}" if isinstance(container, dict) else f"a {type(container).__name__}"
         raise CheckpointError(f"not an E2Depth checkpoint (expected a dict with arch, config, state_dict; found {found})", path)
@@ -340,25 +335,11 @@ def load_e2depth(path: str | Path, map_location: str | torch.device = "cpu", **o
     if overrides:
         config = E2DepthConfig.from_dict({**config.to_dict(), **overrides})
     model = E2Depth(config)
-    _load_state_dict_strict(model, container["state_dict"], path)
-    return model.eval()
-
-
-def _load_state_dict_strict(model: E2Depth, state_dict, path: Path) -> None:
+    state_dict = container["state_dict"]
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError("state_dict is not a dict of tensors", path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing or unexpected:
-        parts = [f"{len(keys)} {kind} keys (e.g. {', '.join(keys[:3])})"
-                 for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
-        raise CheckpointError(f"does not match E2Depth {_describe(model.config)}: " + "; ".join(parts), path)
-    for key, value in state_dict.items():
-        if value.shape != expected[key].shape:
-            raise CheckpointError(f"shape of {key} is {tuple(value.shape)}, E2Depth {_describe(model.config)} "
-                                  f"expects {tuple(expected[key].shape)}", path)
-    model.load_state_dict(state_dict, strict=True)
+    load_strict(model, state_dict, path, f"E2Depth {_describe(model.config)}")
+    return model.eval()
 
 
 def _describe(config: E2DepthConfig) -> str:
@@ -370,7 +351,6 @@ def save_e2depth(model: E2Depth, path: str | Path, epoch: int = 0, monitor_best:
     """Write the official container atomically (temp file + rename): {"arch": "E2VIDRecurrent",
     "epoch", "monitor_best", "config": {"arch", "model", "depth_conversion"}, "state_dict"}; the
     official `load_model` reads it (it ignores `depth_conversion`)."""
-    from anydepth.foundation.checkpoint import atomic_torch_save
 
     config = model.config
     container = {

@@ -42,7 +42,7 @@ def read_container(path: str | Path) -> dict:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint ({reason})", path) from None
     if not isinstance(container, dict):
-        raise CheckpointError(f"expected a state dict, found a {type(container).__name__}", path)
+        raise CheckpointError(f"expected a checkpoint dict, found a {type(container).__name__}", path)
     return container
 
 
