@@ -37,7 +37,7 @@ MODELS: dict[str, ModelEntry] = {
     "e2depth": ModelEntry("e2depth", "E2Depth", "E2DepthConfig", "load_e2depth", "save_e2depth", (),
                           "E2Depth (3DV 2020): recurrent UNet on 5-bin voxel grids, metric depth"),
     "ereformer": ModelEntry("ereformer", "EReFormer", "EReFormerConfig", "load_ereformer", "save_ereformer", (),
-                            "EReFormer: Swin-S + recurrent linear attention on voxel grids, metric depth"),
+                            "EReFormer: Swin-S + recurrent linear attention on 3-channel event images, metric depth"),
     "depthanyevent": ModelEntry("depthanyevent", "DepthAnyEvent", "DepthAnyEventConfig", "load_depthanyevent",
                                 "save_depthanyevent", (("recurrent", False),),
                                 "DepthAnyEvent (ICCV 2025): Depth Anything V2 on Tencode, relative depth"),
