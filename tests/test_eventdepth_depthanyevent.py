@@ -171,3 +171,19 @@ def test_registry_names():
     assert load_model("depthanyevent-r", encoder="vitb").config.encoder == "vitb"
     with pytest.raises(InputError, match="unknown event depth model"):
         load_model("nope")
+
+
+@pytest.mark.parametrize("encoder, params_m", [("vitb", 97.47), ("vitl", 335.32)])
+def test_larger_encoders_keep_the_dav2_keys(encoder, params_m):
+    """vitb / vitl: the DAv2 part has exactly the official DAv2 keys (so released DAv2 and Depth
+    AnyEvent files of those sizes load), and -R adds only the recurrent layers."""
+    with torch.device("meta"):
+        vanilla = DepthAnyEvent(encoder=encoder)
+        recurrent = DepthAnyEvent(encoder=encoder, recurrent=True)
+        from anydepth.foundation import DepthAnythingV2
+
+        dav2 = DepthAnythingV2(encoder)
+    assert set(vanilla.state_dict()) == set(dav2.state_dict())
+    assert sum(p.numel() for p in vanilla.parameters()) / 1e6 == pytest.approx(params_m, abs=0.005)
+    extra = set(recurrent.state_dict()) - set(vanilla.state_dict())
+    assert extra and all(k.startswith("depth_head.gru_layer_") for k in extra) and len(extra) == 16
