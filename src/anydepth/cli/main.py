@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from anydepth import __version__
-from anydepth.cli import events, image
+from anydepth.cli import events, image, synth
 from anydepth.errors import AnydepthError
 
-COMMANDS = {"image": image, "events": events}
+COMMANDS = {"image": image, "events": events, "synth": synth}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from anydepth.events.readers import detect_format
 from anydepth.events.readers.files import open_hdf5
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 from anydepth.events.readers.dsec import (
+    DSEC_SENSOR_SIZE,
     DsecEventReader,
     disparity_to_depth,
     read_disparity_png,
@@ -115,7 +116,8 @@ class DsecSequence(AlignedSequence):
     events and depth (DSEC does not warp them into the event view).
     """
 
-    def __init__(self, folder: str | Path, window_ms: float = 50.0, rectify: bool = True, frames: bool = True):
+    def __init__(self, folder: str | Path, window_ms: float = 50.0, rectify: bool = True, frames: bool = True,
+                 sensor_size: tuple[int, int] | None = None):
         self.folder = Path(folder)
         self.window_us = _window_us(window_ms)
         events_file = self.folder / "events" / "left" / "events.h5"
@@ -160,7 +162,20 @@ class DsecSequence(AlignedSequence):
                 raise FormatError("no disparity/timestamps.txt nor image timestamps to place samples at", self.folder)
             timestamps = self._image_timestamps
         self.timestamps_us = timestamps
-        self.reader = DsecEventReader(events_file, rectify=rectify)
+        if sensor_size is None:
+            sensor_size = self._sensor_size(events_file.parent / "rectify_map.h5")
+        self.reader = DsecEventReader(events_file, rectify=rectify, sensor_size=sensor_size)
+
+    def _sensor_size(self, rectify_map: Path) -> tuple[int, int]:
+        """(height, width) of a DSEC-layout folder: the rectify map's, else the disparity maps',
+        else DSEC's 480x640 (so synthetic folders of other sizes open unchanged)."""
+        if rectify_map.is_file():
+            with open_hdf5(rectify_map) as handle:
+                if "rectify_map" in handle and len(handle["rectify_map"].shape) == 3:
+                    return tuple(int(v) for v in handle["rectify_map"].shape[:2])
+        if self._disparity_files:
+            return tuple(int(v) for v in read_disparity_png(self._disparity_files[0]).shape[:2])
+        return DSEC_SENSOR_SIZE
 
     def _sample(self, index: int) -> AlignedSample:
         t = int(self.timestamps_us[index])

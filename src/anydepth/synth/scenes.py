@@ -322,25 +322,27 @@ def random_scene(seed: int = 0, depth_range_m: tuple[float, float] = (2.0, 30.0)
     if not 0 < near < far:
         raise InputError(f"depth range must satisfy 0 < near < far, got {depth_range_m}")
 
-    def material() -> Material:
+    def material(unit: float) -> Material:
         return Material(str(rng.choice(TEXTURES[:4])), tuple(rng.uniform(0.3, 1.0, 3)), tuple(rng.uniform(0.0, 0.5, 3)),
-                        float(rng.uniform(0.15, 1.2)), int(rng.integers(1 << 30)))
+                        float(rng.uniform(0.15, 1.2)) * unit, int(rng.integers(1 << 30)))
 
-    half_width = max(4.0, 0.45 * far)
+    span = far - near
+    unit = span / 28.0  # object sizes and texture periods follow the depth range (street or desk)
+    half_width = max(4.0 * unit, 0.45 * far)
     primitives = [
-        Plane((0.0, 1.0, 0.0), 0.0, Material("checker", (0.75, 0.72, 0.65), (0.25, 0.24, 0.22), float(rng.uniform(0.5, 1.5)))),
-        Plane((1.0, 0.0, 0.0), -half_width, material()),
-        Plane((1.0, 0.0, 0.0), half_width, material()),
-        Plane((0.0, 0.0, 1.0), far + 4.0, material()),
+        Plane((0.0, 1.0, 0.0), 0.0, Material("checker", (0.75, 0.72, 0.65), (0.25, 0.24, 0.22), float(rng.uniform(0.5, 1.5)) * unit)),
+        Plane((1.0, 0.0, 0.0), -half_width, material(unit)),
+        Plane((1.0, 0.0, 0.0), half_width, material(unit)),
+        Plane((0.0, 0.0, 1.0), far + 4.0 * unit, material(unit)),
     ]
     for _ in range(objects):
-        z = rng.uniform(near + 1.0, far)
+        z = rng.uniform(near + 0.05 * span, far)
         x = rng.uniform(-0.8, 0.8) * min(half_width, 0.6 * z)
-        size = rng.uniform(0.3, 1.2) * (1 + z / far)
+        size = rng.uniform(0.3, 1.2) * unit * (1 + z / far)
         if rng.random() < 0.5:
-            primitives.append(Box((x - size, 0.0, z - size), (x + size, rng.uniform(0.5, 2.5) * size * 2, z + size), material()))
+            primitives.append(Box((x - size, 0.0, z - size), (x + size, rng.uniform(0.5, 2.5) * size * 2, z + size), material(unit)))
         else:
-            primitives.append(Sphere((x, size + rng.uniform(0, 1.5), z), size, material()))
+            primitives.append(Sphere((x, size + rng.uniform(0, 1.5) * unit, z), size, material(unit)))
     return Scene(tuple(primitives), tuple(rng.uniform([-0.6, 0.5, -0.8], [0.6, 1.0, -0.2])), float(rng.uniform(0.25, 0.45)))
 
 
