@@ -34,6 +34,14 @@ def add_parser(commands) -> None:
     events.add_argument("--fps", type=float, default=1000.0, help="internal rendering rate fed to the simulator (default 1000)")
     events.set_defaults(run=run_events)
 
+    focus = actions.add_parser("focus", help="focal stacks with metric depth and the all-in-focus image")
+    focus.add_argument("--out", required=True, help="output folder")
+    focus.add_argument("--samples", type=int, default=4)
+    focus.add_argument("--layout", default="ddff12", choices=["ddff12", "fod500", "phone"], help="on-disk layout (default ddff12)")
+    focus.add_argument("--from-rgbd", metavar="DIR", help="use the <scene>/rgb.png + depth_m.npy pairs of DIR instead of rendered scenes")
+    focus.add_argument("--seed", type=int, default=0)
+    focus.set_defaults(run=run_focus)
+
 
 def run_events(args) -> int:
     from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
@@ -50,4 +58,13 @@ def run_events(args) -> int:
             folder = write_event_sequence(sequence, out / f"sequence_{index:03d}", args.layout)
             tqdm.write(f"{folder}: {len(sequence.events):,} events, {len(sequence.frames)} frames, "
                        f"{len(sequence.depth_m)} depth maps")
+    return 0
+
+
+def run_focus(args) -> int:
+    from anydepth.synth.focus_sets import generate_focus_dataset
+
+    with tqdm(total=args.samples, desc="synth focus", unit="stack", disable=None) as bar:
+        written = generate_focus_dataset(args.out, args.samples, args.layout, args.seed, args.from_rgbd, progress=bar.update)
+    print(f"{args.samples} stacks in the {args.layout} layout: {len(written)} files under {args.out}")
     return 0
