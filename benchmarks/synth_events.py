@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--crop", type=int, default=32, help="side of the crop the per-pixel loop runs on")
+    parser.add_argument("--scene", action="store_true",
+                        help="also time the whole pipeline on a ray-cast procedural scene (anydepth synth events)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
@@ -121,6 +123,15 @@ def main() -> None:
         ("simulate, frames in memory", simulate_s, count / simulate_s, len(events) / simulate_s),
         ("render + simulate, generator", stream_s, count / stream_s, len(events) / stream_s),
     ]
+    if args.scene:
+        from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence
+
+        spec = EventSequenceSpec(seconds=args.seconds, resolution=(height, width), internal_fps=args.rate)
+        generate_event_sequence(EventSequenceSpec(seconds=0.01, resolution=(height, width), internal_fps=args.rate))  # compile
+        start = time.perf_counter()
+        sequence = generate_event_sequence(spec)
+        scene_s = time.perf_counter() - start
+        rows.append(("scene ray-cast + simulate", scene_s, count / scene_s, len(sequence.events) / scene_s))
     print(f"{count} frames {height}x{width} at {args.rate:g} Hz ({args.seconds:g} s), {len(events)} events, "
           f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"{'step':32s} {'seconds':>9s} {'frames/s':>10s} {'events/s':>12s}")
