@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from anydepth.atomic import atomic_write
 from anydepth.errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -57,18 +56,6 @@ def find_images(inputs: list[str | Path]) -> tuple[list[tuple[Path, Path]], list
     return images, problems
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_png(path: str | Path, image: np.ndarray, rgb: bool = True) -> None:
     """Write a uint8 (H, W, 3) RGB (or BGR with rgb=False) or (H, W) uint8/uint16 image atomically."""
     path = Path(path)
@@ -79,7 +66,7 @@ def write_png(path: str | Path, image: np.ndarray, rgb: bool = True) -> None:
         if not cv2.imwrite(temporary, np.ascontiguousarray(image)):
             raise InputError("could not write image", path)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
@@ -89,7 +76,7 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
         with open(temporary, "wb") as handle:
             np.save(handle, array)
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def to_uint16(values: np.ndarray) -> np.ndarray:

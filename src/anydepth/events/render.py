@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from anydepth import imageio, viz
 from anydepth.errors import InputError

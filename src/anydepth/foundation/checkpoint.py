@@ -10,13 +10,12 @@ Containers understood:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from anydepth.atomic import atomic_write
 from anydepth.errors import CheckpointError
 from anydepth.foundation import hf_keys
 from anydepth.foundation.config import ENCODERS, DepthAnythingConfig, get_config
@@ -155,18 +154,8 @@ def load_depth_anything_file(
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a killed write leaves no
-    partial file at `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """torch.save through `atomic_write`: a killed write leaves no partial file at `path`."""
+    atomic_write(path, lambda temporary: torch.save(obj, temporary))
 
 
 def save_checkpoint(model: DepthAnythingV2, path: str | Path, official: bool = False) -> None:

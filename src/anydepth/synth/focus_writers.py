@@ -31,9 +31,7 @@ Every file is written to a temporary name in its folder and renamed (os.replace)
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +41,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from anydepth.atomic import atomic_write
 from anydepth.errors import FormatError, InputError
 from anydepth.synth.thin_lens import DDFF12_DISPARITY_SCALE, FocalStack, depth_to_disparity
 
@@ -61,21 +60,6 @@ def ddff12_focus_distances_m(disparities=DDFF12_FOCUS_DISPARITIES, scale: float 
 
 
 # --------------------------------------------------------------------------- atomic helpers
-
-def _atomic_write(path: Path, write) -> Path:
-    """Call write(temporary_path) in path's folder, then rename onto path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float image in [0, 1] to uint8 0–255 (rounded). Raises InputError for values outside
@@ -102,7 +86,7 @@ def _write_image(path: Path, rgb_uint8: np.ndarray, quality: int = 95) -> Path:
             raise InputError("could not encode image", path)
         Path(temporary).write_bytes(encoded.tobytes())
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------- OpenEXR
@@ -156,7 +140,7 @@ def exr_bytes(channels: dict[str, np.ndarray], pixel_type: str = "half") -> byte
 def write_exr(path: str | Path, channels: dict[str, np.ndarray], pixel_type: str = "half") -> Path:
     """Write `exr_bytes(channels, pixel_type)` to path atomically."""
     data = exr_bytes(channels, pixel_type)
-    return _atomic_write(Path(path), lambda temporary: Path(temporary).write_bytes(data))
+    return atomic_write(Path(path), lambda temporary: Path(temporary).write_bytes(data))
 
 
 def _undo_zip_predictor(data: bytes) -> np.ndarray:
@@ -315,7 +299,7 @@ def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack], val: Sequence
                     if aif is not None:
                         aif[index] = to_uint8(sample.aif).astype(np.float32)
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(Path(path), write)
 
 
 # --------------------------------------------------------------------------- FoD500
@@ -385,6 +369,6 @@ def write_phone_folder(folder: str | Path, stack: FocalStack, *, extension: str 
             with open(temporary, "wb") as handle:
                 np.save(handle, depth)
 
-        written.append(_atomic_write(folder / "depth_m.npy", write_npy))
+        written.append(atomic_write(folder / "depth_m.npy", write_npy))
         written.append(_write_image(folder / "aif.png", to_uint8(stack.aif)))
     return written

@@ -33,9 +33,6 @@ comes from its rectify map) or `open_events(path, sensor_size=(H, W))`.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -44,6 +41,7 @@ import hdf5plugin
 import numpy as np
 import yaml
 
+from anydepth.atomic import atomic_write
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
 from anydepth.events.representations import voxel_grid
@@ -54,21 +52,8 @@ UINT32_MAX = 2 ** 32 - 1
 
 
 # ---- small helpers ----------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """write(temporary path) then os.replace onto `path` (the temporary file is removed on failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+    atomic_write(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def blosc_zstd() -> dict:
@@ -202,7 +187,7 @@ def _write_dsec_events(path: Path, events: EventArray, t_offset_us: int) -> None
             handle.create_dataset("ms_to_idx", data=table, **(dict(chunks=True, **blosc_zstd()) if len(table) else {}))
             handle.create_dataset("t_offset", data=np.int64(t_offset_us))
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _write_rectify_map(path: Path, sensor_size: tuple[int, int]) -> None:
@@ -213,7 +198,7 @@ def _write_rectify_map(path: Path, sensor_size: tuple[int, int]) -> None:
         with h5py.File(temporary, "w") as handle:
             handle.create_dataset("rectify_map", data=identity, chunks=True, **blosc_zstd())
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, frame_timestamps_us=None,
@@ -377,7 +362,7 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
                 handle.create_dataset(f"davis/{camera}/image_raw", data=frames)
                 handle.create_dataset(f"davis/{camera}/image_raw_ts", data=frame_stamps / 1e6)
 
-    _atomic_write(data_path, write_data)
+    atomic_write(data_path, write_data)
     if depth_m is None:
         return data_path, None
 
@@ -386,7 +371,7 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
             handle.create_dataset(f"davis/{camera}/depth_image_raw", data=depth_m)
             handle.create_dataset(f"davis/{camera}/depth_image_raw_ts", data=depth_stamps / 1e6)
 
-    _atomic_write(gt_path, write_gt)
+    atomic_write(gt_path, write_gt)
     return data_path, gt_path
 
 
