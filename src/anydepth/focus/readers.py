@@ -1,0 +1,472 @@
+"""Readers of focal-stack data sets into `FocalStack`s, and slice alignment (SPEC §4.3).
+
+Layouts (those written by `anydepth.synth.focus_writers`, which follow DFV's loaders):
+
+- **DDFF-12 HDF5** (`read_ddff12`): `stack_<split>` (M, N, H, W, 3) and `disp_<split>` (M, H, W),
+  optional `AiF_<split>` (M, H, W, 3). Stacks uint8 (original) or float32 with values 0–255 (DFV's
+  repack, read back as float32 / 255). Ground truth is disparity in pixels (0 = invalid); slice i is
+  focused at disparity linspace(0.28, 0.02, 10)[i] unless the caller (or the stack dataset's
+  `focus_disparity` attribute) says otherwise. Samples are read lazily, one per access.
+- **FoD500 folder** (`read_fod500`): `{i:06d}_{k:02d}All.tif` slices, `{i:06d}Dpt.exr` depth in
+  metres (channel R), optional `{i:06d}Aif.tif`; focus [0.1, 0.15, 0.3, 0.7, 1.5] m.
+- **Image folder** (`read_image_folder`): phone stacks `image_<k>_<metres>.<ext>` (k = slice
+  order), or any images listed in a `focus.csv` (`file,metres` rows) / `focus.json`
+  ({"file": metres}) sidecar; optional `depth_m.npy` (metres, 0 = invalid) and `aif.png`.
+
+`open_focal_stacks(path)` picks the reader from the layout. `align_slices` registers every slice to
+the middle one (focus breathing, hand shake) with ECC or ORB + RANSAC homographies.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import struct
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+from PIL import Image
+
+from anydepth.errors import FormatError, InputError
+from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack
+from anydepth.imageio import IMAGE_EXTENSIONS
+from anydepth.synth.focus_writers import read_exr
+
+DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
+DDFF12_SPLITS = ("train", "val")
+FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
+FOD500_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
+ALIGN_METHODS = ("ecc", "homography")
+ECC_MOTIONS = {"translation": cv2.MOTION_TRANSLATION, "euclidean": cv2.MOTION_EUCLIDEAN,
+               "affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}
+
+
+class AlignmentError(InputError):
+    """A slice could not be registered to the reference slice (no convergence, too few matches)."""
+
+
+# --------------------------------------------------------------------------- DDFF-12
+
+class DDFF12Samples(Sequence):
+    """The samples of one split of a DDFF-12 HDF5 file, read lazily: `samples[i]` opens the file,
+    reads sample i and closes it. len() is the number of samples."""
+
+    def __init__(self, path: str | Path, split: str = "val", focus_disparities=None):
+        if split not in DDFF12_SPLITS:
+            raise InputError(f"DDFF-12 split must be one of {', '.join(DDFF12_SPLITS)}, got {split!r}")
+        self.path, self.split = Path(path), split
+        if not self.path.is_file():
+            raise InputError("no such file", self.path)
+        if focus_disparities is not None:
+            try:
+                focus_disparities = np.asarray(focus_disparities, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise InputError(f"focus disparities must be numbers, got {focus_disparities!r}") from None
+        try:
+            self._inspect(focus_disparities)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise FormatError(f"corrupt DDFF-12 file ({_one_line(error)})", self.path) from None
+
+    def _inspect(self, focus_disparities) -> None:
+        split = self.split
+        with _open_h5(self.path) as h5:
+            stack, disparity = _h5_dataset(h5, f"stack_{split}", self.path), _h5_dataset(h5, f"disp_{split}", self.path)
+            if stack.ndim != 5 or stack.shape[-1] != 3:
+                raise FormatError(f"stack_{split} must be (M, N, H, W, 3), got {stack.shape}", self.path)
+            count, slices, height, width = stack.shape[:4]
+            if disparity.shape != (count, height, width):
+                raise FormatError(f"disp_{split} is {disparity.shape}, expected {(count, height, width)}", self.path)
+            self.has_aif = f"AiF_{split}" in h5
+            if self.has_aif and h5[f"AiF_{split}"].shape != (count, height, width, 3):
+                raise FormatError(f"AiF_{split} is {h5[f'AiF_{split}'].shape}, expected {(count, height, width, 3)}",
+                                  self.path)
+            if focus_disparities is None:
+                focus_disparities = stack.attrs.get("focus_disparity", DDFF12_FOCUS_DISPARITIES)
+            self.scale = float(h5.attrs.get("disparity_scale", DDFF12_DISPARITY_SCALE))
+        self.focus_disparities = np.asarray(focus_disparities, dtype=np.float64)
+        if self.focus_disparities.shape != (slices,):
+            raise FormatError(f"stacks have {slices} slices but {self.focus_disparities.size} focus disparities "
+                              "are given", self.path)
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise InputError(f"DDFF-12 {self.split} sample {index} out of range (0..{len(self) - 1})", self.path)
+        index %= len(self)
+        with _open_h5(self.path) as h5:
+            try:
+                slices = _ddff12_images(h5[f"stack_{self.split}"][index], self.path)
+                disparity = np.asarray(h5[f"disp_{self.split}"][index], dtype=np.float32)
+                aif = _ddff12_images(h5[f"AiF_{self.split}"][index], self.path) if self.has_aif else None
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
+                raise FormatError(f"cannot read DDFF-12 {self.split} sample {index} ({_one_line(error)})",
+                                  self.path) from None
+        return FocalStack(slices, self.focus_disparities, "disparity", disparity, aif, self.scale,
+                          f"{self.path}[{self.split}][{index}]")
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise FormatError(f"not a readable HDF5 file ({_one_line(error)})", path) from None
+
+
+def _h5_dataset(h5: h5py.File, key: str, path: Path):
+    if key not in h5:
+        raise FormatError(f"missing dataset {key!r} (has {', '.join(sorted(h5.keys())) or 'nothing'})", path)
+    return h5[key]
+
+
+def _ddff12_images(values: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 stays uint8; float (DFV's repack, 0–255) becomes float32 in [0, 1]."""
+    if values.dtype == np.uint8:
+        return values
+    values = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(values).all() or values.min() < -0.5 or values.max() > 255.5:
+        raise FormatError(f"float stack values must lie in 0–255, got [{values.min():g}, {values.max():g}]", path)
+    return np.clip(values / 255.0, 0.0, 1.0)
+
+
+def read_ddff12(path: str | Path, split: str = "val", index: int | None = None, focus_disparities=None):
+    """A DDFF-12 HDF5 file (original or DFV's repack). index None: a lazy `DDFF12Samples` sequence of
+    the split; an int: that sample's `FocalStack` (unit "disparity", ground truth disparity px)."""
+    samples = DDFF12Samples(path, split, focus_disparities)
+    return samples if index is None else samples[index]
+
+
+# --------------------------------------------------------------------------- FoD500
+
+def fod500_indices(folder: str | Path) -> list[int]:
+    """Sample indices i with at least one `{i:06d}_{k:02d}All.tif` slice in `folder`, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("no such folder", folder)
+    return sorted({int(m.group(1)) for p in folder.iterdir() if (m := FOD500_SLICE.match(p.name))})
+
+
+def _read_rgb(path: Path, reduce: int = 1) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an image file; TIFF through Pillow, others through OpenCV (with its
+    fast reduced decoding for reduce 2, 4 or 8)."""
+    if not path.is_file():
+        raise InputError("no such file", path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with Image.open(path) as image:
+                rgb = np.asarray(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+            raise FormatError(f"not a readable image ({_one_line(error)})", path) from None
+        return rgb if reduce == 1 else cv2.resize(rgb, None, fx=1 / reduce, fy=1 / reduce, interpolation=cv2.INTER_AREA)
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, flags) if data.size else None
+    if bgr is None:
+        raise FormatError("not a readable image (truncated or corrupt)", path)
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def read_fod500(folder: str | Path, index: int, focus_distances_m=FOD500_FOCUS_DISTANCES_M) -> FocalStack:
+    """FoD500 sample `index` of `folder`: slices `{index:06d}_{k:02d}All.tif` (k = 0, 1, ... as long
+    as they exist), depth `{index:06d}Dpt.exr` (metres, channel R; required), AiF `{index:06d}Aif.tif`
+    (optional). Unit "metres"."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("no such folder", folder)
+    names = []
+    while (folder / f"{index:06d}_{len(names):02d}All.tif").is_file():
+        names.append(f"{index:06d}_{len(names):02d}All.tif")
+    if not names:
+        raise InputError(f"no FoD500 slices {index:06d}_00All.tif ... in this folder", folder)
+    slices = _same_size([(folder / n, _read_rgb(folder / n)) for n in names], folder)
+    depth_path = folder / f"{index:06d}Dpt.exr"
+    if not depth_path.is_file():
+        raise FormatError(f"missing depth file {depth_path.name}", folder)
+    try:
+        channels = read_exr(depth_path)
+    except (struct.error, zlib.error, ValueError, IndexError, OverflowError, MemoryError) as error:
+        raise FormatError(f"corrupt EXR file ({_one_line(error)})", depth_path) from None
+    if "R" not in channels:
+        raise FormatError(f"EXR depth has no R channel (has {', '.join(sorted(channels))})", depth_path)
+    depth_m = channels["R"].astype(np.float32)
+    if depth_m.shape != slices.shape[1:3]:
+        raise FormatError(f"depth is {depth_m.shape}, slices are {slices.shape[1:3]}", depth_path)
+    aif_path = folder / f"{index:06d}Aif.tif"
+    aif = _read_rgb(aif_path) if aif_path.is_file() else None
+    return FocalStack(slices, np.asarray(focus_distances_m, np.float64), "metres", depth_m, aif, None,
+                      str(folder / names[0]))
+
+
+class FoD500Samples(Sequence):
+    """Every sample of a FoD500 folder, read lazily (`samples[i]` is `read_fod500` of the i-th index)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder, self.indices = Path(folder), fod500_indices(folder)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return read_fod500(self.folder, self.indices[i])
+
+
+# --------------------------------------------------------------------------- image folders
+
+def _sidecar_focus(folder: Path) -> dict[str, float] | None:
+    """file name -> metres from focus.json ({"file": metres}) or focus.csv (`file,metres` rows, an
+    optional header), None when neither exists."""
+    json_path, csv_path = folder / "focus.json", folder / "focus.csv"
+    if json_path.is_file():
+        try:
+            mapping = json.loads(json_path.read_text())
+        except (OSError, ValueError) as error:
+            raise FormatError(f"not valid JSON ({_one_line(error)})", json_path) from None
+        if not isinstance(mapping, dict) or not mapping:
+            raise FormatError('expected a non-empty object {"file name": metres, ...}', json_path)
+        source, rows = json_path, list(mapping.items())
+    elif csv_path.is_file():
+        try:
+            rows = [r for r in csv.reader(csv_path.read_text().splitlines()) if r and any(c.strip() for c in r)]
+        except (OSError, csv.Error) as error:
+            raise FormatError(f"not a readable CSV file ({_one_line(error)})", csv_path) from None
+        source = csv_path
+        if rows and len(rows[0]) >= 2 and not _is_number(rows[0][1]):
+            rows = rows[1:]  # header
+        if not rows or any(len(r) != 2 for r in rows):
+            raise FormatError("expected rows `file,metres`", csv_path)
+    else:
+        return None
+    mapping = {}
+    for name, metres in rows:
+        if not _is_number(metres):
+            raise FormatError(f"focus distance of {str(name).strip()!r} is not a number: {metres!r}", source)
+        mapping[str(name).strip()] = float(metres)
+    return mapping
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
+
+
+def read_image_folder(folder: str | Path, reduce: int = 1) -> FocalStack:
+    """A focal stack from a folder of images (unit "metres").
+
+    Focus distances come from a `focus.json` / `focus.csv` sidecar (file -> metres; slices ordered by
+    distance) when present, else from `image_<k>_<metres>.<ext>` names (ordered by k). Optional
+    ground truth `depth_m.npy` (float metres, 0 = invalid) and `aif.png`. reduce 1, 2, 4 or 8 reads
+    every image downscaled by that factor (fast JPEG decoding; ground truth resized to match).
+    Slices of different sizes raise InputError.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("no such folder", folder)
+    if reduce not in (1, 2, 4, 8):
+        raise InputError(f"reduce must be 1, 2, 4 or 8, got {reduce}")
+    mapping = _sidecar_focus(folder)
+    if mapping is not None:
+        entries = sorted(mapping.items(), key=lambda item: item[1])
+        missing = [name for name, _ in entries if not (folder / name).is_file()]
+        if missing:
+            raise FormatError(f"focus sidecar lists missing files {', '.join(missing)}", folder)
+        names, focus_m = [n for n, _ in entries], [m for _, m in entries]
+    else:
+        matches = [(int(m.group(1)), float(m.group(2)), p.name) for p in folder.iterdir()
+                   if (m := PHONE_NAME.match(p.name)) and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if not matches:
+            raise InputError("no focus slices: expected image_<k>_<metres>.<ext> files or a focus.csv / "
+                             "focus.json sidecar", folder)
+        matches.sort()
+        ks = [k for k, _, _ in matches]
+        if len(set(ks)) != len(ks):
+            raise FormatError(f"slice numbers repeat in image_<k>_<metres> names: {ks}", folder)
+        names, focus_m = [n for _, _, n in matches], [m for _, m, _ in matches]
+    slices = _same_size([(folder / n, _read_rgb(folder / n, reduce)) for n in names], folder)
+    height, width = slices.shape[1:3]
+    depth_m, aif = None, None
+    if (folder / "depth_m.npy").is_file():
+        try:
+            depth_m = np.load(folder / "depth_m.npy").astype(np.float32)
+        except (OSError, ValueError) as error:
+            raise FormatError(f"cannot read depth ({_one_line(error)})", folder / "depth_m.npy") from None
+        if depth_m.ndim != 2:
+            raise FormatError(f"depth must be (H, W), got {depth_m.shape}", folder / "depth_m.npy")
+        if depth_m.shape != (height, width):
+            if reduce == 1 or not _reduced_size_matches(depth_m.shape, (height, width), reduce):
+                raise FormatError(f"depth is {depth_m.shape}, slices are {(height, width)}", folder / "depth_m.npy")
+            depth_m = cv2.resize(depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
+    if (folder / "aif.png").is_file():
+        aif = _read_rgb(folder / "aif.png", reduce)
+        if aif.shape[:2] != (height, width):
+            raise FormatError(f"AiF is {aif.shape[:2]}, slices are {(height, width)}", folder / "aif.png")
+    return FocalStack(slices, np.asarray(focus_m, np.float64), "metres", depth_m, aif, None, str(folder))
+
+
+def _reduced_size_matches(full: tuple[int, int], reduced: tuple[int, int], reduce: int) -> bool:
+    return all(abs(-(-f // reduce) - r) <= 1 for f, r in zip(full, reduced))
+
+
+def _same_size(images: list[tuple[Path, np.ndarray]], folder: Path) -> np.ndarray:
+    first_path, first = images[0]
+    for path, image in images[1:]:
+        if image.shape != first.shape:
+            raise InputError(f"slices differ in size: {path.name} is {image.shape[1]}x{image.shape[0]}, "
+                             f"{first_path.name} is {first.shape[1]}x{first.shape[0]}", folder)
+    return np.stack([image for _, image in images])
+
+
+# --------------------------------------------------------------------------- any layout
+
+def open_focal_stacks(path: str | Path, split: str = "val", reduce: int = 1) -> Sequence[FocalStack]:
+    """Every focal stack at `path`, choosing the reader by layout: an HDF5 file (by signature) ->
+    DDFF-12 `split` (lazy); a folder of `*All.tif` -> FoD500 (lazy); a folder of images with focus
+    names or a sidecar -> one stack; a folder of such folders -> one stack per sub-folder, by name."""
+    path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if head == HDF5_SIGNATURE:
+            return read_ddff12(path, split)
+        raise FormatError("not a focal-stack file (only DDFF-12 HDF5 files are read as files)", path)
+    if not path.is_dir():
+        raise InputError("no such file or folder", path)
+    if fod500_indices(path):
+        return FoD500Samples(path)
+    if _is_image_folder(path):
+        return [read_image_folder(path, reduce)]
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and _is_image_folder(p))
+    if not folders:
+        raise InputError("no focal stacks here (DDFF-12 HDF5, FoD500 *All.tif, image_<k>_<metres> files, "
+                         "focus.csv / focus.json)", path)
+    return [read_image_folder(folder, reduce) for folder in folders]
+
+
+def _is_image_folder(folder: Path) -> bool:
+    return ((folder / "focus.json").is_file() or (folder / "focus.csv").is_file()
+            or any(PHONE_NAME.match(p.name) for p in folder.iterdir()))
+
+
+# --------------------------------------------------------------------------- alignment
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def align_slices(stack: FocalStack, method: str = "ecc", motion: str = "affine", reference: int | None = None,
+                 max_side: int = 1024, iterations: int = 200, epsilon: float = 1e-6, min_correlation: float = 0.5,
+                 strict: bool = True) -> tuple[FocalStack, np.ndarray]:
+    """Register every slice to the reference slice (default the middle one, N // 2).
+
+    method "ecc": OpenCV's ECC maximisation (`motion` "translation", "euclidean", "affine" or
+    "homography"), on grey images downscaled to at most `max_side` pixels and smoothed (so defocus
+    differences matter less); "homography": ORB features matched to the reference, RANSAC
+    homography refitted on its inliers, then refined sub-pixel by ECC (homography) started from it
+    (kept as is when that refinement does not converge; `motion` is not used). Returns (aligned stack, transforms (N, 3, 3) float64), transform i mapping reference
+    pixel coordinates (x, y, 1) to slice i's (the slice is resampled with it, bilinear, replicated
+    borders); the reference's is the identity. Ground truth and AiF are kept as they are (they live
+    in the reference frame).
+
+    A slice that does not converge, or whose ECC correlation stays below `min_correlation`, or with
+    too few feature matches raises AlignmentError (strict) or, with strict=False, keeps the
+    identity and warns (RuntimeWarning naming the slice).
+    """
+    if method not in ALIGN_METHODS:
+        raise InputError(f"alignment method must be one of {', '.join(ALIGN_METHODS)}, got {method!r}")
+    if motion not in ECC_MOTIONS:
+        raise InputError(f"ECC motion must be one of {', '.join(ECC_MOTIONS)}, got {motion!r}")
+    reference = stack.count // 2 if reference is None else reference
+    if not 0 <= reference < stack.count:
+        raise InputError(f"reference slice {reference} out of range (0..{stack.count - 1})")
+    height, width = stack.shape
+    scale = min(1.0, max_side / max(height, width))
+    greys = [_grey(s) for s in stack.slices]
+    if scale < 1.0:
+        greys = [cv2.resize(g, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for g in greys]
+    offset = 0.5 * scale - 0.5  # pixel centres: x_small = (x + 0.5) * scale - 0.5
+    to_small = np.array([[scale, 0.0, offset], [0.0, scale, offset], [0.0, 0.0, 1.0]])
+    transforms = np.tile(np.eye(3), (stack.count, 1, 1))
+    for i in range(stack.count):
+        if i == reference:
+            continue
+        try:
+            if method == "ecc":
+                small = _ecc(greys[reference], greys[i], motion, iterations, epsilon, min_correlation)
+            else:
+                small = _orb_homography(greys[reference], greys[i])
+                try:  # ORB keypoints are coarse (pyramid levels): refine sub-pixel with ECC from there
+                    small = _ecc(greys[reference], greys[i], "homography", iterations, epsilon, min_correlation, small)
+                except AlignmentError:
+                    pass  # the RANSAC homography stands (it passed its own inlier check)
+            transforms[i] = np.linalg.inv(to_small) @ small @ to_small
+        except AlignmentError as error:
+            message = f"slice {i} not aligned to slice {reference}: {error}"
+            if strict:
+                raise AlignmentError(message, stack.source) from None
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+    aligned = np.stack([stack.slices[i] if i == reference else
+                        cv2.warpPerspective(stack.slices[i], transforms[i], (width, height),
+                                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                            borderMode=cv2.BORDER_REPLICATE)
+                        for i in range(stack.count)])
+    return FocalStack(aligned, stack.positions, stack.unit, stack.ground_truth, stack.aif, stack.disparity_scale,
+                      stack.source), transforms
+
+
+def _ecc(template: np.ndarray, image: np.ndarray, motion: str, iterations: int, epsilon: float,
+         min_correlation: float, initial: np.ndarray | None = None) -> np.ndarray:
+    rows = 3 if motion == "homography" else 2
+    warp = np.eye(rows, 3, dtype=np.float32) if initial is None else initial[:rows].astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, epsilon)
+    try:
+        correlation, warp = cv2.findTransformECC(template, image, warp, ECC_MOTIONS[motion], criteria, None, 5)
+    except cv2.error as error:
+        raise AlignmentError(f"ECC did not converge ({_one_line(error)[-120:]})") from None
+    if not np.isfinite(warp).all() or not np.isfinite(correlation) or correlation < min_correlation:
+        raise AlignmentError(f"ECC correlation {correlation:.3f} below {min_correlation}")
+    full = np.eye(3)
+    full[: warp.shape[0]] = warp
+    return full
+
+
+def _orb_homography(template: np.ndarray, image: np.ndarray, features: int = 4000, min_inliers: int = 12) -> np.ndarray:
+    orb = cv2.ORB_create(features)
+    to_uint8 = lambda g: np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)  # noqa: E731
+    points_ref, descriptors_ref = orb.detectAndCompute(to_uint8(template), None)
+    points, descriptors = orb.detectAndCompute(to_uint8(image), None)
+    if descriptors_ref is None or descriptors is None or len(points_ref) < 4 or len(points) < 4:
+        raise AlignmentError("too few ORB features")
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(descriptors_ref, descriptors)
+    if len(matches) < min_inliers:
+        raise AlignmentError(f"only {len(matches)} ORB matches (need {min_inliers})")
+    source = np.float32([points_ref[m.queryIdx].pt for m in matches])
+    target = np.float32([points[m.trainIdx].pt for m in matches])
+    homography, inliers = cv2.findHomography(source, target, cv2.RANSAC, 2.0)
+    if homography is None or inliers is None or int(inliers.sum()) < min_inliers:
+        raise AlignmentError(f"RANSAC homography failed ({0 if inliers is None else int(inliers.sum())} inliers, "
+                             f"need {min_inliers})")
+    keep = inliers.ravel().astype(bool)
+    refit, _ = cv2.findHomography(source[keep], target[keep], 0)  # least squares on all inliers
+    return (homography if refit is None else refit).astype(np.float64)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
