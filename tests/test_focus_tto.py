@@ -60,7 +60,7 @@ def test_loss_equals_the_expected_squared_position_error():
     mu, spread = dff_statistics(volume, POSITIONS)
     direct = (weights * (volume * (POSITIONS[:, None, None] - prediction) ** 2).sum(0)).sum() / weights.sum()
     loss = focus_loss(*(torch.from_numpy(a) for a in (prediction, mu, spread, weights)))
-    assert float(loss) == pytest.approx(direct, rel=1e-10)
+    assert float(loss) == pytest.approx(direct, rel=1e-5)  # mu and spread come in float32
 
 
 def test_linear_fit_known_answer_in_both_units():

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from anydepth.errors import InputError
+from anydepth.focus.measures import dff_from_volume
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.foundation.transform import image_to_tensor
 from anydepth.metrics.align import scale_shift_lstsq
@@ -99,16 +100,15 @@ class TTOResult:
 # ---- the pieces -----------------------------------------------------------------------------------
 def dff_statistics(volume: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mu, spread) of a focus probability volume (N, H, W) over positions (N,): the expectation and
-    the variance of the position per pixel, each (H, W)."""
-    volume = np.asarray(volume, dtype=np.float64)
+    the variance of the position per pixel, each (H, W) float64 (from `dff_from_volume`)."""
+    volume = np.asarray(volume)
     positions = np.asarray(positions, dtype=np.float64)
     if volume.ndim != 3 or volume.shape[0] != positions.shape[0]:
         raise InputError(f"volume {volume.shape} and positions {positions.shape} do not match (N, H, W) and (N,)")
     if not np.isfinite(volume).all() or not np.isfinite(positions).all():
         raise InputError("the focus volume or the positions contain NaN or infinity")
-    mu = np.tensordot(positions, volume, axes=1)
-    spread = np.tensordot(positions**2, volume, axes=1) - mu**2
-    return mu, np.maximum(spread, 0.0)
+    dff = dff_from_volume(volume, positions)
+    return dff.depth.astype(np.float64), np.maximum(dff.spread.astype(np.float64), 0.0)
 
 
 def confidence_map(kind: str, spread: np.ndarray | None = None, slices: np.ndarray | None = None,
