@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from anydepth import __version__
-from anydepth.cli import events, image, synth
+from anydepth.cli import events, focus, image, synth
 from anydepth.errors import AnydepthError
 
-COMMANDS = {"image": image, "events": events, "synth": synth}
+COMMANDS = {"image": image, "events": events, "focus": focus, "synth": synth}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"anydepth {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         module.add_parser(commands)
     return parser
 
@@ -31,6 +31,9 @@ def _command_name(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["focus", "eval"]:  # `anydepth focus eval` is the focus-eval subcommand
+        argv = ["focus-eval", *argv[2:]]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

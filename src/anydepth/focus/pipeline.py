@@ -1,0 +1,132 @@
+"""Focal stack -> metric depth: focus volume, DFF depth and AiF, DAv2 on the AiF, the linear
+baseline and test-time optimisation; and the files a person looks at."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anydepth import imageio, viz
+from anydepth.atomic import atomic_write
+from anydepth.errors import InputError
+from anydepth.focus.dfv import DFV, predict_stack
+from anydepth.focus.measures import dff_from_volume, focus_volume
+from anydepth.focus.stack import FocalStack
+from anydepth.focus.tto import FAST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto
+from anydepth.foundation.model import DepthAnythingV2
+
+# CLI names of the classical measures
+MEASURE_ALIASES = {"laplacian": "laplacian_energy", "sml": "sum_modified_laplacian", "tenengrad": "tenengrad",
+                   "variance": "grey_variance"}
+TTO_MODES = {"paper": PAPER, "fast": FAST}
+
+
+@dataclass
+class FocusDepth:
+    """Everything of one stack, (H, W) maps in the stack's unit (metres or disparity):
+    dff (the focus expectation), linear (DAv2 mapped by the confidence-weighted fit), depth (the
+    final answer: TTO, or linear with tto "off"), confidence in [0, 1], aif (H, W, 3) uint8 RGB,
+    volume (N, H, W), and the TTO result (losses, time) when run."""
+
+    unit: str
+    dff: np.ndarray
+    linear: np.ndarray
+    depth: np.ndarray
+    confidence: np.ndarray
+    aif: np.ndarray
+    volume: np.ndarray
+    tto: TTOResult | None = None
+
+
+def focus_volume_of(stack: FocalStack, method: str = "laplacian", dfv: DFV | None = None) -> np.ndarray:
+    """(N, H, W) focus probabilities by the DFV network or a classical measure."""
+    if method == "dfv":
+        if dfv is None:
+            raise InputError("the dfv focus volume needs DFV weights (--dfv-weights DFF-DFV.tar)")
+        _, _, volume = predict_stack(dfv, stack.slices, stack.positions)
+        return volume
+    return focus_volume(stack, MEASURE_ALIASES.get(method, method))
+
+
+def estimate_depth(stack: FocalStack, model: DepthAnythingV2, method: str = "laplacian", dfv: DFV | None = None,
+                   tto: str | TTOConfig = "fast", confidence: str = "stack", input_size: int | None = None,
+                   progress=None) -> FocusDepth:
+    """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "off" or a TTOConfig;
+    confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's)."""
+    volume = focus_volume_of(stack, method, dfv)
+    dff = dff_from_volume(volume, stack.positions, stack)
+    aif = (np.clip(dff.aif, 0, 1) * 255).round().astype(np.uint8)
+    aif_bgr = np.ascontiguousarray(aif[..., ::-1])
+    slices = stack.float_slices()
+    if tto == "off":
+        config = None
+    else:
+        config = TTO_MODES[tto] if isinstance(tto, str) else tto
+        config = dataclasses.replace(config, confidence=confidence, input_size=input_size or config.input_size)
+    size = input_size or (config.input_size if config else 518)
+    linear, *_ = linear_baseline(model, aif_bgr, volume, stack.positions, stack.unit, slices, confidence, size)
+    weights = confidence_map(confidence, dff.spread, slices)
+    result = None
+    depth = linear
+    if config is not None:
+        result = run_tto(model, aif_bgr, volume, stack.positions, stack.unit, slices, config, progress)
+        depth = result.depth
+    return FocusDepth(stack.unit, dff.depth, linear.astype(np.float32), depth.astype(np.float32),
+                      weights.astype(np.float32), aif, volume, result)
+
+
+def to_metres(values: np.ndarray, unit: str, disparity_scale: float | None) -> np.ndarray:
+    """A map in the stack's unit as metres (disparity needs its scale; 0 stays invalid)."""
+    if unit == "metres":
+        return values
+    if not disparity_scale:
+        raise InputError("a disparity stack needs its disparity scale to give metres")
+    return np.where(values > 0, disparity_scale / np.maximum(values, 1e-12), 0.0)
+
+
+def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "stack",
+                        disparity_scale: float | None = None) -> list[Path]:
+    """depth_m.npy (float32 metres), depth_mm.png (16-bit millimetres), depth.png (colour), aif.png,
+    confidence.png, loss.png (TTO loss curve) and summary.png (AiF | DFF | result | confidence)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir) / name
+    depth_m = to_metres(result.depth, result.unit, disparity_scale).astype(np.float32)
+    dff_m = to_metres(result.dff, result.unit, disparity_scale)
+    written = [out / "depth_m.npy", out / "depth_mm.png", out / "depth.png", out / "aif.png", out / "confidence.png"]
+    imageio.write_npy(written[0], depth_m)
+    imageio.write_png(written[1], np.clip(np.round(depth_m * 1000), 0, 65535).astype(np.uint16))
+    near_red = lambda depth: viz.colorize(1.0 / np.maximum(depth, 1e-3), "Spectral_r")  # noqa: E731
+    imageio.write_png(written[2], near_red(depth_m))
+    imageio.write_png(written[3], result.aif)
+    imageio.write_png(written[4], viz.colorize(result.confidence, "viridis", 0.0, 1.0))
+    if result.tto is not None and result.tto.losses:
+        figure, axis = plt.subplots(figsize=(5, 3))
+        axis.plot(result.tto.losses[:-1])
+        axis.set_xlabel("iteration")
+        axis.set_ylabel(f"focus loss ({result.unit}²)")
+        axis.set_yscale("log")
+        axis.set_title(f"TTO: {result.tto.iterations} iterations, {result.tto.seconds:.1f} s")
+        figure.tight_layout()
+        path = out / "loss.png"
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
+        plt.close(figure)
+        written.append(path)
+    panels = [result.aif, near_red(dff_m), near_red(depth_m), viz.colorize(result.confidence, "viridis", 0.0, 1.0)]
+    figure, axes = plt.subplots(1, 4, figsize=(16, 4))
+    for axis, panel, title in zip(axes, panels, ("all-in-focus", "DFF", "result" if result.tto is None else "TTO", "confidence")):
+        axis.imshow(panel)
+        axis.set_title(title)
+        axis.axis("off")
+    figure.tight_layout()
+    path = out / "summary.png"
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=80))
+    plt.close(figure)
+    written.append(path)
+    return written
