@@ -85,7 +85,7 @@ FAST = TTOConfig(iterations=150, lr=2e-4, parameters="last-k", last_k=3, input_s
 class TTOResult:
     """depth: (H, W) metric prediction in the stack's unit; relative: (H, W) DAv2 output after TTO;
     scale, shift of the final fit; confidence (H, W); losses: the loss at every iteration (and the
-    final pass last); seconds; iterations run."""
+    final pass last); elapsed: seconds since the start at each of those losses; seconds; iterations run."""
 
     depth: np.ndarray
     relative: np.ndarray
@@ -93,6 +93,7 @@ class TTOResult:
     shift: float
     confidence: np.ndarray
     losses: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
     seconds: float = 0.0
     iterations: int = 0
 
@@ -241,7 +242,7 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     cache = _PrefixCache(model, len(model.pretrained.blocks) - config.last_k) if config.parameters == "last-k" else None
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
-    losses, best, stale, iterations = [], float("inf"), 0, 0
+    losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
     for iteration in range(config.iterations):
         relative = _relative(model, x, (height, width), cache)
         with torch.no_grad():
@@ -251,6 +252,7 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+        elapsed.append(time.perf_counter() - started)
         iterations = iteration + 1
         if progress is not None:
             progress(1)
@@ -268,8 +270,9 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         scale, shift = fit_to_dff(relative, mu, weights, unit)
         depth = metric_from_relative(relative, scale, shift, unit)
         losses.append(float(focus_loss(depth, mu, spread, weights)))
+    elapsed.append(time.perf_counter() - started)
     return TTOResult(depth.cpu().numpy(), relative.cpu().numpy(), float(scale), float(shift), confidence, losses,
-                     time.perf_counter() - started, iterations)
+                     elapsed, elapsed[-1], iterations)
 
 
 def linear_baseline(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray,
