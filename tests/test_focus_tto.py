@@ -140,6 +140,15 @@ def test_fast_mode_optimises_only_the_last_blocks_and_stops_early(prior):
     assert result.depth.shape == disparity.shape and np.isfinite(result.depth).all()
 
 
+def test_lora_and_norm_bias_subsets_lower_the_loss(prior):
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    for parameters in ("lora", "norm-bias"):
+        config = TTOConfig(iterations=15, lr=3e-3, parameters=parameters, lora_rank=4, input_size=56)
+        result = run_tto(prior, aif[..., ::-1].copy(), volume, POSITIONS, "disparity", slices, config)
+        assert min(result.losses[1:-1]) < result.losses[0], parameters
+        assert len(result.elapsed) == len(result.losses) and result.elapsed == sorted(result.elapsed)
+
+
 def test_recipes():
     assert (PAPER.iterations, PAPER.lr, PAPER.parameters) == (500, 1e-5, "encoder")
     assert FAST.parameters == "last-k" and FAST.patience > 0

@@ -30,6 +30,7 @@ optimisation at a lower input size with a full-size final pass, and early stoppi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -45,16 +46,18 @@ from anydepth.foundation.transform import image_to_tensor
 from anydepth.metrics.align import scale_shift_lstsq
 
 CONFIDENCES = ("stack", "volume", "none")
-PARAMETER_SETS = ("encoder", "norm-bias", "last-k", "all")
+PARAMETER_SETS = ("encoder", "norm-bias", "last-k", "lora", "all")
 
 
 @dataclass(frozen=True)
 class TTOConfig:
     """iterations, lr (Adam); parameters: "encoder" (the paper), "norm-bias" (LayerNorm weights and
-    all biases of the encoder), "last-k" (the last `last_k` encoder blocks), "all"; input_size: the
+    all biases of the encoder), "last-k" (the last `last_k` encoder blocks), "lora" (rank-`lora_rank`
+    updates of every attention qkv projection, the weights frozen), "all"; input_size: the
     network's shorter side while optimising; final_input_size: a last forward pass at this size
     (None: input_size); patience / tolerance: stop when the loss has not improved by `tolerance`
-    (relative) for `patience` iterations (0: never stop early)."""
+    (relative) for `patience` iterations (0: never stop early); amp: bfloat16 autocast on CUDA
+    (ignored on the CPU)."""
 
     iterations: int = 500
     lr: float = 1e-5
@@ -66,6 +69,8 @@ class TTOConfig:
     tolerance: float = 1e-4
     confidence: str = "stack"
     tau: float | None = None
+    lora_rank: int = 8
+    amp: bool = True
 
     def __post_init__(self):
         if self.parameters not in PARAMETER_SETS:
@@ -195,6 +200,19 @@ class _PrefixCache:
         return tapped
 
 
+class LoRALinear(torch.nn.Module):
+    """A frozen linear layer plus a trainable low-rank update: y = W x + b + (B A x), B starts at 0."""
+
+    def __init__(self, base: torch.nn.Linear, rank: int):
+        super().__init__()
+        self.base = base
+        self.down = torch.nn.Parameter(torch.randn(rank, base.in_features, device=base.weight.device) / base.in_features**0.5)
+        self.up = torch.nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.down.T) @ self.up.T
+
+
 def _trainable(model: DepthAnythingV2, config: TTOConfig) -> list[torch.nn.Parameter]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -203,6 +221,11 @@ def _trainable(model: DepthAnythingV2, config: TTOConfig) -> list[torch.nn.Param
         chosen = list(model.parameters())
     elif config.parameters == "encoder":
         chosen = list(encoder.parameters())
+    elif config.parameters == "lora":
+        chosen = []
+        for block in encoder.blocks:
+            block.attn.qkv = LoRALinear(block.attn.qkv, config.lora_rank)
+            chosen += [block.attn.qkv.down, block.attn.qkv.up]
     elif config.parameters == "norm-bias":
         chosen = [p for name, p in encoder.named_parameters() if "norm" in name or name.endswith(".bias")]
     else:
@@ -243,8 +266,10 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and device.type == "cuda" else contextlib.nullcontext()
     for iteration in range(config.iterations):
-        relative = _relative(model, x, (height, width), cache)
+        with autocast:
+            relative = _relative(model, x, (height, width), cache).float()
         with torch.no_grad():
             scale, shift = fit_to_dff(relative, mu, weights, unit)
         loss = focus_loss(metric_from_relative(relative, scale, shift, unit), mu, spread, weights)
