@@ -48,8 +48,20 @@ def synthetic_prior(steps: int, input_size: int, seed: int = 0) -> DepthAnything
         rgb, depth = render(scene, camera, rotation, position)
         pairs.append(((rgb[..., ::-1] * 255).round().astype(np.uint8).copy(), np.where(np.isfinite(depth), depth, 0.0)))
     model = DepthAnythingV2("vitt")
+    with torch.no_grad():  # start the final ReLU open, so a fresh head cannot die at zero
+        model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
     train_on_rgbd(model, pairs, steps=steps, lr=5e-4, input_size=input_size, batch=8)
     return model
+
+
+def synthetic_stacks(count: int, seed: int = 1000):
+    """Held-out rendered scenes (seeds never used for the prior), as (name, aif, depth)."""
+    from anydepth.synth.focus_sets import rendered_scene
+
+    layout = FOCUS_LAYOUTS["ddff12"]
+    for index in range(count):
+        aif, depth = rendered_scene(seed + index, layout)
+        yield f"synthetic_{seed + index}", aif, depth
 
 
 def main() -> None:
@@ -60,10 +72,12 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=196, help="DAv2 input size for every row")
     parser.add_argument("--paper-iterations", type=int, default=500)
     parser.add_argument("--measure", default="sml")
+    parser.add_argument("--scenes", default="nyu", choices=["nyu", "synthetic"],
+                        help="NYU RGB-D (real texture and depth) or held-out rendered scenes (in the prior's domain)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if not REALDATA.is_dir():
+    if args.scenes == "nyu" and not REALDATA.is_dir():
         raise SystemExit(f"needs {REALDATA}")
 
     started = time.perf_counter()
@@ -78,7 +92,8 @@ def main() -> None:
     fast = dataclasses.replace(FAST, input_size=args.input_size, final_input_size=args.input_size)
     rows = {"DFF": [], "linear": [], "TTO-paper": [], "TTO-fast": []}
     timing = []
-    for name, aif, depth in rgbd_scenes(REALDATA):
+    scenes = rgbd_scenes(REALDATA) if args.scenes == "nyu" else synthetic_stacks(3)
+    for name, aif, depth in scenes:
         synthetic = make_stack(aif, depth, layout)
         truth = synthetic.disparity()
         stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=0.141238)
@@ -88,14 +103,17 @@ def main() -> None:
         rows["linear"].append(evaluate_ddff12_sample(slow.linear, truth))
         rows["TTO-paper"].append(evaluate_ddff12_sample(slow.depth, truth))
         rows["TTO-fast"].append(evaluate_ddff12_sample(quick.depth, truth))
-        target = slow.tto.losses[-1]
-        reached = next((t for loss, t in zip(quick.tto.losses, quick.tto.elapsed) if loss <= target), None)
-        timing.append({"scene": name, "paper_s": slow.tto.seconds, "paper_final_loss": target, "fast_s": quick.tto.seconds,
-                       "fast_final_loss": quick.tto.losses[-1], "fast_s_to_paper_loss": reached})
-        print(f"{name}: TTO-paper {slow.tto.seconds:.1f} s (loss {target:.3e}), TTO-fast {quick.tto.seconds:.1f} s "
-              f"(loss {quick.tto.losses[-1]:.3e}), fast reached the paper's final loss after "
+        # the reducible part of the loss (the focus spread is a floor no prediction removes)
+        start, target = slow.tto.losses[0] - slow.tto.floor, slow.tto.losses[-1] - slow.tto.floor
+        fast_excess = [loss - quick.tto.floor for loss in quick.tto.losses]
+        reached = next((t for loss, t in zip(fast_excess, quick.tto.elapsed) if loss <= target), None)
+        timing.append({"scene": name, "paper_s": slow.tto.seconds, "paper_start_excess": start, "paper_final_excess": target,
+                       "fast_s": quick.tto.seconds, "fast_final_excess": fast_excess[-1], "fast_s_to_paper_loss": reached})
+        print(f"{name}: reducible loss {start:.3e} -> TTO-paper {target:.3e} in {slow.tto.seconds:.1f} s, TTO-fast "
+              f"{fast_excess[-1]:.3e} in {quick.tto.seconds:.1f} s; fast reached the paper's final loss after "
               f"{'never' if reached is None else f'{reached:.1f} s'}")
-    print(f"\nNYU RGB-D -> thin-lens DDFF-12-like stacks ({len(timing)} scenes), metrics in disparity; prior: {prior}; "
+    source = "NYU RGB-D" if args.scenes == "nyu" else "held-out rendered scenes"
+    print(f"\n{source} -> thin-lens DDFF-12-like stacks ({len(timing)} scenes), metrics in disparity; prior: {prior}; "
           f"DAv2 input {args.input_size}; focus measure {args.measure}")
     print(f"{'method':>10} | {'MSE':>10} | {'RMS':>8} | {'AbsRel':>7} | {'δ1 %':>6} | {'δ2 %':>6} | {'δ3 %':>6}")
     table = {}

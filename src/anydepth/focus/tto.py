@@ -90,7 +90,9 @@ FAST = TTOConfig(iterations=150, lr=2e-4, parameters="last-k", last_k=3, input_s
 class TTOResult:
     """depth: (H, W) metric prediction in the stack's unit; relative: (H, W) DAv2 output after TTO;
     scale, shift of the final fit; confidence (H, W); losses: the loss at every iteration (and the
-    final pass last); elapsed: seconds since the start at each of those losses; seconds; iterations run."""
+    final pass last); elapsed: seconds since the start at each of those losses; floor: the part of
+    the loss no prediction can remove (sum m s / sum m, the focus spread), so loss - floor is what TTO
+    reduces; seconds; iterations run."""
 
     depth: np.ndarray
     relative: np.ndarray
@@ -99,6 +101,7 @@ class TTOResult:
     confidence: np.ndarray
     losses: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)
+    floor: float = 0.0
     seconds: float = 0.0
     iterations: int = 0
 
@@ -264,6 +267,7 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     parameters = _trainable(model, config)
     cache = _PrefixCache(model, len(model.pretrained.blocks) - config.last_k) if config.parameters == "last-k" else None
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
+    floor = float((weights * spread).sum() / weights.sum().clamp_min(1e-12))
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and device.type == "cuda" else contextlib.nullcontext()
@@ -281,9 +285,9 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         iterations = iteration + 1
         if progress is not None:
             progress(1)
-        if config.patience:
-            if losses[-1] < best * (1 - config.tolerance):
-                best, stale = losses[-1], 0
+        if config.patience:  # on the reducible part of the loss
+            if losses[-1] - floor < best * (1 - config.tolerance):
+                best, stale = losses[-1] - floor, 0
             else:
                 stale += 1
                 if stale >= config.patience:
@@ -297,7 +301,7 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         losses.append(float(focus_loss(depth, mu, spread, weights)))
     elapsed.append(time.perf_counter() - started)
     return TTOResult(depth.cpu().numpy(), relative.cpu().numpy(), float(scale), float(shift), confidence, losses,
-                     elapsed, elapsed[-1], iterations)
+                     elapsed, floor, elapsed[-1], iterations)
 
 
 def linear_baseline(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray,
