@@ -50,14 +50,13 @@ from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
+from anydepth.eventdepth.e2depth import CLIP_DISTANCE_M, REG_FACTOR, log_depth_to_depth  # same conversion as E2Depth
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.swin import CrossSwinBlock, PatchSplitting, SwinBlock, SwinTransformer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
 
 ARCH = "E2DepthTransformerRecurrent"  # the official class name, stored in checkpoints as "arch"
-CLIP_DISTANCE_M = 80.0  # D_max, official `clip_distance` (configs, evaluation.py)
-REG_FACTOR = 3.70378  # α, official `reg_factor` (dataset_mvsec.py, evaluation.py)
 POS_EMBED_SIZE = 224  # the GRViT position embeddings are stored for a 224 x 224 input, then resized
 NUM_DECODERS = 4  # official `num_decoders`: one GRViT state per encoder stage
 PAD_MULTIPLE = 2**NUM_DECODERS  # the input grid of every stage is then exact down to 1/16
@@ -187,13 +186,6 @@ class EReFormerConfig:
 
 
 # ---- the conversion between normalised log depth and metres ------------------------------------
-def log_depth_to_depth(log_depth, max_depth: float = CLIP_DISTANCE_M, alpha: float = REG_FACTOR):
-    """Normalised log depth D̂ (numpy or torch, any shape) -> metres, max_depth · exp(α (D̂ − 1)):
-    D̂ = 1 is 80 m, D̂ = 0 is 80 · e^−3.70378 = 1.97 m (official `evaluation.prepare_depth_data`)."""
-    exp = torch.exp if isinstance(log_depth, torch.Tensor) else np.exp
-    return max_depth * exp(alpha * (log_depth - 1.0))
-
-
 def depth_to_log_depth(depth_m, max_depth: float = CLIP_DISTANCE_M, alpha: float = REG_FACTOR, eps: float = 1e-6):
     """Metres -> the training target 1 + log(min(d, max_depth) / max_depth + eps) / α clipped to
     [0, 1] (official `DENSE_Data.prepare_depth`); NaN stays NaN."""
