@@ -89,7 +89,7 @@ def main() -> None:
     model = model.to(args.device).eval()
     layout = FOCUS_LAYOUTS["ddff12"]
     paper = dataclasses.replace(PAPER, iterations=args.paper_iterations, input_size=args.input_size)
-    fast = dataclasses.replace(FAST, input_size=args.input_size, final_input_size=args.input_size)
+    fast = dataclasses.replace(FAST, input_size=args.input_size)
     rows = {"DFF": [], "linear": [], "TTO-paper": [], "TTO-fast": []}
     timing = []
     scenes = rgbd_scenes(REALDATA) if args.scenes == "nyu" else synthetic_stacks(3)
