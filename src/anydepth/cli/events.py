@@ -11,7 +11,7 @@ from anydepth.eventdepth import MODELS, DepthStream, load_model
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("events", help="event recordings: info, render",
+    parser = commands.add_parser("events", help="event recordings: info, render, predict (depth)",
                                  description="Event camera recordings (DSEC, MVSEC, AEDAT4, .npz/.h5/.txt).")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 

@@ -33,7 +33,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--out", default="focus-out")
     parser.set_defaults(run=run_focus)
 
-    evaluate = commands.add_parser("focus-eval", help="(anydepth focus eval) DDFF-12 protocol: DFF, linear, TTO")
+    evaluate = commands.add_parser("focus-eval", prog="anydepth focus eval",
+                                   help="(anydepth focus eval) DDFF-12 protocol: DFF, linear, TTO")
     evaluate.add_argument("path", help="DDFF-12 HDF5 file (original or DFV repack)")
     _common(evaluate)
     evaluate.add_argument("--split", default="val", choices=["val", "train"])
