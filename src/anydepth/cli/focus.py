@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tqdm import tqdm
 
 from anydepth.errors import InputError
@@ -56,27 +58,22 @@ def _models(args):
 
 
 def run_focus(args) -> int:
-    from anydepth.focus.pipeline import estimate_depth, write_focus_outputs
+    from anydepth.focus.pipeline import TTO_MODES, estimate_depth, write_focus_outputs
     from anydepth.focus.readers import align_slices, open_focal_stacks
 
     stacks = open_focal_stacks(args.path, reduce=args.reduce)
-    stacks = [stacks] if not isinstance(stacks, (list, tuple)) and not hasattr(stacks, "__getitem__") else stacks
     count = len(stacks) if args.limit is None else min(args.limit, len(stacks))
     if count == 0:
         raise InputError("no focal stack found", args.path)
     model, dfv = _models(args)
+    iterations = 0 if args.tto == "off" else TTO_MODES[args.tto].iterations
     for index in range(count):
         stack = stacks[index]
         if args.align:
             stack, _ = align_slices(stack)
-        name = getattr(stack, "source", None)
-        name = str(name).rstrip("/").split("/")[-1] if name else f"stack_{index:03d}"
-        with tqdm(total=None if args.tto == "off" else 1, desc=f"TTO {name}", unit="it", disable=None) as bar:
-            def progress(step, bar=bar):
-                if bar.total == 1:
-                    bar.total = None
-                bar.update(step)
-            result = estimate_depth(stack, model, args.focus_volume, dfv, args.tto, args.confidence, args.input_size, progress)
+        name = Path(stack.source).name if getattr(stack, "source", None) else f"stack_{index:03d}"
+        with tqdm(total=iterations, desc=f"TTO {name}", unit="it", disable=None if iterations else True) as bar:
+            result = estimate_depth(stack, model, args.focus_volume, dfv, args.tto, args.confidence, args.input_size, bar.update)
         written = write_focus_outputs(result, args.out, name, getattr(stack, "disparity_scale", None))
         extra = f", TTO {result.tto.iterations} iterations in {result.tto.seconds:.1f} s" if result.tto else ""
         print(f"{name}: {len(written)} files in {written[0].parent}{extra}")
@@ -112,7 +109,5 @@ def run_eval(args) -> int:
         print(f"{name:>24} | {scores['mse']:9.6f} | {scores['rms']:7.4f} | {scores['abs_rel']:7.3f} | {scores['delta1']:6.1f} | "
               f"{scores['delta2']:6.1f} | {scores['delta3']:6.1f} | {scores['badpix']:8.2f} | {scores['bumpiness']:6.2f}")
     if args.json:
-        from pathlib import Path
-
         Path(args.json).write_text(json.dumps({"samples": count, "table": table}, indent=2))
     return 0

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_name(args) -> str:
     action = getattr(args, "action", None)
-    return " ".join(part for part in ("anydepth", args.command, action) if part)
+    command = "focus eval" if args.command == "focus-eval" else args.command
+    return " ".join(part for part in ("anydepth", command, action) if part)
 
 
 def main(argv: list[str] | None = None) -> int:
