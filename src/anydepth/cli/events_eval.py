@@ -1,0 +1,78 @@
+"""`anydepth events eval`: an event depth student over a dataset under a published protocol."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from anydepth.errors import InputError
+from anydepth.metrics.protocols import PROTOCOLS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_action(actions) -> None:
+    """Add `eval` to the ACTION subparsers of `anydepth events`."""
+    from anydepth.eventdepth import MODELS
+
+    protocols = "\n".join(f"  {name:<22} {protocol.description}" for name, protocol in PROTOCOLS.items())
+    parser = actions.add_parser(
+        "eval", help="evaluate an event depth model over a dataset (Depth AnyEvent protocol)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score an event depth student on every sequence of a dataset (a DSEC root, a folder of MVSEC "
+                    "pairs or of voxel folders, or one sequence): the recurrent state restarts at each sequence and "
+                    "is carried frame to frame, each frame with ground truth is scored, a sequence scores the "
+                    "mean of its frames and the dataset the mean of its sequences. Prints the table and writes "
+                    "metrics.csv and metrics.json.\n\nprotocols:\n" + protocols)
+    parser.add_argument("dataset", help="dataset root or one sequence")
+    parser.add_argument("--model", required=True, choices=list(MODELS), help="student")
+    parser.add_argument("--weights", required=True, help="checkpoint of that model")
+    parser.add_argument("--protocol", default="dae-mvsec", choices=list(PROTOCOLS),
+                        help="evaluation protocol (default dae-mvsec; listed below)")
+    parser.add_argument("--window-ms", type=float, default=50.0, help="event window before each ground truth (default 50)")
+    parser.add_argument("--out", default="events-eval", help="output folder (default ./events-eval)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="score at most N frames per sequence")
+    parser.add_argument("--save-predictions", action="store_true",
+                        help="also save each scored prediction as OUT/predictions/<sequence>/<index>.npy")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from anydepth.distill.evaluate import count_samples, evaluate_dataset
+    from anydepth.eventdepth import load_model
+
+    if not Path(args.dataset).exists():
+        raise InputError("no such file or folder", args.dataset)
+    if not args.window_ms > 0:
+        raise InputError(f"window must be positive, got {args.window_ms} ms")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = load_model(args.model, args.weights)
+    try:
+        model = model.to(device).eval()
+    except (RuntimeError, ValueError) as error:
+        raise InputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})") from None
+    out = Path(args.out)
+    total = count_samples(args.dataset, args.window_ms, args.limit)
+    with tqdm(total=total, desc="eval", unit="frame", disable=None) as bar:
+        result = evaluate_dataset(model, args.dataset, protocol=args.protocol, window_ms=args.window_ms,
+                                  progress=bar.update, limit=args.limit,
+                                  predictions_out=out / "predictions" if args.save_predictions else None,
+                                  model_name=args.model, weights=args.weights)
+    print(f"{args.model} on {args.dataset}, protocol {args.protocol} ({sum(result.frames.values())} frames, "
+          f"{len(result.frames)} sequences)")
+    print(result.table())
+    print(f"metrics: {result.to_csv(out / 'metrics.csv')}, {result.to_json(out / 'metrics.json')}")
+    return 0
