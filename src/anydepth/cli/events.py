@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from anydepth.cli import events_eval, events_pseudolabel, events_train
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -11,7 +12,7 @@ from anydepth.eventdepth import MODELS, DepthStream, load_model
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("events", help="event recordings: info, render, predict (depth)",
+    parser = commands.add_parser("events", help="event recordings: info, render, predict; pseudolabel, train, eval",
                                  description="Event camera recordings (DSEC, MVSEC, AEDAT4, .npz/.h5/.txt).")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -44,6 +45,9 @@ def add_parser(commands) -> None:
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
     predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     predict.set_defaults(run=run_predict)
+    events_pseudolabel.add_action(actions)
+    events_train.add_action(actions)
+    events_eval.add_action(actions)
 
 
 def run_info(args) -> int:

@@ -1,0 +1,81 @@
+"""`anydepth events pseudolabel`: Depth Anything V2 pseudo-labels on the frames of a dataset."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from anydepth.errors import InputError
+
+TEACHERS = ("vits", "vitb", "vitl", "vitg")
+
+
+def add_action(actions) -> None:
+    parser = actions.add_parser(
+        "pseudolabel",
+        help="Depth Anything V2 pseudo-labels on the frames of every aligned sample",
+        description="Run a relative Depth Anything V2 teacher on the frame of every aligned sample of every "
+        "sequence of DATASET and store one label per sample: OUT/<sequence>/<index:06d>.npz (key 'depth': "
+        "float32 relative inverse depth at the frame size; plus timestamp_us, teacher, input_size, frame_sha1, "
+        "label_sha1, weights_sha1) and OUT/manifest.json. Resumable: finished labels are skipped. "
+        "Shards across GPUs under torchrun (torchrun --nproc-per-node N -m anydepth events pseudolabel ...).",
+    )
+    parser.add_argument("dataset", metavar="DATASET", help="a DSEC root or sequence, MVSEC files, or voxel folders")
+    parser.add_argument("--teacher", choices=TEACHERS,
+                        help="teacher encoder; default: read from --weights, else vitl")
+    parser.add_argument("--weights", help="teacher weights file (official .pth, HF .safetensors or anydepth checkpoint); "
+                        "default: the official relative release from the cache ($ANYDEPTH_CACHE) or the hub")
+    parser.add_argument("--out", help="output folder (default DATASET/pseudolabels_<teacher>, beside DATASET for a file)")
+    parser.add_argument("--input-size", type=int, default=518, help="shorter network side, rounded to 14 (default 518)")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available; "
+                        "cuda:LOCAL_RANK under torchrun)")
+    parser.add_argument("--limit", type=int, help="only the first N samples of the dataset (all sequences, sorted)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from anydepth.distill.pseudolabels import close_distributed, generate_pseudolabels, init_distributed
+    from anydepth.distill.sequences import find_sequences
+    from anydepth.foundation import load_depth_anything
+
+    if args.input_size < 14:
+        raise InputError(f"--input-size must be at least 14, got {args.input_size}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 0:
+        raise InputError(f"--limit must be >= 0, got {args.limit}")
+    find_sequences(args.dataset)  # fail on a bad dataset before loading (or downloading) the teacher
+
+    rank, world_size, device = init_distributed(args.device)
+    try:
+        encoder = args.teacher or (None if args.weights else "vitl")
+        model = load_depth_anything(encoder, args.weights, variant="relative", device=device)
+        if model.config.head != "relative":
+            raise InputError(f"{args.weights}: a metric model; pseudo-labels need a relative teacher")
+        teacher = model.config.encoder
+        started = time.perf_counter()
+        bar = tqdm(desc="pseudo-labels" if world_size == 1 else f"pseudo-labels [rank {rank}]", unit="frame",
+                   disable=None, position=rank if world_size > 1 else None)
+
+        def start(total: int) -> None:
+            bar.reset(total=total)
+
+        try:
+            summary = generate_pseudolabels(args.dataset, model, args.out, teacher, args.input_size, args.batch_size,
+                                            bar.update, rank, world_size, args.limit,
+                                            on_start=start)
+        finally:
+            bar.close()
+    finally:
+        close_distributed()
+    elapsed = time.perf_counter() - started
+    shard = f" (rank {rank} of {world_size})" if world_size > 1 else ""
+    print(f"{summary.computed} computed, {summary.skipped} skipped (done), {summary.no_frame} without a frame"
+          f"{shard} in {elapsed:.1f} s; teacher {teacher} at {args.input_size}; labels in {Path(summary.out)}",
+          file=sys.stdout)
+    return 0

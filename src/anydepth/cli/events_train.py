@@ -1,0 +1,56 @@
+"""`anydepth events train CONFIG.yaml`: train an event depth student (any model, any regime)."""
+
+from __future__ import annotations
+
+import yaml
+
+from anydepth.errors import InputError
+
+
+def _override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise InputError(f"--set expects KEY=VALUE (e.g. optim.lr=1e-4), got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def add_action(actions) -> None:
+    """Add `train` to the ACTION subparsers of `anydepth events`."""
+    parser = actions.add_parser(
+        "train", help="train a student (synth / distilled / supervised / mixed) from a YAML config",
+        description="Train an event depth student from a YAML config (see configs/ for the paper's recipes). "
+                    "Resumes from OUT/checkpoints/last.pt when it exists. Writes OUT/student.pth (the model's "
+                    "official container), history.jsonl, loss.png and TensorBoard logs. Multi-GPU: "
+                    "torchrun --nproc_per_node N -m anydepth events train CONFIG.yaml")
+    parser.add_argument("config", help="YAML training config")
+    parser.add_argument("--out", help="output folder (overrides the config's `out`)")
+    parser.add_argument("--steps", type=int, help="number of steps (overrides the config)")
+    parser.add_argument("--device", help="cpu, cuda, ... (overrides the config; default auto)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config value, dotted (e.g. --set optim.lr=1e-4 --set data.crop=[112,112])")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from anydepth.distill.config import load_config
+    from anydepth.distill.trainer import Trainer
+
+    overrides = dict(_override(text) for text in args.overrides)
+    for key in ("out", "steps", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    config = load_config(args.config, overrides)
+    trainer = Trainer(config)
+    result = trainer.run()
+    if not trainer.distributed.is_main:
+        return 0
+    if result.resumed_from:
+        print(f"resumed from step {result.resumed_from}")
+    last = result.history[-1] if result.history else None
+    if last is not None:
+        print(f"step {last['step']}: loss {last['loss']:.4f}")
+    if result.student_path is not None:
+        print(f"student: {result.student_path}  (anydepth events eval DATASET --model {config.model.name} "
+              f"--weights {result.student_path})")
+    print(f"logs: {result.out / 'history.jsonl'}, {result.out / 'loss.png'}, {result.out / 'tensorboard'}")
+    return 0

@@ -1,0 +1,370 @@
+"""Depth Anything V2 pseudo-labels on the frames beside the events (Depth AnyEvent, SPEC 3.4).
+
+The teacher runs on the frame of every aligned sample of every sequence of a dataset and one label
+is stored per sample, as the official Depth AnyEvent release does (one `.npz` per frame, key
+`depth`):
+
+    <out>/<sequence name>/<index:06d>.npz      index = the aligned sample's index in its sequence
+    <out>/manifest.json                        teacher, input size, counts per sequence
+
+Keys of each `.npz` (plain arrays, readable with `allow_pickle=False`):
+    depth          (H, W) float32 relative inverse depth (the relative head's affine-invariant
+                   disparity, resized to the frame size exactly as `infer_image` does)
+    timestamp_us   int64, the sample's timestamp
+    teacher        str, the teacher's encoder ('vitl', ...)
+    input_size     int, the network's shorter side
+    frame_sha1     SHA-1 of the frame's bytes (the array as the dataset returns it)
+    label_sha1     SHA-1 of the depth's bytes (float32, C order): detects corrupt files
+    weights_sha1   short hash of the teacher's config and state dict: labels of other weights
+                   are never reused
+
+Runs are resumable: a sample whose label exists, reads back with a valid checksum and matches the
+teacher, weights, input size and frame is skipped; every label is written atomically, so a killed
+run leaves no partial file. With `torchrun`, sample k of the global order (all sequences, sorted)
+goes to rank k % world_size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anydepth.atomic import atomic_write
+from anydepth.distill.sequences import find_sequences, sequence_name
+from anydepth.errors import FormatError, InputError
+from anydepth.events.dataset import open_sequence
+from anydepth.foundation.transform import as_bgr_uint8, image_to_tensor, resize_prediction
+
+MANIFEST = "manifest.json"
+FORMAT = "anydepth.pseudolabels"
+_KEYS = ("depth", "timestamp_us", "teacher", "input_size", "frame_sha1", "label_sha1", "weights_sha1")
+
+
+@dataclass
+class PseudoLabel:
+    """One stored label: depth (H, W) float32 relative inverse depth and its metadata."""
+
+    depth: np.ndarray
+    timestamp_us: int
+    teacher: str
+    input_size: int
+    frame_sha1: str
+    weights_sha1: str = ""
+    path: Path | None = None
+
+
+@dataclass
+class PseudoLabelSummary:
+    """What one run (one rank) did. sequences: name -> {"samples", "computed", "skipped", "no_frame"}
+    for the samples of this rank."""
+
+    out: Path
+    teacher: str
+    input_size: int
+    weights_sha1: str
+    computed: int = 0
+    skipped: int = 0
+    no_frame: int = 0
+    rank: int = 0
+    world_size: int = 1
+    sequences: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.computed + self.skipped + self.no_frame
+
+
+def pseudolabel_path(out: str | Path, sequence: str, index: int) -> Path:
+    """Where the label of sample `index` of the sequence named `sequence` lives."""
+    return Path(out) / sequence / f"{int(index):06d}.npz"
+
+
+def default_out(dataset: str | Path, teacher: str) -> Path:
+    """`<dataset>/pseudolabels_<teacher>` for a folder, `<its folder>/pseudolabels_<teacher>` for a file."""
+    dataset = Path(dataset)
+    return (dataset if dataset.is_dir() else dataset.parent) / f"pseudolabels_{teacher}"
+
+
+def sha1_bytes(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def teacher_fingerprint(model: torch.nn.Module) -> str:
+    """Short hash (16 hex digits) of a model's config (when it has one) and state dict."""
+    digest = hashlib.sha1()
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    for key, value in sorted(model.state_dict().items()):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def read_pseudolabel(path: str | Path) -> PseudoLabel:
+    """Read and verify one label; FormatError (one line naming the file) when it is unreadable,
+    truncated, lacks a key, or its depth does not match its checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError("no such pseudo-label", path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in _KEYS if key not in data.files]
+            if missing:
+                raise FormatError(f"not a pseudo-label (missing {', '.join(missing)})", path)
+            values = {key: data[key] for key in _KEYS}
+    except FormatError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FormatError(f"cannot read pseudo-label ({reason})", path) from None
+    depth = values["depth"]
+    if depth.ndim != 2 or depth.dtype != np.float32:
+        raise FormatError(f"pseudo-label depth must be (H, W) float32, got {depth.shape} {depth.dtype}", path)
+    if sha1_bytes(depth) != str(values["label_sha1"]):
+        raise FormatError("corrupt pseudo-label (checksum mismatch)", path)
+    return PseudoLabel(
+        depth=depth,
+        timestamp_us=int(values["timestamp_us"]),
+        teacher=str(values["teacher"]),
+        input_size=int(values["input_size"]),
+        frame_sha1=str(values["frame_sha1"]),
+        weights_sha1=str(values["weights_sha1"]),
+        path=path,
+    )
+
+
+def write_pseudolabel(path: str | Path, depth: np.ndarray, timestamp_us: int, teacher: str, input_size: int,
+                      frame_sha1: str, weights_sha1: str) -> Path:
+    """Write one label atomically (see the module docstring for the keys)."""
+    depth = np.ascontiguousarray(depth, dtype=np.float32)
+    arrays = {
+        "depth": depth,
+        "timestamp_us": np.int64(timestamp_us),
+        "teacher": np.str_(teacher),
+        "input_size": np.int64(input_size),
+        "frame_sha1": np.str_(frame_sha1),
+        "label_sha1": np.str_(sha1_bytes(depth)),
+        "weights_sha1": np.str_(weights_sha1),
+    }
+
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as handle:  # a file object: np.savez appends no suffix
+            np.savez(handle, **arrays)
+
+    return atomic_write(path, write)
+
+
+def _is_done(path: Path, teacher: str, weights_sha1: str, input_size: int, frame_sha1: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        label = read_pseudolabel(path)
+    except FormatError:
+        return False
+    return (label.teacher, label.weights_sha1, label.input_size, label.frame_sha1) == (teacher, weights_sha1, input_size, frame_sha1)
+
+
+@torch.inference_mode()
+def predict_batch(model: torch.nn.Module, frames: list[np.ndarray], input_size: int = 518) -> list[np.ndarray]:
+    """`infer_image` on several frames of one size at once: BGR (or grey) uint8 frames -> float32
+    (H, W) predictions at the frames' resolution."""
+    if not frames:
+        return []
+    height, width = frames[0].shape[:2]
+    parameter = next(model.parameters())
+    x = torch.cat([image_to_tensor(as_bgr_uint8(frame), input_size) for frame in frames])
+    x = x.to(device=parameter.device, dtype=parameter.dtype)
+    prediction = resize_prediction(model(x), height, width)
+    return list(prediction.float().cpu().numpy())
+
+
+def _remove_stale_temporaries(folder: Path, mine: set[int]) -> None:
+    """Temporary files of a killed run (`.<index>.npz.<random>.npz`) for this rank's samples."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(".*.npz.*"):
+        stem = path.name[1:].split(".", 1)[0]
+        if stem.isdigit() and int(stem) in mine:
+            path.unlink(missing_ok=True)
+
+
+def _sequence_lengths(sequences: list[Path]) -> list[int]:
+    lengths = []
+    for path in sequences:
+        with open_sequence(path) as sequence:
+            lengths.append(len(sequence))
+    return lengths
+
+
+def generate_pseudolabels(
+    dataset: str | Path,
+    teacher_model: torch.nn.Module,
+    out: str | Path | None = None,
+    teacher_name: str | None = None,
+    input_size: int = 518,
+    batch_size: int = 4,
+    progress: Callable[[int], object] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    limit: int | None = None,
+    weights_sha1: str | None = None,
+    on_start: Callable[[int], object] | None = None,
+) -> PseudoLabelSummary:
+    """Label every aligned sample with a frame in the sequences of `dataset` (see the module docstring).
+
+    teacher_model: a relative `DepthAnythingV2` (in eval mode, on the device to run on).
+    out: default `default_out(dataset, teacher_name)`. teacher_name: default the model's encoder.
+    batch_size: frames of one size per forward pass. progress: called with 1 after each sample of
+    this rank (computed, skipped or without a frame). limit: only the first `limit` samples of the
+    global order. weights_sha1: default `teacher_fingerprint(teacher_model)`. on_start: called
+    once, before any work, with the number of samples of this rank (e.g. a progress bar's total).
+    rank / world_size: this process's shard (sample k goes to rank k % world_size); with
+    world_size > 1 and torch.distributed initialised, all ranks meet at a barrier before rank 0
+    writes the manifest.
+    """
+    if input_size < 14:
+        raise InputError(f"input size must be at least 14, got {input_size}")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} outside world size {world_size}")
+    if limit is not None and limit < 0:
+        raise InputError(f"limit must be >= 0, got {limit}")
+    config = getattr(teacher_model, "config", None)
+    if getattr(config, "head", "relative") != "relative":
+        raise InputError("pseudo-labels need the relative Depth Anything V2 model, got a metric one")
+    teacher_name = teacher_name or getattr(config, "encoder", None) or "teacher"
+    dataset = Path(dataset)
+    out = Path(out) if out is not None else default_out(dataset, teacher_name)
+    weights_sha1 = weights_sha1 or teacher_fingerprint(teacher_model)
+    teacher_model.eval()
+
+    sequences = find_sequences(dataset)
+    names = [sequence_name(path, dataset) for path in sequences]
+    lengths = _sequence_lengths(sequences)
+    summary = PseudoLabelSummary(out, teacher_name, input_size, weights_sha1, rank=rank, world_size=world_size)
+    remaining = sum(lengths) if limit is None else min(limit, sum(lengths))
+
+    if on_start is not None:
+        on_start(sum(1 for k in range(remaining) if k % world_size == rank))
+    pending: list[tuple[Path, np.ndarray, int, str, dict]] = []
+
+    def flush() -> None:
+        frames = [item[1] for item in pending]
+        for (path, _, timestamp_us, frame_sha1, counts), depth in zip(pending, predict_batch(teacher_model, frames, input_size)):
+            write_pseudolabel(path, depth, timestamp_us, teacher_name, input_size, frame_sha1, weights_sha1)
+            summary.computed += 1
+            counts["computed"] += 1
+            if progress is not None:
+                progress(1)
+        pending.clear()
+
+    start = 0  # global position of the sequence's first sample
+    for path, name, length in zip(sequences, names, lengths):
+        count = max(0, min(length, remaining - start))
+        mine = [index for index in range(count) if (start + index) % world_size == rank]
+        start += length
+        counts = summary.sequences.setdefault(name, {"samples": len(mine), "computed": 0, "skipped": 0, "no_frame": 0})
+        if not mine:
+            continue
+        _remove_stale_temporaries(out / name, set(mine))
+        with open_sequence(path) as sequence:
+            for index in mine:
+                sample = sequence[index]
+                if sample.frame is None:
+                    summary.no_frame += 1
+                    counts["no_frame"] += 1
+                    if progress is not None:
+                        progress(1)
+                    continue
+                frame = np.asarray(sample.frame)
+                frame_sha1 = sha1_bytes(frame)
+                target = pseudolabel_path(out, name, sample.index)
+                if _is_done(target, teacher_name, weights_sha1, input_size, frame_sha1):
+                    summary.skipped += 1
+                    counts["skipped"] += 1
+                    if progress is not None:
+                        progress(1)
+                    continue
+                if pending and pending[0][1].shape[:2] != frame.shape[:2]:
+                    flush()
+                pending.append((target, frame, int(sample.timestamp_us), frame_sha1, counts))
+                if len(pending) >= batch_size:
+                    flush()
+    flush()
+
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    if rank == 0:
+        write_manifest(out, summary, names, lengths, limit)
+    return summary
+
+
+def write_manifest(out: Path, summary: PseudoLabelSummary, names: list[str], lengths: list[int], limit: int | None) -> Path:
+    """`<out>/manifest.json` (atomic): teacher, input size, weights hash, and per sequence the
+    number of aligned samples and of label files present (all ranks' work)."""
+    sequences = {}
+    for name, length in zip(names, lengths):
+        folder = out / name
+        labels = sum(1 for path in folder.glob("[0-9]*.npz")) if folder.is_dir() else 0
+        sequences[name] = {"samples": int(length), "labels": int(labels)}
+    manifest = {
+        "format": FORMAT,
+        "teacher": summary.teacher,
+        "input_size": int(summary.input_size),
+        "weights_sha1": summary.weights_sha1,
+        "world_size": int(summary.world_size),
+        "limit": limit,
+        "samples": int(sum(lengths)),
+        "labels": int(sum(entry["labels"] for entry in sequences.values())),
+        "sequences": sequences,
+    }
+    text = json.dumps(manifest, indent=2) + "\n"
+    return atomic_write(out / MANIFEST, lambda temporary: Path(temporary).write_text(text))
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int, str]:
+    """(rank, world_size, device) for this process. Under `torchrun` (WORLD_SIZE > 1) this
+    initialises the process group (nccl on CUDA, gloo on CPU) and picks cuda:LOCAL_RANK."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    cuda = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    if world_size > 1:
+        if cuda:
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(local_rank)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    return rank, world_size, device
+
+
+def close_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+__all__ = [
+    "PseudoLabel",
+    "PseudoLabelSummary",
+    "default_out",
+    "generate_pseudolabels",
+    "init_distributed",
+    "predict_batch",
+    "pseudolabel_path",
+    "read_pseudolabel",
+    "teacher_fingerprint",
+    "write_pseudolabel",
+]

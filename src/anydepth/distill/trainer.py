@@ -1,0 +1,374 @@
+"""The trainer of every student in every regime (SPEC 3.4).
+
+One step: `batch_size` clips of `sequence_length` consecutive samples (per process); a recurrent
+student runs through each clip from a zero state (truncated BPTT: the state is detached every
+`detach_every` frames), a stateless one sees each frame alone; the loss of each frame is taken in
+the loss's space over the label's valid pixels and averaged over the clip; AdamW, a learning-rate
+schedule, gradient-norm clipping, bf16 autocast on GPU.
+
+Checkpoints (`OUT/checkpoints/step_XXXXXXX.pt` and `last.pt`, written atomically every
+`checkpoint_every` steps and at the end) hold the model, optimiser, scheduler, step, loss history
+and RNG states; the data position is the step (see `data.py`), so a resumed run continues exactly
+where the interrupted one would have been. The trained student is written in its official
+container (`OUT/student.pth`), with `history.jsonl`, `loss.png` and TensorBoard logs
+(`OUT/tensorboard`: losses, learning rate, sample depth images).
+
+Multi-GPU: `torchrun --nproc_per_node N -m anydepth events train CONFIG.yaml` (DDP, one process per
+GPU, each with its own clips; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from anydepth.atomic import atomic_write
+from anydepth.distill.adapters import run_network, to_space
+from anydepth.distill.config import TrainConfig
+from anydepth.distill.data import TrainingClips
+from anydepth.distill.losses import DistillationLoss, e2depth_loss, silog_loss
+from anydepth.errors import CheckpointError, InputError
+from anydepth.eventdepth.base import EventDepthModel
+from anydepth.eventdepth.depthanyevent import DepthAnyEvent, init_from_dav2
+from anydepth.eventdepth.registry import load_model, save_model
+from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
+from anydepth.foundation.config import ENCODERS
+from anydepth.foundation.weights import resolve_weights
+
+CHECKPOINT_FORMAT = "anydepth-train-v1"
+
+
+# ---- pieces ---------------------------------------------------------------------------------------
+def build_student(config: TrainConfig) -> EventDepthModel:
+    """The student of `config.model`: from its weights, or fresh (DepthAnyEvent optionally with
+    DAv2 weights in its encoder and head)."""
+    spec = config.model
+    model = load_model(spec.name, spec.weights, **spec.config)
+    if spec.init_dav2 is not None:
+        if not isinstance(model, DepthAnyEvent):
+            raise InputError(f"model.init_dav2 applies to DepthAnyEvent students, not {spec.name}")
+        path = resolve_weights(spec.init_dav2) if spec.init_dav2 in ENCODERS else resolve_weights(weights=spec.init_dav2)
+        state_dict, _ = read_state_dict(path)
+        init_from_dav2(model, state_dict)
+    elif spec.weights is None and isinstance(model, DepthAnyEvent) and model.config.activation == "relu":
+        with torch.no_grad():  # a fresh ReLU head starts alive (positive outputs) rather than at 0
+            model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
+    return model
+
+
+def make_loss(config: TrainConfig) -> Callable:
+    """(prediction, target, mask) -> (total, parts) for the configured loss."""
+    loss = config.loss
+    if loss.name == "ssi":
+        return DistillationLoss(loss.gradient_weight, loss.scales)
+    if loss.name == "e2depth":
+        return lambda p, t, m: e2depth_loss(p, t, m, loss.gradient_weight, loss.scales)
+    if loss.name == "silog":
+        return lambda p, t, m: (lambda value: (value, {"silog": value}))(silog_loss(p, t, m))
+    raise InputError(f"unknown loss {loss.name!r}; choose ssi, e2depth or silog")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    optim = config.optim
+    if optim.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim.lr, total_steps=config.steps,
+                                                   pct_start=0.05, anneal_strategy="cos")
+    warmup = max(0, optim.warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if optim.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, config.steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def detach_state(state):
+    """The recurrent state with every tensor detached (truncated BPTT)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+class ClipRunner(nn.Module):
+    """Runs a student over clips, so that one DDP forward covers a whole clip.
+
+    forward(images (B, L, C, h, w)) -> raw outputs (B, L, h, w); recurrent students carry the
+    state through the clip from zero, detached every `detach_every` frames (0 = never)."""
+
+    def __init__(self, student: EventDepthModel, detach_every: int = 0):
+        super().__init__()
+        self.student = student
+        self.detach_every = int(detach_every)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        state, outputs = None, []
+        for t in range(images.shape[1]):
+            raw, state = run_network(self.student, images[:, t], state if self.student.recurrent else None)
+            outputs.append(raw)
+            if self.detach_every and (t + 1) % self.detach_every == 0:
+                state = detach_state(state)
+        return torch.stack(outputs, dim=1)
+
+
+# ---- distributed ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, distributed: Distributed) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and distributed.world_size > 1:
+        name = f"cuda:{distributed.local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    student: EventDepthModel
+    history: list[dict] = field(default_factory=list)
+    out: Path | None = None
+    student_path: Path | None = None
+    resumed_from: int = 0
+
+
+def rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _jsonable(values: dict) -> dict:
+    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+
+
+class Trainer:
+    """`Trainer(config).run()`; `stop_after` ends the run early after that many steps of this
+    call (used to simulate an interruption), `progress` shows a tqdm bar."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True, stop_after: int | None = None):
+        self.config = config
+        self.progress = progress
+        self.stop_after = stop_after
+        self.out = Path(config.out)
+        self.distributed = Distributed.from_environment()
+        self.device = pick_device(config.device, self.distributed)
+
+    def checkpoint_path(self, step: int | None = None) -> Path:
+        folder = self.out / "checkpoints"
+        return folder / ("last.pt" if step is None else f"step_{step:07d}.pt")
+
+    def save_checkpoint(self, student, optimizer, scheduler, step: int, history: list[dict]) -> None:
+        if not self.distributed.is_main:
+            return
+        payload = {
+            "format": CHECKPOINT_FORMAT, "step": step, "model": self.config.model.name,
+            "model_config": dataclasses.asdict(student.config), "state_dict": student.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states(),
+            "history": history, "config": _jsonable(self.config.to_dict()),
+        }
+        atomic_torch_save(payload, self.checkpoint_path(step))
+        atomic_torch_save(payload, self.checkpoint_path())
+
+    def load_checkpoint(self, student, optimizer, scheduler) -> tuple[int, list[dict]]:
+        path = self.checkpoint_path()
+        if not path.is_file():
+            return 0, []
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise CheckpointError(f"cannot resume, unreadable training checkpoint ({type(error).__name__})", path) from None
+        if payload.get("format") != CHECKPOINT_FORMAT or payload.get("model") != self.config.model.name:
+            raise CheckpointError(f"not a training checkpoint of {self.config.model.name}; use another out folder", path)
+        student.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        set_rng_states(payload["rng"])
+        return int(payload["step"]), list(payload["history"])
+
+    def run(self) -> TrainResult:
+        config = self.config
+        torch.manual_seed(config.seed + self.distributed.rank)
+        student = build_student(config).to(self.device)
+        space = config.loss.resolved_space
+        to_space(student, torch.ones(1, 2, 2, device=self.device), space)  # fails early on a bad pairing
+        clips = TrainingClips(student, config.data, space, seed=config.seed)
+        runner = ClipRunner(student, config.data.detach_every)
+        network = runner
+        if self.distributed.world_size > 1:
+            network = nn.parallel.DistributedDataParallel(
+                runner, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        optimizer = torch.optim.AdamW(student.parameters(), lr=config.optim.lr, betas=config.optim.betas,
+                                      weight_decay=config.optim.weight_decay)
+        scheduler = make_scheduler(optimizer, config)
+        loss_fn = make_loss(config)
+        start, history = self.load_checkpoint(student, optimizer, scheduler)
+        writer = self._writer() if self.distributed.is_main else None
+        autocast = config.amp and self.device.type == "cuda"
+        end = config.steps if self.stop_after is None else min(config.steps, start + self.stop_after)
+        bar = None
+        if self.progress and self.distributed.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=start, desc=f"train {config.model.name} ({config.regime})",
+                       unit="step", disable=None)
+        student.train()
+        for step in range(start, end):
+            batch = clips.batch(step, config.batch_size, self.distributed.rank)
+            images = batch["images"].to(self.device, non_blocking=True)
+            labels = batch["labels"].to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                raw = network(images)
+            prediction = to_space(student, raw.float().flatten(0, 1), space)
+            target = labels.flatten(0, 1)
+            mask = torch.isfinite(target)
+            loss, parts = loss_fn(prediction, torch.nan_to_num(target), mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            record = {"step": step + 1, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                      **{k: float(v.detach()) for k, v in parts.items()}}
+            history.append(record)
+            if writer is not None:
+                self._log(writer, record, step + 1, prediction, target, mask)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                self.save_checkpoint(student, optimizer, scheduler, step + 1, history)
+        if bar is not None:
+            bar.close()
+        if end > start and (end % config.checkpoint_every) and end != config.steps:
+            self.save_checkpoint(student, optimizer, scheduler, end, history)
+        if writer is not None:
+            writer.close()
+        clips.close()
+        student.eval()
+        result = TrainResult(student, history, self.out, resumed_from=start)
+        if self.distributed.is_main and end == config.steps:
+            result.student_path = self.out / "student.pth"
+            save_model(config.model.name, student, result.student_path)
+            self._write_history(history)
+        return result
+
+    # ---- logs ---------------------------------------------------------------------------------
+    def _writer(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: history.jsonl and loss.png still written
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    def _log(self, writer, record: dict, step: int, prediction, target, mask) -> None:
+        config = self.config
+        if step % config.log_every == 0 or step == 1:
+            for key, value in record.items():
+                if key != "step":
+                    writer.add_scalar(f"train/{key}", value, step)
+        if step % config.image_every == 0 or step == 1:
+            from anydepth.viz import colorize
+
+            shown_prediction = prediction[0].detach().float().cpu().numpy()
+            shown_target = np.where(mask[0].cpu().numpy(), target[0].cpu().numpy(), np.nan)
+            finite = np.isfinite(shown_target)
+            low, high = (np.percentile(shown_target[finite], [2, 98]) if finite.any() else (None, None))
+            aligned = _align_for_display(shown_prediction, shown_target)
+            image = np.concatenate([colorize(aligned, vmin=low, vmax=high), colorize(np.nan_to_num(shown_target, nan=low or 0.0), vmin=low, vmax=high)], axis=1)
+            writer.add_image("train/prediction_vs_label", image, step, dataformats="HWC")
+
+    def _write_history(self, history: list[dict]) -> None:
+        atomic_write(self.out / "history.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
+        plot_losses(history, self.out / "loss.png", title=f"{self.config.model.name} ({self.config.regime})")
+
+
+def _align_for_display(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    valid = np.isfinite(target)
+    if valid.sum() < 2:
+        return prediction
+    a = np.stack([prediction[valid], np.ones(int(valid.sum()))], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(a, target[valid], rcond=None)
+    return scale * prediction + shift
+
+
+def plot_losses(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Loss curve (total and parts, log scale, smoothed) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in history])
+    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=110)
+    keys = [k for k in history[0] if k not in ("step", "lr")] if history else []
+    for key in keys:
+        values = np.array([r[key] for r in history], dtype=np.float64)
+        window = max(1, len(values) // 30)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axis.plot(steps[window - 1:], smooth, label=key, linewidth=1.5 if key == "loss" else 1.0)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    if keys:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp))
+    plt.close(figure)
+    return path
+
+
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train (or resume) the run described by `config`."""
+    return Trainer(config, progress=progress).run()
