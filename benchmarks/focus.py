@@ -21,37 +21,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from anydepth.focus import FocalStack
 from anydepth.focus.pipeline import estimate_depth
 from anydepth.focus.tto import FAST, PAPER
 from anydepth.foundation import DepthAnythingV2, load_depth_anything
-from anydepth.foundation.finetune import train_on_rgbd
 from anydepth.metrics import evaluate_ddff12_sample
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rgbd_scenes
-from anydepth.synth.scenes import PinholeCamera, random_scene, render
-from anydepth.synth.sequences import random_trajectory
+from anydepth.synth.teacher import rendered_rgbd, train_synthetic_teacher
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "nyu_rgbd"
 
 
 def synthetic_prior(steps: int, input_size: int, seed: int = 0) -> DepthAnythingV2:
     """A 'vitt' DAv2 trained on rendered RGB-D views of procedural scenes (0.5-8 m)."""
-    torch.manual_seed(seed)
-    camera = PinholeCamera.with_fov(192, 256, 60.0)
-    pairs = []
-    for index in range(48):
-        scene = random_scene(seed + index, (0.5, 8.0))
-        rotation, position = random_trajectory(seed + index).pose(0.3 * (index % 5))
-        position = position * np.array([1.0, 0.6, 1.0])
-        rgb, depth = render(scene, camera, rotation, position)
-        pairs.append(((rgb[..., ::-1] * 255).round().astype(np.uint8).copy(), np.where(np.isfinite(depth), depth, 0.0)))
-    model = DepthAnythingV2("vitt")
-    with torch.no_grad():  # start the final ReLU open, so a fresh head cannot die at zero
-        model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
-    train_on_rgbd(model, pairs, steps=steps, lr=5e-4, input_size=input_size, batch=8)
-    return model
+    return train_synthetic_teacher("vitt", rendered_rgbd(48, seed=seed), steps=steps, input_size=input_size, seed=seed)
 
 
 def synthetic_stacks(count: int, seed: int = 1000):
