@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from anydepth import __version__
-from anydepth.cli import events, focus, image, synth
+from anydepth.cli import demo, events, focus, image, synth
 from anydepth.errors import AnydepthError
 
-COMMANDS = {"image": image, "events": events, "focus": focus, "synth": synth}
+COMMANDS = {"demo": demo, "image": image, "events": events, "focus": focus, "synth": synth}
 
 
 def build_parser() -> argparse.ArgumentParser:

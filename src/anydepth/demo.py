@@ -1,0 +1,279 @@
+"""`anydepth demo`: both pipelines end to end on data made on the spot, and a visual report.
+
+Events: two synthetic domains, a teacher (official DAv2 when its weights are at hand, otherwise a
+small DAv2-architecture model trained here on rendered RGB-D), its pseudo-labels on the target
+domain, a DepthAnyEvent-R student distilled from them next to the same student trained on
+synthetic source-domain ground truth only (and, in the full demo, supervised on the target),
+streaming prediction over a held-out recording, and the Depth AnyEvent metric table.
+
+Focus: thin-lens focal stacks of rendered scenes (and of NYU RGB-D samples when a folder of them is
+given or found in ../shared/realdata), focus volume, DFF depth and all-in-focus image, the prior
+on the AiF, the linear fit and test-time optimisation, and their metric table.
+
+Everything lands in OUT: report.html (self-contained), the figures as PNG, results.json, and the
+intermediate data, teacher and students (reused by a rerun).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anydepth import viz
+from anydepth.atomic import atomic_write
+from anydepth.distill.experiment import REGIMES, SIZES, SOURCE, TARGET, ExperimentResult, make_teacher, run_experiment
+from anydepth.eventdepth.base import DepthStream
+from anydepth.eventdepth.registry import load_model
+from anydepth.events.dataset import open_sequence
+from anydepth.events.representations import tencode
+from anydepth.focus.pipeline import estimate_depth, to_metres
+from anydepth.focus.stack import FocalStack
+from anydepth.focus.tto import FAST
+from anydepth.foundation.model import DepthAnythingV2
+from anydepth.metrics import depth as metrics
+from anydepth.report import Figure, Report, Table, plot_curves
+from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rendered_scene, rgbd_scenes
+
+DDFF12_DISPARITY_SCALE = 0.141238  # m·px of DDFF-12 (disparity = scale / metres)
+REALDATA_NYU = Path("..") / "shared" / "realdata" / "nyu_rgbd"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """events: the distillation experiment's size name; regimes trained; focus_*: stacks and TTO."""
+
+    events: str
+    regimes: tuple[str, ...]
+    focus_scenes: int
+    focus_resolution: tuple[int, int]
+    tto_iterations: int
+    tto_input: int
+    rgbd_scenes: int
+
+
+QUICK = DemoSize("quick", ("synth", "distilled"), 1, (383, 552), 20, 126, 1)
+FULL = DemoSize("demo", REGIMES, 1, (383, 552), 60, 196, 3)
+
+
+def find_official_weights(weights: str | None) -> Path | None:
+    """The ViT-S DAv2 weights given, or found in the cache; None when there are none (no download)."""
+    from anydepth.foundation.weights import resolve_weights
+    from anydepth.errors import WeightsNotFoundError
+
+    if weights is not None:
+        return resolve_weights(weights=weights)
+    try:
+        return resolve_weights("vits", download=False)
+    except WeightsNotFoundError:
+        return None
+
+
+def disparity_view(depth_like: np.ndarray, gt_m: np.ndarray | None = None) -> np.ndarray:
+    """A depth-like map as disparity for display; when ground truth is given, aligned to 1/gt by
+    least squares so that every panel shares the ground truth's colour scale."""
+    disparity = 1.0 / np.maximum(np.asarray(depth_like, np.float64), 1e-6)
+    if gt_m is None:
+        return disparity
+    return align_to(disparity, 1.0 / gt_m)
+
+
+def align_to(values: np.ndarray, target: np.ndarray) -> np.ndarray:
+    valid = np.isfinite(target) & np.isfinite(values)
+    if valid.sum() < 2:
+        return values
+    a = np.stack([values[valid], np.ones(int(valid.sum()))], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(a, target[valid], rcond=None)
+    return scale * values + shift
+
+
+def colour(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    finite = reference[np.isfinite(reference)]
+    low, high = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    return viz.colorize(np.nan_to_num(values, nan=low), vmin=low, vmax=high)
+
+
+# ---- events -----------------------------------------------------------------------------------------
+def events_section(report: Report, experiment: ExperimentResult, teacher: DepthAnythingV2, out: Path, log) -> dict:
+    """Tables and figures of the event experiment; returns the numbers for results.json."""
+    size = experiment.size
+    metrics_shown = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2")
+    names = {"synth": "Synth (source GT only)", "distilled": "Distilled (target pseudo-labels)",
+             "supervised": "Supervised (target GT)"}
+    rows = [[names[r], *[experiment.scores[r].summary.get(m, float("nan")) for m in metrics_shown]] for r in experiment.scores]
+    table = Table(f"DepthAnyEvent-R on held-out target sequences — protocol {size.protocol}",
+                  ["student", *metrics_shown], rows,
+                  note="AbsRel, SqRel (/d*²), RMSE (m), RMSE log: lower is better; δ1, δ2: higher is better. "
+                       "Per frame, the prediction is aligned to the ground truth by least-squares scale and shift in depth "
+                       "(Depth AnyEvent protocol, GT clipped to 80 m without the official per-frame stretch); "
+                       "mean over frames per sequence, then over sequences.",
+                  highlight={"abs_rel": "min", "rmse": "min", "delta1": "max"})
+
+    folder = experiment.out / "data" / "target_test" / "seq_00"
+    students = {r: load_model("depthanyevent-r", p) for r, p in experiment.students.items()}
+    streams = {r: DepthStream(m) for r, m in students.items()}
+    panels, latency = [], {}
+    with open_sequence(folder) as sequence:
+        picks = set(np.linspace(1, len(sequence) - 1, 3).round().astype(int).tolist())
+        for sample in sequence:
+            predictions = {r: stream.step(sample.events) for r, stream in streams.items()}
+            if sample.index not in picks:
+                continue
+            gt = np.where(np.isfinite(sample.depth_m) & (sample.depth_m > 0), sample.depth_m, np.nan)
+            gt_disparity = 1.0 / gt
+            frame_rgb = sample.frame[..., ::-1] if sample.frame.ndim == 3 else np.repeat(sample.frame[..., None], 3, 2)
+            teacher_disparity = align_to(teacher.infer_image(sample.frame, size.teacher_input), gt_disparity)
+            t_ms = sample.timestamp_us / 1000
+            panels += [(f"t={t_ms:.0f} ms · events (Tencode, 50 ms)", viz.render_events(tencode(sample.events), "tencode")),
+                       (f"t={t_ms:.0f} ms · frame (teacher input)", np.ascontiguousarray(frame_rgb)),
+                       (f"t={t_ms:.0f} ms · ground truth", colour(gt_disparity, gt_disparity)),
+                       (f"t={t_ms:.0f} ms · teacher on the frame", colour(teacher_disparity, gt_disparity))]
+            panels += [(f"t={t_ms:.0f} ms · student: {r}", colour(disparity_view(predictions[r], gt), gt_disparity))
+                       for r in predictions]
+        latency = {r: s.mean_latency_ms for r, s in streams.items()}
+    columns = 4 + len(students)
+    figure = Figure("Streaming prediction on a held-out target recording (inverse depth, near = red; "
+                    "each panel aligned to the ground truth for display)", panels, columns=columns, min_width=120)
+    curves = plot_curves({r: [h["loss"] for h in experiment.histories[r]] for r in experiment.histories},
+                         title="student training loss (SSI + 0.25 gradient, disparity space)", logy=True)
+    loss_figure = Figure("Training", [("loss per step", curves)], columns=2)
+    timing = Table("Where the time went", ["stage", "seconds"],
+                   [[k.replace("_", " "), v] for k, v in experiment.seconds.items()] +
+                   [[f"streaming latency per 50 ms window ({r})", latency[r] / 1000] for r in latency], digits=2)
+    text = (f"Source domain — {SOURCE.name}. Target domain — {TARGET.name}. {size.source_sequences} source, "
+            f"{size.target_train_sequences} target training and {size.target_test_sequences} held-out target sequence(s) "
+            f"of {size.seconds:g} s at {size.resolution[0]}x{size.resolution[1]}. Teacher: {experiment.teacher}. "
+            f"Students: DepthAnyEvent-R ({teacher.config.encoder} encoder, initialised from the teacher), Tencode input, "
+            f"{size.student_steps} steps of batch {size.batch_size} x {size.sequence_length}-window clips each, same recipe "
+            f"for every regime.")
+    report.add_section("Event camera: distilling the frame model into an event student", table, figure, loss_figure, timing, text=text)
+    return {"table": {r: experiment.scores[r].summary for r in experiment.scores}, "latency_ms": latency,
+            "seconds": experiment.seconds, "teacher": experiment.teacher}
+
+
+# ---- focus -----------------------------------------------------------------------------------------
+def focus_scenes(size: DemoSize, rgbd_folder: Path | None):
+    """(name, RGB float (H, W, 3), depth metres): RGB-D samples when a folder is given, then rendered
+    scenes (the quick demo takes only the first of all these)."""
+    scenes = 0
+    if rgbd_folder is not None:
+        for name, rgb, depth in rgbd_scenes(rgbd_folder)[:size.rgbd_scenes]:
+            scenes += 1
+            yield f"NYU {name}", rgb, depth
+    layout = FOCUS_LAYOUTS["ddff12"]
+    for index in range(size.focus_scenes):
+        if size is QUICK and scenes:
+            return
+        aif, depth = rendered_scene(7000 + index, layout)
+        yield f"rendered scene {index + 1}", aif, depth
+
+
+def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str, size: DemoSize,
+                  rgbd_folder: Path | None, log) -> dict:
+    layout = dataclasses.replace(FOCUS_LAYOUTS["ddff12"], resolution=size.focus_resolution)
+    tto = dataclasses.replace(FAST, iterations=size.tto_iterations, input_size=size.tto_input)
+    columns = ["scene", "method", "abs_rel", "rmse", "delta1"]
+    rows, numbers, panels, curves = [], {}, [], {}
+    from tqdm import tqdm
+
+    scenes = list(focus_scenes(size, rgbd_folder))
+    for name, aif, depth in tqdm(scenes, desc="focus", unit="stack", disable=None):
+        synthetic = make_stack(aif, depth, layout)
+        stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=DDFF12_DISPARITY_SCALE)
+        truth_m = to_metres(synthetic.disparity(), "disparity", DDFF12_DISPARITY_SCALE)
+        valid = truth_m > 0
+        started = time.perf_counter()
+        result = estimate_depth(stack, prior, "sml", tto=tto, confidence="stack", input_size=size.tto_input)
+        seconds = time.perf_counter() - started
+        maps = {"DFF (focus only)": result.dff, "DAv2 + linear fit": result.linear, "DAv2 + TTO": result.depth}
+        numbers[name] = {}
+        for method, values in maps.items():
+            metres = to_metres(values, "disparity", DDFF12_DISPARITY_SCALE)
+            scores = {"abs_rel": metrics.abs_rel(metres, truth_m, valid), "rmse": metrics.rmse(metres, truth_m, valid),
+                      "delta1": metrics.delta(metres, truth_m, valid)}
+            numbers[name][method] = scores
+            rows.append([name, method, scores["abs_rel"], scores["rmse"], scores["delta1"]])
+        truth_disparity = synthetic.disparity()
+        panels += [(f"{name} · near focus slice", _rgb8(stack.slices[-1])), (f"{name} · all-in-focus", result.aif),
+                   (f"{name} · confidence", viz.colorize(result.confidence, "magma", 0.0, 1.0)),
+                   (f"{name} · ground truth", colour(truth_disparity, truth_disparity))]
+        panels += [(f"{name} · {method}", colour(values, truth_disparity)) for method, values in maps.items()]
+        if result.tto is not None:
+            curves[name] = result.tto.losses
+        numbers[name]["seconds"] = seconds
+    mean_rows = []
+    for method in ("DFF (focus only)", "DAv2 + linear fit", "DAv2 + TTO"):
+        values = [numbers[n][method] for n in numbers]
+        mean_rows.append(["mean", method, *[float(np.mean([v[k] for v in values])) for k in ("abs_rel", "rmse", "delta1")]])
+    table = Table("Focal stacks → metric depth (metres, valid ground truth)", columns, rows + mean_rows,
+                  note="AbsRel and RMSE (m): lower is better; δ1 (max ratio < 1.25): higher is better. "
+                       "DFF: focus expectation over the stack; linear: the prior's relative depth mapped by the "
+                       "confidence-weighted fit to DFF; TTO: the prior fine-tuned on the stack (FAST recipe).")
+    figure = Figure("Focus pipeline (inverse depth, near = red)", panels, columns=7, min_width=120)
+    loss = Figure("Test-time optimisation", [("TTO loss per iteration", plot_curves(curves, title="TTO loss", xlabel="iteration", logy=True))], columns=2)
+    text = (f"Thin-lens stacks of {len(FOCUS_LAYOUTS['ddff12'].focus_distances_m)} slices (DDFF-12 focus positions) at "
+            f"{size.focus_resolution[0]}x{size.focus_resolution[1]}; focus measure: sum-modified Laplacian; prior: "
+            f"{prior_description}; TTO: last {tto.last_k} encoder blocks, lr {tto.lr:g}, up to {tto.iterations} iterations "
+            f"at input {tto.input_size}.")
+    report.add_section("Focal stack: focus, Depth Anything V2 and test-time optimisation", table, figure, loss, text=text)
+    return numbers
+
+
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, 2))
+
+
+# ---- the run -----------------------------------------------------------------------------------------
+def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: str | None = None,
+             rgbd: str | Path | None = None, log=print) -> Path:
+    """Run the demo; returns the path of report.html."""
+    started = time.perf_counter()
+    out = Path(out)
+    size = QUICK if quick else FULL
+    experiment_size = SIZES[size.events]
+    official = find_official_weights(weights)
+    rgbd_folder = Path(rgbd) if rgbd is not None else (REALDATA_NYU if REALDATA_NYU.is_dir() else None)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report = Report("anydepth demo", "Depth Anything V2 for event cameras and focal stacks, end to end on data made on the spot",
+                    device=device)
+    if official is None:
+        report.add_notice("No official Depth Anything V2 weights were found (none given, none in the cache), so the teacher "
+                          "and the focus prior are a small DAv2-architecture model trained here on rendered RGB-D in "
+                          "a few seconds. The numbers show the method working, not the quality of the real DAv2: rerun "
+                          "with --weights depth_anything_v2_vits.pth for that.", "warning")
+    else:
+        report.add_notice(f"Teacher and focus prior: the official Depth Anything V2 weights {official}.", "info")
+    if quick:
+        report.add_notice("--quick: every stage is cut to a minimum (one sequence per split, a few training steps); "
+                          "run without --quick for the full demo.", "info")
+    log(f"anydepth demo{' --quick' if quick else ''} -> {out}")
+    experiment = run_experiment(out / "events", experiment_size, teacher_weights=official, regimes=size.regimes, log=log)
+    teacher, _, teacher_description = make_teacher(out / "events", experiment_size, official, log)
+    results = {"events": events_section(report, experiment, teacher, out, log)}
+    results["focus"] = focus_section(report, teacher, teacher_description, size, rgbd_folder, log)
+    results["seconds"] = time.perf_counter() - started
+    report.subtitle += f" · {results['seconds']:.0f} s on {device}"
+    path = report.write(out / "report.html")
+    report.write_images(out / "figures")
+    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(_plain(results), indent=2)))
+    print(report.to_text())
+    log(f"report: {path.resolve()}  ({results['seconds']:.0f} s)")
+    return path
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
