@@ -11,7 +11,12 @@ def _override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise InputError(f"--set expects KEY=VALUE (e.g. optim.lr=1e-4), got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    from anydepth.distill.config import load_yaml
+
+    try:
+        return key.strip(), load_yaml(value)
+    except yaml.YAMLError:
+        raise InputError(f"--set {text!r}: the value is not valid YAML") from None
 
 
 def add_action(actions) -> None:

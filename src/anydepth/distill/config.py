@@ -17,12 +17,30 @@ each other.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from anydepth.errors import InputError
+
+
+class YamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`; a string would
+    reach the config as a bad value)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
+               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)
+
 
 REGIMES = ("synth", "distilled", "supervised", "mixed")
 LABEL_KINDS = ("gt", "pseudo")
@@ -201,7 +219,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     if not path.is_file():
         raise InputError("no such config file", path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise InputError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
     for dotted, value in (overrides or {}).items():

@@ -137,7 +137,7 @@ class TrainingClips:
             if label is None:
                 label = np.full((height, width), np.nan, np.float32)
             elif label.shape != (height, width):
-                interpolation = cv2.INTER_LINEAR if entry.source.labels == "pseudo" else cv2.INTER_NEAREST
+                interpolation = cv2.INTER_LINEAR if entry.source.labels == "pseudo" else cv2.INTER_NEAREST_EXACT
                 label = cv2.resize(label, (width, height), interpolation=interpolation)
             images.append(image)
             labels.append(label)
@@ -165,7 +165,7 @@ def augment(images: np.ndarray, labels: np.ndarray, config: DataConfig, rng: np.
     if factor != 1.0:
         size = (int(round(width * factor)), int(round(height * factor)))
         images = np.stack([np.stack([cv2.resize(c, size, interpolation=cv2.INTER_LINEAR) for c in frame]) for frame in images])
-        labels = np.stack([cv2.resize(label, size, interpolation=cv2.INTER_NEAREST) for label in labels])
+        labels = np.stack([cv2.resize(label, size, interpolation=cv2.INTER_NEAREST_EXACT) for label in labels])  # pixel-centre aligned like INTER_LINEAR
         height, width = labels.shape[-2:]
     if crop is not None:
         top = int(rng.integers(height - crop[0] + 1))
