@@ -49,14 +49,15 @@ class Domain:
     horizontal_fov_deg: float
     simulator: dict
     seed: int
+    objects: int = 10
 
 
-SOURCE = Domain("source: synthetic streets 2-30 m, 70° lens, clean sensor", (2.0, 30.0), 70.0,
+SOURCE = Domain("source: sparse synthetic streets 2-30 m (5 objects), 70° lens, clean sensor", (2.0, 30.0), 70.0,
                 {"contrast_pos": 0.2, "contrast_neg": 0.2, "threshold_sigma": 0.03, "refractory_us": 100.0,
-                 "shot_noise_hz": 0.1}, 1000)
-TARGET = Domain("target: rooms 0.8-8 m, 90° lens, noisy high-threshold sensor", (0.8, 8.0), 90.0,
+                 "shot_noise_hz": 0.1}, 1000, objects=5)
+TARGET = Domain("target: cluttered rooms 0.8-8 m (25 objects), 90° lens, noisy high-threshold sensor", (0.8, 8.0), 90.0,
                 {"contrast_pos": 0.35, "contrast_neg": 0.3, "threshold_sigma": 0.06, "refractory_us": 500.0,
-                 "shot_noise_hz": 2.0, "leak_hz": 0.5}, 2000)
+                 "shot_noise_hz": 2.0, "leak_hz": 0.5}, 2000, objects=25)
 TEACHER_RANGES = ((0.5, 6.0), (1.0, 15.0), (2.0, 40.0))  # the teacher sees all kinds of scenes (a foundation model)
 
 
@@ -74,9 +75,9 @@ class ExperimentSize:
     target_test_sequences: int = 2
     teacher_encoder: str = "vitp"
     teacher_images: int = 96
-    teacher_steps: int = 500
+    teacher_steps: int = 600
     teacher_input: int = 126
-    student_steps: int = 300
+    student_steps: int = 900
     student_lr: float = 3e-4
     batch_size: int = 4
     sequence_length: int = 3
@@ -145,7 +146,7 @@ def make_domains(out: Path, size: ExperimentSize, log: Log = print) -> dict[str,
             spec = EventSequenceSpec(seconds=size.seconds, resolution=size.resolution, internal_fps=size.internal_fps,
                                      frame_hz=size.depth_hz, depth_hz=size.depth_hz, depth_range_m=domain.depth_range_m,
                                      horizontal_fov_deg=domain.horizontal_fov_deg, seed=domain.seed + offset + index,
-                                     simulator=domain.simulator)
+                                     simulator=domain.simulator, objects=domain.objects)
             _write_sequence(spec, folders[split] / f"seq_{index:02d}")
         log(f"data: {count} {split.replace('_', ' ')} sequence(s) of {size.seconds:g} s at {size.resolution[0]}x{size.resolution[1]}")
     return folders

@@ -23,7 +23,8 @@ DSEC_LIKE_BASELINE_M = 0.6
 @dataclass(frozen=True)
 class EventSequenceSpec:
     """What to generate. resolution (H, W); internal_fps: rendering rate fed to the simulator;
-    frame_hz / depth_hz: rates of the stored frames and depth maps; depth_range_m of the scene;
+    frame_hz / depth_hz: rates of the stored frames and depth maps; depth_range_m and number of
+    objects of the scene;
     simulator: keyword arguments of `EventSimulator` (thresholds, mismatch, refractory, noise)."""
 
     seconds: float = 2.0
@@ -32,6 +33,7 @@ class EventSequenceSpec:
     frame_hz: float = 20.0
     depth_hz: float = 10.0
     depth_range_m: tuple[float, float] = (2.0, 30.0)
+    objects: int = 10
     horizontal_fov_deg: float = 70.0
     seed: int = 0
     simulator: dict = field(default_factory=lambda: {"threshold_sigma": 0.03, "refractory_us": 100.0, "shot_noise_hz": 0.1})
@@ -75,7 +77,7 @@ def generate_event_sequence(spec: EventSequenceSpec, progress: Callable[[int], N
     """Render and simulate one sequence. `progress(frames_done)` is called as frames go by."""
     height, width = spec.resolution
     camera = PinholeCamera.with_fov(height, width, spec.horizontal_fov_deg)
-    scene = compile_scene(random_scene(spec.seed, spec.depth_range_m))
+    scene = compile_scene(random_scene(spec.seed, spec.depth_range_m, spec.objects))
     trajectory = random_trajectory(spec.seed)
     simulator = EventSimulator(seed=spec.seed, **spec.simulator)
     count = int(round(spec.seconds * spec.internal_fps))
