@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import yaml
 
-from anydepth.distill.experiment import SIZES, run_experiment
+from anydepth.atomic import write_json
+from anydepth.distill.experiment import SIZES, ExperimentSize, run_experiment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,9 +41,14 @@ def main() -> None:
     args = parser.parse_args()
     changes = {}
     for text in args.changes:
+        if "=" not in text:
+            parser.error(f"--set expects FIELD=VALUE, got {text!r}")
         key, value = text.split("=", 1)
         value = yaml.safe_load(value)
         changes[key] = tuple(value) if isinstance(value, list) else value
+    unknown = set(changes) - {f.name for f in dataclasses.fields(ExperimentSize)}
+    if unknown:
+        parser.error(f"unknown size field(s): {', '.join(sorted(unknown))}")
     size = dataclasses.replace(SIZES[args.size], **changes)
     started = time.perf_counter()
     result = run_experiment(args.out, size, teacher_weights=args.weights)
@@ -54,8 +59,7 @@ def main() -> None:
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.txt").write_text(text + "\n")
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({**json.loads((Path(args.out) / "results.json").read_text()),
-                                                           "total_seconds": seconds}, indent=2))
+    write_json(RESULTS / f"{args.name}.json", {**result.to_dict(), "total_seconds": seconds})
 
 
 if __name__ == "__main__":

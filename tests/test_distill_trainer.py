@@ -14,6 +14,7 @@ import yaml
 from anydepth.cli.main import main
 from anydepth.distill.config import DataConfig, config_from_dict, load_config
 from anydepth.distill.data import TrainingClips, augment
+from anydepth.distill.distributed import Distributed
 from anydepth.distill.evaluate import evaluate_dataset
 from anydepth.distill.pseudolabels import generate_pseudolabels
 from anydepth.distill.trainer import Trainer
@@ -218,7 +219,7 @@ def test_cli_set_overrides(dataset, tmp_path, monkeypatch, capsys):
     class Recorder:
         def __init__(self, config, *args, **kwargs):
             seen["config"] = config
-            self.distributed = trainer_module.Distributed()
+            self.distributed = Distributed()
 
         def run(self):
             return trainer_module.TrainResult(student=None, history=[], out=Path(seen["config"].out))
@@ -307,3 +308,11 @@ def test_recipe_loads(path):
     assert config.regime == path.stem.split("_")[1]
     assert config.steps == 75000 and config.data.window_ms == 50.0
     assert path.read_text().startswith("#")  # the header naming the paper row and the paths to edit
+
+
+def test_config_that_is_not_a_mapping_is_one_line(tmp_path, capsys):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    assert main(["events", "train", str(path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "list.yaml" in error and "mapping" in error

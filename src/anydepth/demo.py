@@ -17,7 +17,6 @@ intermediate data, teacher and students (reused by a rerun).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 
 from anydepth import viz
-from anydepth.atomic import atomic_write
-from anydepth.distill.experiment import REGIMES, SIZES, SOURCE, TARGET, ExperimentResult, make_teacher, run_experiment
+from anydepth.atomic import write_json
+from anydepth.distill.experiment import REGIMES, SIZES, SOURCE, TARGET, ExperimentResult, run_experiment
 from anydepth.eventdepth.base import DepthStream
 from anydepth.eventdepth.registry import load_model
 from anydepth.events.dataset import open_sequence
@@ -37,6 +36,7 @@ from anydepth.focus.stack import FocalStack
 from anydepth.focus.tto import FAST
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.metrics import depth as metrics
+from anydepth.metrics.align import align_scale_shift
 from anydepth.report import Figure, Report, Table, plot_curves
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rendered_scene, rgbd_scenes
 
@@ -80,16 +80,7 @@ def disparity_view(depth_like: np.ndarray, gt_m: np.ndarray | None = None) -> np
     disparity = 1.0 / np.maximum(np.asarray(depth_like, np.float64), 1e-6)
     if gt_m is None:
         return disparity
-    return align_to(disparity, 1.0 / gt_m)
-
-
-def align_to(values: np.ndarray, target: np.ndarray) -> np.ndarray:
-    valid = np.isfinite(target) & np.isfinite(values)
-    if valid.sum() < 2:
-        return values
-    a = np.stack([values[valid], np.ones(int(valid.sum()))], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(a, target[valid], rcond=None)
-    return scale * values + shift
+    return align_scale_shift(disparity, 1.0 / gt_m)
 
 
 def colour(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -127,7 +118,7 @@ def events_section(report: Report, experiment: ExperimentResult, teacher: DepthA
             gt = np.where(np.isfinite(sample.depth_m) & (sample.depth_m > 0), sample.depth_m, np.nan)
             gt_disparity = 1.0 / gt
             frame_rgb = sample.frame[..., ::-1] if sample.frame.ndim == 3 else np.repeat(sample.frame[..., None], 3, 2)
-            teacher_disparity = align_to(teacher.infer_image(sample.frame, size.teacher_input), gt_disparity)
+            teacher_disparity = align_scale_shift(teacher.infer_image(sample.frame, size.teacher_input), gt_disparity)
             t_ms = sample.timestamp_us / 1000
             panels += [(f"t={t_ms:.0f} ms · events (Tencode, 50 ms)", viz.render_events(tencode(sample.events), "tencode")),
                        (f"t={t_ms:.0f} ms · frame (teacher input)", np.ascontiguousarray(frame_rgb)),
@@ -157,31 +148,27 @@ def events_section(report: Report, experiment: ExperimentResult, teacher: DepthA
 
 
 # ---- focus -----------------------------------------------------------------------------------------
-def focus_scenes(size: DemoSize, rgbd_folder: Path | None):
-    """(name, RGB float (H, W, 3), depth metres): RGB-D samples when a folder is given, then rendered
-    scenes (the quick demo takes only the first of all these)."""
-    scenes = 0
-    if rgbd_folder is not None:
-        for name, rgb, depth in rgbd_scenes(rgbd_folder)[:size.rgbd_scenes]:
-            scenes += 1
-            yield f"NYU {name}", rgb, depth
-    layout = FOCUS_LAYOUTS["ddff12"]
-    for index in range(size.focus_scenes):
-        if size is QUICK and scenes:
-            return
-        aif, depth = rendered_scene(7000 + index, layout)
+def focus_scenes(size: DemoSize, rgbd: list):
+    """(name, RGB float (H, W, 3), depth metres): the RGB-D samples, then rendered scenes (the quick
+    demo renders none when it has a sample)."""
+    samples = rgbd[:size.rgbd_scenes]
+    for name, rgb, depth in samples:
+        yield f"NYU {name}", rgb, depth
+    rendered = 0 if (size is QUICK and samples) else size.focus_scenes
+    for index in range(rendered):
+        aif, depth = rendered_scene(7000 + index, FOCUS_LAYOUTS["ddff12"])
         yield f"rendered scene {index + 1}", aif, depth
 
 
 def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str, size: DemoSize,
-                  rgbd_folder: Path | None, log) -> dict:
+                  rgbd: list, log) -> dict:
     layout = dataclasses.replace(FOCUS_LAYOUTS["ddff12"], resolution=size.focus_resolution)
     tto = dataclasses.replace(FAST, iterations=size.tto_iterations, input_size=size.tto_input)
     columns = ["scene", "method", "abs_rel", "rmse", "delta1"]
     rows, numbers, panels, curves = [], {}, [], {}
     from tqdm import tqdm
 
-    scenes = list(focus_scenes(size, rgbd_folder))
+    scenes = list(focus_scenes(size, rgbd))
     for name, aif, depth in tqdm(scenes, desc="focus", unit="stack", disable=None):
         synthetic = make_stack(aif, depth, layout)
         stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=DDFF12_DISPARITY_SCALE)
@@ -241,6 +228,7 @@ def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: st
     experiment_size = SIZES[size.events]
     official = find_official_weights(weights)
     rgbd_folder = Path(rgbd) if rgbd is not None else (REALDATA_NYU if REALDATA_NYU.is_dir() else None)
+    rgbd_samples = rgbd_scenes(rgbd_folder) if rgbd_folder is not None else []  # a bad folder fails first
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = Report("anydepth demo", "Depth Anything V2 for event cameras and focal stacks, end to end on data made on the spot",
                     device=device)
@@ -256,24 +244,14 @@ def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: st
                           "run without --quick for the full demo.", "info")
     log(f"anydepth demo{' --quick' if quick else ''} -> {out}")
     experiment = run_experiment(out / "events", experiment_size, teacher_weights=official, regimes=size.regimes, log=log)
-    teacher, _, teacher_description = make_teacher(out / "events", experiment_size, official, log)
+    teacher = experiment.teacher_model
     results = {"events": events_section(report, experiment, teacher, out, log)}
-    results["focus"] = focus_section(report, teacher, teacher_description, size, rgbd_folder, log)
+    results["focus"] = focus_section(report, teacher, experiment.teacher, size, rgbd_samples, log)
     results["seconds"] = time.perf_counter() - started
     report.subtitle += f" · {results['seconds']:.0f} s on {device}"
     path = report.write(out / "report.html")
     report.write_images(out / "figures")
-    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(_plain(results), indent=2)))
+    write_json(out / "results.json", results)
     print(report.to_text())
     log(f"report: {path.resolve()}  ({results['seconds']:.0f} s)")
     return path
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value

@@ -39,7 +39,8 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from anydepth.distill.pseudolabels import close_distributed, generate_pseudolabels, init_distributed
+    from anydepth.distill.distributed import close_distributed, setup_distributed
+    from anydepth.distill.pseudolabels import generate_pseudolabels
     from anydepth.distill.sequences import find_sequences
     from anydepth.foundation import load_depth_anything
 
@@ -51,7 +52,8 @@ def run(args) -> int:
         raise InputError(f"--limit must be >= 0, got {args.limit}")
     find_sequences(args.dataset)  # fail on a bad dataset before loading (or downloading) the teacher
 
-    rank, world_size, device = init_distributed(args.device)
+    place = setup_distributed(args.device)
+    rank, world_size, device = place.rank, place.world_size, place.device
     try:
         encoder = args.teacher or (None if args.weights else "vitl")
         model = load_depth_anything(encoder, args.weights, variant="relative", device=device)

@@ -222,11 +222,16 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise InputError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
+    if not isinstance(values, dict):
+        raise InputError(f"a training config is a mapping of sections (model, data, optim, loss, ...), "
+                         f"not a {type(values).__name__}", path)
     for dotted, value in (overrides or {}).items():
         target = values
         *parents, last = dotted.split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise InputError(f"cannot set {dotted}: {parent} is not a section", path)
         target[last] = value
     try:
         return config_from_dict(values)

@@ -118,8 +118,7 @@ class TrainingClips:
 
     def label(self, entry: SequenceEntry, index: int, sample) -> np.ndarray:
         if entry.source.labels == "pseudo":
-            name = entry.name
-            return read_pseudolabel(pseudolabel_path(entry.source.pseudolabels, name, index)).depth.astype(np.float32)
+            return read_pseudolabel(pseudolabel_path(entry.source.pseudolabels, entry.name, index)).depth.astype(np.float32)
         if sample.depth_m is None:
             return None
         return label_to_space(sample.depth_m, self.space, self.model)

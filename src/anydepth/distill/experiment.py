@@ -18,16 +18,14 @@ Every stage caches its output in OUT (data, teacher, labels, students), so a rer
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from anydepth.atomic import atomic_write
+from anydepth.atomic import write_json
 from anydepth.distill.config import DataConfig, DataSource, LossConfig, ModelSpec, OptimConfig, TrainConfig
 from anydepth.distill.evaluate import EvaluationResult, evaluate_dataset
 from anydepth.distill.pseudolabels import generate_pseudolabels
@@ -101,6 +99,7 @@ class ExperimentResult:
 
     size: ExperimentSize
     teacher: str
+    teacher_model: DepthAnythingV2 | None = None
     scores: dict[str, EvaluationResult] = field(default_factory=dict)
     histories: dict[str, list[dict]] = field(default_factory=dict)
     students: dict[str, Path] = field(default_factory=dict)
@@ -120,7 +119,7 @@ class ExperimentResult:
         return {"size": asdict(self.size), "teacher": self.teacher, "protocol": self.size.protocol,
                 "domains": {"source": asdict(SOURCE), "target": asdict(TARGET)},
                 "scores": {r: {"summary": s.summary, "per_sequence": s.per_sequence, "frames": s.frames} for r, s in self.scores.items()},
-                "seconds": self.seconds, "students": {r: str(p) for r, p in self.students.items()}}
+                "seconds": self.seconds, "students": self.students}
 
 
 # ---- stages -------------------------------------------------------------------------------------------
@@ -211,7 +210,7 @@ def run_experiment(out: str | Path, size: ExperimentSize | str = "claim", teache
     log(f"pseudo-labels: {summary.computed} computed, {summary.skipped} already there ({labels})")
     seconds["pseudolabels"] = time.perf_counter() - started
 
-    result = ExperimentResult(size, teacher_description, out=out, seconds=seconds)
+    result = ExperimentResult(size, teacher_description, teacher, out=out, seconds=seconds)
     for regime in regimes:
         started = time.perf_counter()
         config = student_config(regime, folders, labels, teacher_path, teacher.config.encoder, size, out)
@@ -223,19 +222,8 @@ def run_experiment(out: str | Path, size: ExperimentSize | str = "claim", teache
         result.scores[regime] = evaluate_dataset(trained.student, folders["target_test"], size.protocol,
                                                  model_name=f"depthanyevent-r ({regime})", weights=str(result.students[regime]))
         seconds[f"eval_{regime}"] = time.perf_counter() - started
-    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(_finite(result.to_dict()), indent=2)))
+    write_json(out / "results.json", result.to_dict())
     return result
-
-
-def _finite(value):
-    """NaN -> None, recursively (valid JSON)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 __all__ = ["Domain", "ExperimentResult", "ExperimentSize", "REGIMES", "SIZES", "SOURCE", "TARGET", "make_domains",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,35 +332,11 @@ def write_manifest(out: Path, summary: PseudoLabelSummary, names: list[str], len
     return atomic_write(out / MANIFEST, lambda temporary: Path(temporary).write_text(text))
 
 
-def init_distributed(device: str = "auto") -> tuple[int, int, str]:
-    """(rank, world_size, device) for this process. Under `torchrun` (WORLD_SIZE > 1) this
-    initialises the process group (nccl on CUDA, gloo on CPU) and picks cuda:LOCAL_RANK."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    rank = int(os.environ.get("RANK", "0") or 0)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    cuda = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
-    if device == "auto":
-        device = "cuda" if cuda else "cpu"
-    if world_size > 1:
-        if cuda:
-            device = f"cuda:{local_rank}"
-            torch.cuda.set_device(local_rank)
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return rank, world_size, device
-
-
-def close_distributed() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 __all__ = [
     "PseudoLabel",
     "PseudoLabelSummary",
     "default_out",
     "generate_pseudolabels",
-    "init_distributed",
     "predict_batch",
     "pseudolabel_path",
     "read_pseudolabel",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,10 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from anydepth.atomic import atomic_write
+from anydepth.atomic import atomic_write, json_ready
 from anydepth.distill.adapters import run_network, to_space
 from anydepth.distill.config import TrainConfig
 from anydepth.distill.data import TrainingClips
+from anydepth.distill.distributed import setup_distributed
 from anydepth.distill.losses import DistillationLoss, e2depth_loss, silog_loss
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
@@ -44,6 +44,7 @@ from anydepth.eventdepth.registry import load_model, save_model
 from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
 from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.weights import resolve_weights
+from anydepth.metrics.align import align_scale_shift
 
 CHECKPOINT_FORMAT = "anydepth-train-v1"
 
@@ -126,40 +127,6 @@ class ClipRunner(nn.Module):
         return torch.stack(outputs, dim=1)
 
 
-# ---- distributed ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls) -> "Distributed":
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size <= 1:
-            return cls()
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, distributed: Distributed) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and distributed.world_size > 1:
-        name = f"cuda:{distributed.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
-
-
 # ---- the run ----------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -185,10 +152,6 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _jsonable(values: dict) -> dict:
-    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
-
-
 class Trainer:
     """`Trainer(config).run()`; `stop_after` ends the run early after that many steps of this
     call (used to simulate an interruption), `progress` shows a tqdm bar."""
@@ -198,8 +161,8 @@ class Trainer:
         self.progress = progress
         self.stop_after = stop_after
         self.out = Path(config.out)
-        self.distributed = Distributed.from_environment()
-        self.device = pick_device(config.device, self.distributed)
+        self.distributed = setup_distributed(config.device)
+        self.device = self.distributed.device
 
     def checkpoint_path(self, step: int | None = None) -> Path:
         folder = self.out / "checkpoints"
@@ -212,7 +175,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "step": step, "model": self.config.model.name,
             "model_config": dataclasses.asdict(student.config), "state_dict": student.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states(),
-            "history": history, "config": _jsonable(self.config.to_dict()),
+            "history": history, "config": json_ready(self.config.to_dict()),
         }
         atomic_torch_save(payload, self.checkpoint_path(step))
         atomic_torch_save(payload, self.checkpoint_path())
@@ -322,22 +285,13 @@ class Trainer:
             shown_target = np.where(mask[0].cpu().numpy(), target[0].cpu().numpy(), np.nan)
             finite = np.isfinite(shown_target)
             low, high = (np.percentile(shown_target[finite], [2, 98]) if finite.any() else (None, None))
-            aligned = _align_for_display(shown_prediction, shown_target)
+            aligned = align_scale_shift(shown_prediction, shown_target)
             image = np.concatenate([colorize(aligned, vmin=low, vmax=high), colorize(np.nan_to_num(shown_target, nan=low or 0.0), vmin=low, vmax=high)], axis=1)
             writer.add_image("train/prediction_vs_label", image, step, dataformats="HWC")
 
     def _write_history(self, history: list[dict]) -> None:
         atomic_write(self.out / "history.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
         plot_losses(history, self.out / "loss.png", title=f"{self.config.model.name} ({self.config.regime})")
-
-
-def _align_for_display(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
-    valid = np.isfinite(target)
-    if valid.sum() < 2:
-        return prediction
-    a = np.stack([prediction[valid], np.ones(int(valid.sum()))], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(a, target[valid], rcond=None)
-    return scale * prediction + shift
 
 
 def plot_losses(history: list[dict], path: str | Path, title: str = "") -> Path:
