@@ -57,7 +57,7 @@ class OracleModel(EventDepthModel):
         self.inputs = []
         self.states = []
 
-    def prepare(self, window):
+    def prepare(self, window, representation=None, input_size=None):
         self.inputs.append(window)
         return torch.zeros(1, 1, 1, 1)
 

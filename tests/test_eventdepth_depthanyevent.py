@@ -3,11 +3,14 @@ initialisation from Depth Anything V2, recurrent-state semantics, the registry."
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from anydepth.errors import CheckpointError, InputError
+from anydepth.errors import AnydepthWarning, CheckpointError, InputError
 from anydepth.events import EventArray, tencode
 from anydepth.eventdepth import DepthStream, load_model, save_model
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, DepthAnyEventConfig, init_from_dav2, load_depthanyevent
@@ -101,14 +104,16 @@ def test_prepare_uses_tencode_and_the_lower_bound_size():
     torch.testing.assert_close(x, model.prepare_image(torch.from_numpy(tencode(events))[None]))
     voxels = np.zeros((5, 260, 346), np.float32)
     voxels[4, 10, 10] = 1.0
-    image = model.event_image(voxels)  # official MVSEC path: Tencode from voxels
+    image = model.event_image(voxels, "voxel")  # official MVSEC path: Tencode from voxels
     np.testing.assert_array_equal(image[:, 10, 10], [1, 0, 0])
+    with pytest.raises(InputError, match="needs its representation"):
+        model.event_image(voxels)  # an array is never guessed from its shape
 
 
 def test_voxel_input_goes_through_input_mapping():
     model = DepthAnyEvent(DepthAnyEventConfig(input_channels=5, representation="voxel"))
     assert "input_mapping.0.weight" in model.state_dict()
-    x = model.prepare(np.random.default_rng(0).normal(size=(5, 40, 50)).astype(np.float32))
+    x = model.prepare(np.random.default_rng(0).normal(size=(5, 40, 50)).astype(np.float32), "voxel")
     assert x.shape[1] == 5
     with torch.no_grad():
         raw, state = model.eval()(x)
@@ -123,15 +128,124 @@ def test_authors_container_round_trip(tmp_path):
     save_model("depthanyevent-r", model, path)
     container = torch.load(path, weights_only=True)
     assert set(container) == {"state_dict", "config"}
-    assert container["config"]["model_type"] == "RecDAv2" and container["config"]["input_size_width"] == 350
-    loaded = load_model("depthanyevent-r", path)
+    run = container["config"]  # the whole run config, as the released files
+    assert {"model", "data_loader", "trainer"} <= set(run)
+    assert run["model"]["model_type"] == "RecDAv2" and run["model"]["input_size_width"] == 350
+    assert run["data_loader"]["event_representation"] == {"representation_type": "tencode", "normalize": True}
+    assert run["trainer"]["use_scaleshift"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a file we wrote states every field
+        loaded = load_model("depthanyevent-r", path)
+    assert loaded.config == model.config and loaded.run_config == run
     x = torch.rand(1, 3, 98, 98)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=0, atol=0)
-    # a plain state dict: recurrence from the keys, encoder from the shapes
-    torch.save(model.state_dict(), tmp_path / "plain.pth")
-    plain = load_depthanyevent(tmp_path / "plain.pth")
-    assert plain.recurrent and plain.config.encoder == "vits"
+    # saving a loaded model keeps its run config (e.g. a trainer section of the authors)
+    loaded.run_config = {**run, "trainer": {"use_logdepth": True}, "name": "theirs"}
+    save_model("depthanyevent-r", loaded, tmp_path / "again.pth")
+    again = torch.load(tmp_path / "again.pth", weights_only=True)["config"]
+    assert again["name"] == "theirs" and again["trainer"] == {"use_logdepth": True} and again["model"] == run["model"]
+
+
+def released_config(dataset: str, recurrent: bool) -> dict:
+    """The authors' configs/test/{dav2,recdav2}/*_{dsec,mvsec}_test.json (commit e1a80bf), as the
+    released checkpoints carry them in `config`."""
+    model = {"model_type": "RecDAv2" if recurrent else "DAv2", "encoder": "vits", "activation": "softplus",
+             "scale_factor": 1.0, "inv_prediction": True, "input_size_width": 350, "input_size_height": 266,
+             "freeze_encoder": False, "input_channels": 3, **({"recurrent_block_type": "convlstm"} if recurrent else {})}
+    crop = {"preprocessing_type": "CenterCrop", "height": 320, "width": 640} if dataset == "dsec" else \
+        {"preprocessing_type": "Crop", "height": 260, "width": 346}
+    return {"name": "DAv2 Zero-Shot Test", "cuda": True, "gpu": 0,
+            "data_loader": {"dataset": dataset, "datapath": "/data", "split": "test", "concatenate_sequences": False,
+                            "slicing": {"slicing_type": "sbt", "time_window_ms": 50},
+                            "event_representation": {"representation_type": "tencode", "normalize": True},
+                            "preprocessing": [crop], "load_images": False, "use_voxels": True, "batch_size": 1,
+                            "num_workers": 1, "pin_memory": False, "shuffle": False, "sequence_window": 1,
+                            "sequence_step": 1},
+            "model": model}
+
+
+@pytest.mark.parametrize("dataset, recurrent", [("dsec", False), ("mvsec", True)])
+def test_released_whole_config_container_builds_the_released_model(tmp_path, dataset, recurrent):
+    """The released dav2_dsec.pth / rec_dav2_mvsec.pth form: {"state_dict", "config": whole run
+    config}. Before, the vanilla DSEC file loaded as a ReLU head at 518x518 without a word."""
+    weights = seeded(DepthAnyEvent(recurrent=recurrent), 2).state_dict()
+    path = tmp_path / f"{'rec_' if recurrent else ''}dav2_{dataset}.pth"
+    torch.save({"state_dict": weights, "config": released_config(dataset, recurrent)}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_model("depthanyevent-r" if recurrent else "depthanyevent", path)
+    assert model.config == DepthAnyEventConfig(recurrent=recurrent)  # softplus, inv_prediction, 266x350, Tencode
+    assert model.run_config["data_loader"]["dataset"] == dataset
+
+
+def test_config_json_beside_the_checkpoint(tmp_path):
+    """As test.py: a file without `config` takes the config.json of its folder."""
+    weights = DepthAnyEvent().state_dict()
+    config = released_config("dsec", False)
+    config["model"]["activation"] = "sigmoid"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    torch.save({"state_dict": weights}, tmp_path / "model.pth")
+    model = load_depthanyevent(tmp_path / "model.pth")
+    assert model.config.activation == "sigmoid" and model.run_config == config
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: cannot read the config"):
+        load_depthanyevent(tmp_path / "model.pth")
+
+
+def test_unstated_fields_are_named(tmp_path):
+    weights = DepthAnyEvent(recurrent=True).state_dict()
+    # a bare model block (the old anydepth container): complete, but the representation is unstated
+    block = DepthAnyEventConfig(recurrent=True).to_authors()
+    torch.save({"state_dict": weights, "config": block}, tmp_path / "bare.pth")
+    with pytest.warns(AnydepthWarning, match=r"bare.pth: not in the checkpoint's config \(a bare model block\), assuming representation='tencode'"):
+        bare = load_model("depthanyevent-r", tmp_path / "bare.pth")
+    assert bare.config == DepthAnyEventConfig(recurrent=True) and bare.run_config is None
+    # a block without activation and input size: the authors' code builds relu at 518x518; say so
+    partial = released_config("mvsec", True)
+    for key in ("activation", "input_size_width", "input_size_height"):
+        partial["model"].pop(key)
+    torch.save({"state_dict": weights, "config": partial}, tmp_path / "partial.pth")
+    with pytest.warns(AnydepthWarning, match=r"assuming activation='relu', input_size_height=518, input_size_width=518 \(as the authors' code does\)"):
+        model = load_model("depthanyevent-r", tmp_path / "partial.pth")
+    assert model.config.activation == "relu" and model.config.input_size == (518, 518)
+    with warnings.catch_warnings():  # an override states the field
+        warnings.simplefilter("error")
+        load_model("depthanyevent-r", tmp_path / "partial.pth", activation="softplus", input_size=(266, 350))
+    # a plain state dict: recurrence from the keys, encoder from the shapes, the rest as released
+    torch.save(weights, tmp_path / "plain.pth")
+    with pytest.warns(AnydepthWarning, match=r"plain.pth: no config, assuming activation='softplus'.*representation='tencode' \(as the released test configs\)"):
+        plain = load_depthanyevent(tmp_path / "plain.pth")
+    assert plain.recurrent and plain.config == DepthAnyEventConfig(recurrent=True)
+    partial["model"]["dropout"] = 0.1
+    torch.save({"state_dict": weights, "config": partial}, tmp_path / "unknown.pth")
+    with pytest.warns(AnydepthWarning, match="does not know: dropout"):
+        load_model("depthanyevent-r", tmp_path / "unknown.pth")
+
+
+def test_representation_from_the_run_config(tmp_path):
+    voxel = DepthAnyEvent(input_channels=5, representation="voxel")
+    config = released_config("mvsec", False)
+    config["model"]["input_channels"] = 5
+    config["data_loader"]["event_representation"] = {"representation_type": "voxel_grid", "channels": 5, "normalize": True}
+    torch.save({"state_dict": voxel.state_dict(), "config": config}, tmp_path / "voxel.pth")
+    assert load_model("depthanyevent", tmp_path / "voxel.pth").config.representation == "voxel"
+    config["data_loader"]["event_representation"]["channels"] = 4
+    torch.save({"state_dict": voxel.state_dict(), "config": config}, tmp_path / "bins.pth")
+    with pytest.raises(CheckpointError, match="says a 4-bin voxel grid but the weights take 5 channels"):
+        load_model("depthanyevent", tmp_path / "bins.pth")
+    tencode_255 = released_config("mvsec", False)
+    tencode_255["data_loader"]["event_representation"]["normalize"] = False
+    torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": tencode_255}, tmp_path / "t255.pth")
+    model = load_model("depthanyevent", tmp_path / "t255.pth")
+    assert model.config.tencode_scale == 255.0
+    events = EventArray.from_arrays([1, 2], [0, 1], [0, 10], [1, 0], (4, 5))
+    np.testing.assert_allclose(model.event_image(events), 255 * tencode(events))
+    histogram = released_config("mvsec", False)
+    histogram["data_loader"]["event_representation"] = {"representation_type": "histogram"}
+    torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": histogram}, tmp_path / "hist.pth")
+    with pytest.raises(CheckpointError, match="names event representation 'histogram'"):
+        load_model("depthanyevent", tmp_path / "hist.pth")
 
 
 def test_checkpoint_errors(tmp_path):
@@ -140,9 +254,9 @@ def test_checkpoint_errors(tmp_path):
     state_dict.pop("depth_head.gru_layer_2.recurrent_block.Gates.weight")
     torch.save({"state_dict": state_dict, "config": model.config.to_authors()}, tmp_path / "broken.pth")
     with pytest.raises(CheckpointError, match=r"1 missing keys \(e.g. depth_head.gru_layer_2.recurrent_block.Gates.weight\)"):
-        load_model("depthanyevent-r", tmp_path / "broken.pth")
+        load_model("depthanyevent-r", tmp_path / "broken.pth", representation="tencode")
     torch.save({"state_dict": {}, "config": {"model_type": "Other"}}, tmp_path / "other.pth")
-    with pytest.raises(InputError, match="not a Depth AnyEvent model"):
+    with pytest.raises(CheckpointError, match="not a Depth AnyEvent model"):
         load_model("depthanyevent", tmp_path / "other.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
@@ -150,6 +264,39 @@ def test_checkpoint_errors(tmp_path):
     save_model("depthanyevent", DepthAnyEvent(), tmp_path / "vanilla.pth")
     with pytest.raises(InputError, match="holds a non-recurrent model, not depthanyevent-r"):
         load_model("depthanyevent-r", tmp_path / "vanilla.pth")
+    lying = released_config("mvsec", True)  # says RecDAv2, holds vanilla weights
+    torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": lying}, tmp_path / "lying.pth")
+    with pytest.raises(CheckpointError, match="says model_type RecDAv2 but the weights lack the recurrent layers"):
+        load_model("depthanyevent-r", tmp_path / "lying.pth")
+    torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": {"data_loader": {}}}, tmp_path / "noblock.pth")
+    with pytest.raises(CheckpointError, match="neither a model section nor model fields"):
+        load_model("depthanyevent", tmp_path / "noblock.pth")
+
+
+def test_precomputed_inputs_and_input_size_per_call():
+    """What users have: raw events, a Tencode image or a voxel grid, said by the caller; the resize
+    target can change per call, as the authors' infer_image(input_size_width, input_size_height)."""
+    model = seeded(DepthAnyEvent(), 5)
+    rng = np.random.default_rng(3)
+    events = EventArray.from_arrays(rng.integers(0, 60, 400), rng.integers(0, 40, 400), np.sort(rng.integers(0, 50_000, 400)),
+                                    rng.integers(0, 2, 400), (40, 60))
+    from_events, _ = model.predict(events)
+    from_image, _ = model.predict(tencode(events), representation="tencode")
+    np.testing.assert_array_equal(from_events, from_image)
+    stream = DepthStream(model)
+    np.testing.assert_array_equal(stream.step(tencode(events), representation="tencode"), from_events)
+    assert model.prepare(events).shape[-2:] == (266, 392)  # lower bound of 266x350 for 40x60
+    assert model.prepare(events, input_size=(42, 42)).shape[-2:] == (42, 56)
+    small, _ = model.predict(events, input_size=(42, 42))
+    assert small.shape == (40, 60) and np.abs(small - from_events).max() > 1e-4
+    with pytest.raises(InputError, match=r"values in \[0, 1\].*divide a 0..255 image by 255"):
+        model.predict(255 * tencode(events), representation="tencode")
+    with pytest.raises(InputError, match="unknown representation 'histogram'"):
+        model.predict(tencode(events), representation="histogram")
+    with pytest.raises(InputError, match="raw events need none"):
+        model.predict(events, representation="voxel")
+    with pytest.raises(InputError, match="no normalised log depth output"):
+        model.predict(events, output="log_depth")
 
 
 def test_initialisation_from_depth_anything_v2():

@@ -132,7 +132,7 @@ def run_sequence(model: E2Depth, windows) -> list[torch.Tensor]:
     state, outputs = None, []
     with torch.no_grad():
         for window in windows:
-            raw, state = model(model.prepare(window), state)
+            raw, state = model(model.prepare(window, None if isinstance(window, EventArray) else "voxel"), state)
             outputs.append(raw)
     return outputs
 
@@ -284,18 +284,18 @@ def test_unreadable_checkpoints_are_refused(tmp_path):
 def test_carried_state_changes_the_output(official_model):
     model, voxels = official_model
     with torch.no_grad():
-        first, state = model(model.prepare(voxels[0]), None)
-        carried, _ = model(model.prepare(voxels[1]), state)
-        reset, _ = model(model.prepare(voxels[1]), None)
+        first, state = model(model.prepare(voxels[0], "voxel"), None)
+        carried, _ = model(model.prepare(voxels[1], "voxel"), state)
+        reset, _ = model(model.prepare(voxels[1], "voxel"), None)
     assert (carried - reset).abs().max() > 1e-3
 
 
 def test_stream_equals_manual_carry_and_none_equals_zero_state(official_model):
     model, voxels = official_model
     stream = DepthStream(model)
-    streamed = [stream.step(grid) for grid in voxels[:2]]
+    streamed = [stream.step(grid, representation="voxel") for grid in voxels[:2]]
     with torch.no_grad():
-        x0, x1 = model.prepare(voxels[0]), model.prepare(voxels[1])
+        x0, x1 = model.prepare(voxels[0], "voxel"), model.prepare(voxels[1], "voxel")
         raw0, state = model(x0, None)
         raw1, _ = model(x1, state)
         zero_raw0, zero_state = model(x0, model.zero_state(1, *x0.shape[-2:]))
@@ -308,7 +308,7 @@ def test_stream_equals_manual_carry_and_none_equals_zero_state(official_model):
         assert torch.equal(zero_hidden, hidden) and torch.equal(zero_cell, cell)
     stream.reset()
     assert stream.state is None
-    np.testing.assert_array_equal(stream.step(voxels[1]), model.to_depth(reset_raw1, size)[0].numpy())
+    np.testing.assert_array_equal(stream.step(voxels[1], representation="voxel"), model.to_depth(reset_raw1, size)[0].numpy())
 
 
 # ---- pre- and post-processing ------------------------------------------------------------------
@@ -333,10 +333,10 @@ def test_prepare_events_equals_prepare_of_their_voxel_grid(official_model):
     events = synthetic_events()
     from_events = model.prepare(events)
     assert from_events.shape == (1, 5, 64, 80) and from_events.dtype == torch.float32
-    from_grid = model.prepare(voxel_grid(events, 5, normalize=True))
+    from_grid = model.prepare(voxel_grid(events, 5, normalize=True), "voxel")
     torch.testing.assert_close(from_events, from_grid, rtol=1e-5, atol=1e-5)
     raw_grid = voxel_grid(events, 5, normalize=False)  # the official loader normalises raw grids
-    torch.testing.assert_close(model.prepare(raw_grid), from_events, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.prepare(raw_grid, "voxel"), from_events, rtol=1e-5, atol=1e-5)
     nonzero = from_events[0, :, 2:62, 2:79][from_events[0, :, 2:62, 2:79] != 0]
     assert abs(float(nonzero.mean())) < 1e-4 and abs(float(nonzero.std(unbiased=False)) - 1) < 1e-4
 
@@ -344,11 +344,11 @@ def test_prepare_events_equals_prepare_of_their_voxel_grid(official_model):
 def test_bad_inputs_are_refused(official_model):
     model, voxels = official_model
     with pytest.raises(InputError, match=r"expects a voxel grid \(5, H, W\), got shape \(4, 60, 77\)"):
-        model.prepare(voxels[0][:4])
+        model.prepare(voxels[0][:4], "voxel")
     bad = voxels[0].copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
-        model.prepare(bad)
+        model.prepare(bad, "voxel")
     with pytest.raises(InputError, match="not a multiple of 8"):
         model(torch.zeros(1, 5, 60, 80))
     with pytest.raises(InputError, match=r"expects \(N, 5, h, w\)"):

@@ -223,12 +223,12 @@ def test_prepare_normalises_and_pads_centred(tiny):
     assert float(nonzero.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
     voxels = np.zeros((3, 50, 70), np.float32)
     voxels[1, 10, 10], voxels[2, 20, 30] = 2.0, -4.0
-    padded = tiny.prepare(voxels)[0, :, top:top + 50, left:left + 70]
+    padded = tiny.prepare(voxels, "voxel")[0, :, top:top + 50, left:left + 70]
     assert float(padded[1, 10, 10]) == pytest.approx(1.0) and float(padded[2, 20, 30]) == pytest.approx(-1.0)
     with pytest.raises(InputError, match=r"\(3, H, W\)"):
-        tiny.prepare(np.zeros((5, 50, 70), np.float32))
+        tiny.prepare(np.zeros((5, 50, 70), np.float32), "voxel")
     with pytest.raises(InputError, match="NaN"):
-        tiny.prepare(np.full((3, 50, 70), np.nan, np.float32))
+        tiny.prepare(np.full((3, 50, 70), np.nan, np.float32), "voxel")
 
 
 def test_depth_stream_gives_finite_metric_depth(model):

@@ -29,3 +29,9 @@ class CheckpointError(AnydepthError):
 
 class WeightsNotFoundError(AnydepthError):
     """Weights could not be found locally nor downloaded; the message says which file to put where."""
+
+
+class AnydepthWarning(UserWarning):
+    """Something a user should know but that does not stop the work (e.g. a checkpoint field the
+    file does not state and that was taken as the authors' code takes it); the CLI prints it as
+    one line."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from anydepth import __version__
 from anydepth.cli import demo, events, focus, image, synth
-from anydepth.errors import AnydepthError
+from anydepth.errors import AnydepthError, AnydepthWarning
 
 COMMANDS = {"demo": demo, "image": image, "events": events, "focus": focus, "synth": synth}
 
@@ -39,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    show_warning = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AnydepthWarning):
+            print(f"{_command_name(args)}: warning: {message}", file=sys.stderr)
+        else:
+            show_warning(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     try:
         return int(args.run(args) or 0)
     except AnydepthError as error:
@@ -47,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_command_name(args)}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show_warning
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
-from anydepth.events.representations import normalize_voxel_grid, voxel_grid
 from anydepth.eventdepth.base import EventDepthModel
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent
 from anydepth.eventdepth.e2depth import CropParameters, E2Depth, log_depth_to_depth
@@ -28,18 +27,10 @@ from anydepth.eventdepth.ereformer import EReFormer, padding_for
 SPACES = ("disparity", "log_depth", "depth")
 
 
-def event_image(model: EventDepthModel, window: EventArray | np.ndarray) -> np.ndarray:
-    """The (C, H, W) float32 representation the model takes, at sensor resolution."""
-    if isinstance(model, DepthAnyEvent):
-        return model.event_image(window)
-    bins = model.config.num_bins
-    normalize = getattr(model.config, "normalize", True)
-    if isinstance(window, EventArray):
-        return voxel_grid(window, bins, normalize=normalize)
-    voxels = np.asarray(window, dtype=np.float32)
-    if voxels.ndim != 3 or voxels.shape[0] != bins:
-        raise InputError(f"expected a voxel grid ({bins}, H, W), got shape {voxels.shape}")
-    return normalize_voxel_grid(voxels) if normalize else voxels
+def event_image(model: EventDepthModel, window: EventArray | np.ndarray, representation: str | None = None) -> np.ndarray:
+    """The (C, H, W) float32 representation the model takes, at sensor resolution (raw events, or
+    a precomputed array named by `representation`)."""
+    return model.event_image(window, representation)
 
 
 def run_network(model: EventDepthModel, images: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:

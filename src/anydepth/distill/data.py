@@ -130,7 +130,7 @@ class TrainingClips:
         images, labels = [], []
         for index in entry.indices[start:start + self.length]:
             sample = sequence[int(index)]
-            image = event_image(self.model, sample.voxels if sample.events is None else sample.events)
+            image = event_image(self.model, *sample.event_window())
             label = self.label(entry, int(index), sample)
             height, width = image.shape[-2:]
             if label is None:

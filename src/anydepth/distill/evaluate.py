@@ -175,10 +175,8 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: str = "dae-
                     break
                 has_gt = sample.depth_m is not None
                 if has_gt or recurrent:
-                    window = sample.voxels if sample.events is None else sample.events
-                    if window is None:
-                        raise InputError(f"sample {sample.index} has neither events nor voxels", sequence)
-                    depth = stream.step(window)
+                    window, representation = sample.event_window()
+                    depth = stream.step(window, representation=representation)
                 if has_gt:
                     gt = np.asarray(sample.depth_m, dtype=np.float32)
                     depth = resize_depth(depth, gt.shape)

@@ -2,16 +2,24 @@
 evaluation code never special-cases a model.
 
 A model is a plain `nn.Module` with:
-- `prepare(window) -> x`: an event window (`EventArray`) or a precomputed voxel grid (B, H, W) ->
-  the network input (1, C, h, w) float32 on the model's device: representation, normalisation,
-  resizing or padding, all from the model's config;
+- `event_image(window, representation=None) -> (C, H, W)`: the representation the network takes,
+  at the sensor resolution, float32 numpy. `window` is raw events (an `EventArray`) or a
+  precomputed array, and then the caller says what the array is: `representation="tencode"` (a
+  (3, H, W) Tencode image in [0, 1]) or `"voxel"` (a (B, H, W) voxel grid). An array is never
+  guessed from its shape;
+- `prepare(window, representation=None, input_size=None) -> x`: that image -> the network input
+  (1, C, h, w) float32 on the model's device (normalisation, resizing or padding). `input_size`
+  (h, w) replaces the configured resize target for this call where the model resizes
+  (DepthAnyEvent, as the authors' `infer_image(input_size_width, input_size_height)`);
 - `forward(x, state) -> (raw, new_state)`: x (N, C, h, w) and the recurrent state (None = zero
   state; stateless models take and return None) -> raw network output (N, 1, h, w);
 - `to_depth(raw, size) -> (N, H, W)`: raw output -> the model's output quantity at `size`
   (H, W): metres for `output_kind == "metric"`, an affine-invariant depth-like map for
-  "relative" (to be aligned by the evaluation protocol);
+  "relative" (to be aligned by the evaluation protocol); metric students also have
+  `to_log_depth(raw, size)`, their normalised log depth in [0, 1] before the conversion to metres;
 - attributes `config` (a dataclass that `load_model` can rebuild it from), `recurrent` (bool),
-  `output_kind` ("metric" or "relative").
+  `output_kind` ("metric" or "relative"), `run_config` (the whole authors' run config of the file
+  it was loaded from, e.g. its `trainer` section, or None).
 
 `DepthStream` carries the state from window to window.
 """
@@ -25,32 +33,81 @@ import numpy as np
 import torch
 from torch import nn
 
+from anydepth.errors import InputError
 from anydepth.events.container import EventArray
+
+REPRESENTATIONS = ("tencode", "voxel")  # what a precomputed array can be
+OUTPUTS = ("depth", "log_depth")  # what `predict` can return
+
+
+def event_input(window, representation: str | None) -> EventArray | np.ndarray:
+    """Check what the caller passes: raw events (representation None) or a precomputed (C, H, W)
+    array with its representation named. Returns the events, or the array as finite float32."""
+    if isinstance(window, EventArray):
+        if representation is not None:
+            raise InputError(f"representation={representation!r} describes a precomputed array; raw events need none")
+        return window
+    if representation is None:
+        raise InputError("a precomputed array needs its representation: pass representation='tencode' "
+                         "(a (3, H, W) Tencode image in [0, 1]) or 'voxel' (a (B, H, W) voxel grid)")
+    if representation not in REPRESENTATIONS:
+        raise InputError(f"unknown representation {representation!r}; choose one of {', '.join(REPRESENTATIONS)}")
+    array = window.detach().cpu().numpy() if isinstance(window, torch.Tensor) else np.asarray(window)
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 3:
+        raise InputError(f"a precomputed {representation} must be (C, H, W), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"the {representation} array contains NaN or infinity")
+    if representation == "tencode":
+        if array.shape[0] != 3:
+            raise InputError(f"a Tencode image has 3 channels, got shape {array.shape}")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise InputError(f"a Tencode image holds values in [0, 1], got [{array.min():g}, {array.max():g}] "
+                             "(divide a 0..255 image by 255)")
+    return array
 
 
 class EventDepthModel(nn.Module):
-    """Base class: subclasses implement `prepare`, `forward` and `to_depth`."""
+    """Base class: subclasses implement `event_image`, `prepare`, `forward` and `to_depth`."""
 
     config = None
     recurrent: bool = False
     output_kind: str = "relative"
+    run_config: dict | None = None  # the whole run config of the file the model came from, if any
 
-    def prepare(self, window: EventArray | np.ndarray) -> torch.Tensor:
+    def event_image(self, window: EventArray | np.ndarray, representation: str | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
+                input_size: tuple[int, int] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise NotImplementedError
+
+    def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        raise InputError(f"{type(self).__name__} predicts {self.output_kind} depth; it has no normalised log depth output")
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def predict(self, window: EventArray | np.ndarray, state=None) -> tuple[np.ndarray, object]:
-        """One window -> (depth (H, W) float32 at the sensor resolution, new state)."""
-        size = window.sensor_size if isinstance(window, EventArray) else tuple(np.asarray(window).shape[-2:])
-        raw, state = self(self.prepare(window), state)
-        return self.to_depth(raw, size)[0].float().cpu().numpy(), state
+    def predict(self, window: EventArray | np.ndarray, state=None, *, representation: str | None = None,
+                input_size: tuple[int, int] | None = None, output: str = "depth") -> tuple[np.ndarray, object]:
+        """One window -> (map (H, W) float32 at the sensor resolution, new state).
+
+        window: raw events, or a precomputed (C, H, W) array named by `representation`
+        ("tencode" or "voxel"); input_size: the resize target (h, w) for this call (models that
+        resize); output: "depth" (metres or relative, as `output_kind`) or "log_depth" (the
+        normalised log depth in [0, 1] of E2Depth and EReFormer)."""
+        if output not in OUTPUTS:
+            raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+        window = event_input(window, representation)
+        size = window.sensor_size if isinstance(window, EventArray) else tuple(window.shape[-2:])
+        raw, state = self(self.prepare(window, representation, input_size), state)
+        convert = self.to_depth if output == "depth" else self.to_log_depth
+        return convert(raw, size)[0].float().cpu().numpy(), state
 
 
 @dataclass
@@ -65,10 +122,13 @@ class DepthStream:
     def reset(self) -> None:
         self.state = None
 
-    def step(self, window: EventArray | np.ndarray) -> np.ndarray:
-        """The depth (H, W) of this window; the state moves on."""
+    def step(self, window: EventArray | np.ndarray, *, representation: str | None = None,
+             input_size: tuple[int, int] | None = None, output: str = "depth") -> np.ndarray:
+        """The map (H, W) of this window (see `EventDepthModel.predict` for the options); the
+        state moves on."""
         started = time.perf_counter()
-        depth, self.state = self.model.predict(window, self.state)
+        depth, self.state = self.model.predict(window, self.state, representation=representation,
+                                               input_size=input_size, output=output)
         self.step_seconds.append(time.perf_counter() - started)
         return depth
 

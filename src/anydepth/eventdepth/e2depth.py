@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import EventDepthModel
+from anydepth.eventdepth.base import EventDepthModel, event_input
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
 from anydepth.events.container import EventArray
@@ -278,32 +278,45 @@ class E2Depth(EventDepthModel):
             state.append((zeros, zeros.clone()) if self.config.recurrent_block_type == "convlstm" else zeros)
         return state
 
-    def prepare(self, window: EventArray | np.ndarray) -> torch.Tensor:
-        """Events (-> `voxel_grid` with num_bins bins, normalised over non-zero voxels) or a
-        precomputed voxel grid (num_bins, H, W) (normalised the same way, as the official loader
-        does) -> (1, num_bins, h, w) float32 on the model's device, reflection-padded to multiples
-        of 2**num_encoders."""
+    def event_image(self, window: EventArray | np.ndarray, representation: str | None = None) -> np.ndarray:
+        """Events (-> `voxel_grid` with num_bins bins) or a precomputed voxel grid (num_bins, H, W)
+        (representation="voxel") -> (num_bins, H, W) float32, normalised over its non-zero voxels
+        as the official loader does."""
+        window = event_input(window, representation)
         bins = self.config.num_bins
         if isinstance(window, EventArray):
-            voxels = voxel_grid(window, bins, normalize=True)
-        else:
-            voxels = np.asarray(window, dtype=np.float32)
-            if voxels.ndim != 3 or voxels.shape[0] != bins:
-                raise InputError(f"E2Depth expects a voxel grid ({bins}, H, W), got shape {voxels.shape}")
-            if not np.isfinite(voxels).all():
-                raise InputError("the voxel grid contains NaN or infinity")
-            voxels = normalize_voxel_grid(voxels)
+            return voxel_grid(window, bins, normalize=True)
+        if representation != "voxel":
+            raise InputError(f"E2Depth takes {bins}-bin voxel grids, not a {representation} image")
+        if window.shape[0] != bins:
+            raise InputError(f"E2Depth expects a voxel grid ({bins}, H, W), got shape {window.shape}")
+        return normalize_voxel_grid(window)
+
+    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
+                input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`event_image` -> (1, num_bins, h, w) float32 on the model's device, reflection-padded
+        to multiples of 2**num_encoders. E2Depth runs at the input's own resolution: there is no
+        `input_size`."""
+        if input_size is not None:
+            raise InputError("E2Depth runs at the input's own resolution (padded to a multiple of "
+                             f"{self.config.stride}); input_size does not apply")
+        voxels = self.event_image(window, representation)
         crop = CropParameters(voxels.shape[1], voxels.shape[2], self.config.num_encoders)
         return crop.pad(torch.from_numpy(voxels)[None].to(self.device))
 
-    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Normalised log depth (N, 1, h, w) -> depth (N, H, W) in metres at `size` (H, W): the
-        padding of `prepare` is cropped away, then D_max · exp(α (D̂ − 1))."""
+    def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Network output (N, 1, h, w) -> its normalised log depth D̂ (N, H, W) in [0, 1] at
+        `size` (H, W), the padding of `prepare` cropped away."""
         crop = CropParameters(size[0], size[1], self.config.num_encoders)
         if tuple(raw.shape[-2:]) != (crop.padded_height, crop.padded_width):
             raise InputError(f"output {tuple(raw.shape[-2:])} is not the padded size "
                              f"{(crop.padded_height, crop.padded_width)} of {tuple(size)}")
-        return log_depth_to_depth(crop.crop(raw[:, 0]), self.config.max_depth, self.config.alpha)
+        return crop.crop(raw[:, 0])
+
+    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Normalised log depth (N, 1, h, w) -> depth (N, H, W) in metres at `size` (H, W):
+        D_max · exp(α (D̂ − 1)) of `to_log_depth`."""
+        return log_depth_to_depth(self.to_log_depth(raw, size), self.config.max_depth, self.config.alpha)
 
 
 # ---- the official checkpoint container -------------------------------------------------------

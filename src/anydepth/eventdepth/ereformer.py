@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import EventDepthModel
+from anydepth.eventdepth.base import EventDepthModel, event_input
 from anydepth.eventdepth.e2depth import CLIP_DISTANCE_M, REG_FACTOR, log_depth_to_depth  # same conversion as E2Depth
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.swin import CrossSwinBlock, PatchSplitting, SwinBlock, SwinTransformer
@@ -380,35 +380,45 @@ class EReFormer(EventDepthModel):
                                  f"(expected {expected}); reset the state when the input size changes")
         return self.transformerrecurrent(x, state)
 
-    def prepare(self, window: EventArray | np.ndarray) -> torch.Tensor:
-        """Events (-> `voxel_grid` with num_bins bins) or a precomputed (num_bins, H, W) array ->
-        (1, num_bins, h, w) float32 on the model's device: normalised over non-zero voxels when
-        `config.normalize`, zero-padded (centred) to multiples of 16."""
+    def event_image(self, window: EventArray | np.ndarray, representation: str | None = None) -> np.ndarray:
+        """Events (-> `voxel_grid` with num_bins bins) or a precomputed (num_bins, H, W) voxel grid
+        (representation="voxel") -> (num_bins, H, W) float32, normalised over non-zero voxels when
+        `config.normalize`."""
+        window = event_input(window, representation)
         bins = self.config.num_bins
         if isinstance(window, EventArray):
-            voxels = voxel_grid(window, bins, normalize=self.config.normalize)
-        else:
-            voxels = np.asarray(window, dtype=np.float32)
-            if voxels.ndim != 3 or voxels.shape[0] != bins:
-                raise InputError(f"EReFormer expects a ({bins}, H, W) input, got shape {voxels.shape}")
-            if not np.isfinite(voxels).all():
-                raise InputError("the input contains NaN or infinity")
-            if self.config.normalize:
-                voxels = normalize_voxel_grid(voxels)
+            return voxel_grid(window, bins, normalize=self.config.normalize)
+        if representation != "voxel":
+            raise InputError(f"EReFormer takes {bins}-bin voxel grids, not a {representation} image")
+        if window.shape[0] != bins:
+            raise InputError(f"EReFormer expects a ({bins}, H, W) input, got shape {window.shape}")
+        return normalize_voxel_grid(window) if self.config.normalize else window
+
+    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
+                input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`event_image` -> (1, num_bins, h, w) float32 on the model's device, zero-padded (centred)
+        to multiples of 16. EReFormer runs at the input's own resolution: there is no `input_size`."""
+        if input_size is not None:
+            raise InputError(f"EReFormer runs at the input's own resolution (padded to a multiple of {PAD_MULTIPLE}); "
+                             "input_size does not apply")
+        voxels = self.event_image(window, representation)
         top, bottom, left, right = padding_for(voxels.shape[1:])
         return F.pad(torch.from_numpy(voxels)[None].to(self.device), (left, right, top, bottom))
 
-    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Normalised log depth (N, 1, h, w) -> metres (N, H, W) at `size` (H, W): when (h, w) is
-        the padded size `prepare` gives for `size`, the padding is cropped away; otherwise the map is
-        resized (bilinear, in log depth). Then max_depth · exp(α (D̂ − 1)), 1.97 to 80 m."""
+    def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Network output (N, 1, h, w) -> normalised log depth D̂ (N, H, W) in [0, 1] at `size`
+        (H, W): when (h, w) is the padded size `prepare` gives for `size`, the padding is cropped
+        away; otherwise the map is resized (bilinear, in log depth)."""
         height, width = int(size[0]), int(size[1])
         top, bottom, left, right = padding_for((height, width))
         if tuple(raw.shape[-2:]) == (height + top + bottom, width + left + right):
-            log_depth = raw[:, 0, top:top + height, left:left + width]
-        else:
-            log_depth = F.interpolate(raw, (height, width), mode="bilinear", align_corners=False)[:, 0]
-        return log_depth_to_depth(log_depth, self.config.max_depth, self.config.alpha)
+            return raw[:, 0, top:top + height, left:left + width]
+        return F.interpolate(raw, (height, width), mode="bilinear", align_corners=False)[:, 0]
+
+    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Normalised log depth (N, 1, h, w) -> metres (N, H, W) at `size` (H, W):
+        max_depth · exp(α (D̂ − 1)) of `to_log_depth`, 1.97 to 80 m."""
+        return log_depth_to_depth(self.to_log_depth(raw, size), self.config.max_depth, self.config.alpha)
 
 
 # ---- the official checkpoint container -------------------------------------------------------

@@ -53,6 +53,15 @@ class AlignedSample:
     timestamp_us: int
     index: int
 
+    def event_window(self) -> tuple[EventArray | np.ndarray, str | None]:
+        """(what the sample holds of its window, its representation): (events, None) or, for voxel
+        folders, (voxels, "voxel") — as `EventDepthModel.predict(window, representation=...)` takes."""
+        if self.events is not None:
+            return self.events, None
+        if self.voxels is None:
+            raise InputError(f"sample {self.index} has neither events nor voxels")
+        return self.voxels, "voxel"
+
 
 class AlignedSequence(ABC):
     """A sequence of aligned samples: `len`, indexing (negative indices too), iteration, and
