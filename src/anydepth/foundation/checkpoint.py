@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anydepth.atomic import atomic_write
+from anydepth.atomic import atomic_write, write_json
 from anydepth.errors import CheckpointError
 from anydepth.foundation import hf_keys
-from anydepth.foundation.config import ENCODERS, DepthAnythingConfig, get_config
+from anydepth.foundation.config import ENCODERS, PRETRAIN_IMAGE_SIZE, DepthAnythingConfig, get_config
 from anydepth.foundation.model import DepthAnythingV2
 
 ANYDEPTH_FORMAT = "anydepth.depth_anything"
@@ -168,18 +168,28 @@ def save_checkpoint(model: DepthAnythingV2, path: str | Path, official: bool = F
     atomic_torch_save(container, path)
 
 
-def export_hf_folder(model: DepthAnythingV2, folder: str | Path) -> Path:
-    """Write `model.safetensors` (Hugging Face hub key names) and `config.json` into `folder`, so
-    that `transformers.DepthAnythingForDepthEstimation.from_pretrained(folder)` loads the model."""
-    import json
+def export_hf_folder(model: DepthAnythingV2, folder: str | Path, input_size: int = PRETRAIN_IMAGE_SIZE) -> Path:
+    """Write what the hub's `depth-anything/Depth-Anything-V2-{Small,Base,Large}-hf` repos hold
+    (and, for metric heads, the `...-Metric-{Indoor,Outdoor}-*-hf` ones) into `folder`:
+    `model.safetensors` (hub key names), `config.json` (`hf_keys.hf_config_dict`) and
+    `preprocessor_config.json` (`DPTImageProcessor`, `hf_keys.hf_preprocessor_config_dict`), so
+    that `transformers.pipeline("depth-estimation", model=folder)`,
+    `AutoModelForDepthEstimation.from_pretrained(folder)` and
+    `AutoImageProcessor.from_pretrained(folder)` load it.
 
+    input_size: the processor's target size in pixels (518 as on the hub; smaller is faster).
+    Each file is written atomically. Returns `folder`.
+    """
     from safetensors.torch import save_file
 
+    config_json = hf_keys.hf_config_dict(model.config)  # checks first: a failed export writes nothing
+    preprocessor_json = hf_keys.hf_preprocessor_config_dict(input_size)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in hf_keys.official_to_hf(model.state_dict()).items()}
-    save_file(state_dict, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_keys.hf_config_dict(model.config), indent=2))
+    atomic_write(folder / "model.safetensors", lambda temporary: save_file(state_dict, temporary, metadata={"format": "pt"}))
+    write_json(folder / "config.json", config_json)
+    write_json(folder / "preprocessor_config.json", preprocessor_json)
     return folder
 
 

@@ -1,5 +1,6 @@
 """Key mapping between the official Depth Anything V2 checkpoints and the Hugging Face
-`transformers` layout (`DepthAnythingForDepthEstimation`, hub repos `Depth-Anything-V2-*-hf`).
+`transformers` layout (`DepthAnythingForDepthEstimation`, hub repos `Depth-Anything-V2-*-hf`),
+and the `config.json` / `preprocessor_config.json` those repos hold.
 
 official                                   Hugging Face (hub files, transformers 4 names)
 pretrained.cls_token / pos_embed / mask_token  backbone.embeddings.cls_token / position_embeddings / mask_token
@@ -28,6 +29,9 @@ from __future__ import annotations
 import re
 
 import torch
+
+from anydepth.errors import InputError
+from anydepth.foundation.config import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, PRETRAIN_IMAGE_SIZE
 
 _QKV_HF4 = ("attention.attention.query", "attention.attention.key", "attention.attention.value")
 _QKV_HF5 = ("attention.q_proj", "attention.k_proj", "attention.v_proj")
@@ -173,12 +177,31 @@ def is_official_layout(state_dict: dict) -> bool:
 
 def hf_config_dict(config) -> dict:
     """The `config.json` of a Hugging Face `DepthAnythingForDepthEstimation` equivalent to a
-    `DepthAnythingConfig` (1-based `out_indices`, reassemble factors 4, 2, 1, 0.5)."""
+    `DepthAnythingConfig`: the fields of the hub's `Depth-Anything-V2-*-hf` repos (1-based
+    `out_indices` and their `stageN` names, reassemble factors 4, 2, 1, 0.5) plus
+    `depth_estimation_type` and `max_depth`.
+
+    `max_depth` (metres) is written as an integer, as the hub's metric repos hold it (20 indoor,
+    80 outdoor) and as transformers >= 5 types it (`int | None`; 20.0 fails validation there);
+    relative heads get transformers' default 1. A metric head with a fractional max_depth raises
+    InputError: transformers cannot hold it.
+    """
+    if config.head == "metric":
+        if not float(config.max_depth).is_integer():
+            raise InputError(
+                f"max_depth {config.max_depth} m cannot be exported: transformers' DepthAnythingConfig "
+                "holds max_depth as an integer (the hub's metric repos use 20 and 80)"
+            )
+        max_depth = int(config.max_depth)
+    else:
+        max_depth = 1
+    out_indices = [block + 1 for block in config.tapped_blocks]
     return {
         "model_type": "depth_anything",
         "architectures": ["DepthAnythingForDepthEstimation"],
         "backbone_config": {
             "model_type": "dinov2",
+            "architectures": ["Dinov2Model"],
             "image_size": config.image_size,
             "patch_size": 14,
             "hidden_size": config.embed_dim,
@@ -190,7 +213,8 @@ def hf_config_dict(config) -> dict:
             "hidden_act": "gelu",
             "qkv_bias": True,
             "use_swiglu_ffn": config.ffn == "swiglu",
-            "out_indices": [block + 1 for block in config.tapped_blocks],
+            "out_features": [f"stage{index}" for index in out_indices],
+            "out_indices": out_indices,
             "reshape_hidden_states": False,
             "apply_layernorm": True,
         },
@@ -202,5 +226,28 @@ def hf_config_dict(config) -> dict:
         "head_in_index": -1,
         "head_hidden_size": 32,
         "depth_estimation_type": config.head,
-        "max_depth": float(config.max_depth) if config.head == "metric" else 1,
+        "max_depth": max_depth,
+    }
+
+
+def hf_preprocessor_config_dict(input_size: int = PRETRAIN_IMAGE_SIZE) -> dict:
+    """The `preprocessor_config.json` of the hub's `Depth-Anything-V2-*-hf` repos
+    (`DPTImageProcessor`): resize keeping the aspect ratio towards input_size x input_size (518 on
+    the hub), sides rounded to multiples of 14, bicubic (PIL resample 3), /255, ImageNet mean/std,
+    no padding. A smaller `input_size` only makes a faster (coarser) pipeline."""
+    if not isinstance(input_size, int) or input_size < PATCH_SIZE:
+        raise InputError(f"input_size must be an integer >= {PATCH_SIZE} pixels, got {input_size!r}")
+    return {
+        "image_processor_type": "DPTImageProcessor",
+        "do_resize": True,
+        "size": {"height": input_size, "width": input_size},
+        "keep_aspect_ratio": True,
+        "ensure_multiple_of": PATCH_SIZE,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),
+        "do_pad": False,
     }
