@@ -147,12 +147,24 @@ def test_authors_container_round_trip(tmp_path):
     assert again["name"] == "theirs" and again["trainer"] == {"use_logdepth": True} and again["model"] == run["model"]
 
 
-def released_config(dataset: str, recurrent: bool) -> dict:
-    """The authors' configs/test/{dav2,recdav2}/*_{dsec,mvsec}_test.json (commit e1a80bf), as the
-    released checkpoints carry them in `config`."""
-    model = {"model_type": "RecDAv2" if recurrent else "DAv2", "encoder": "vits", "activation": "softplus",
-             "scale_factor": 1.0, "inv_prediction": True, "input_size_width": 350, "input_size_height": 266,
-             "freeze_encoder": False, "input_channels": 3, **({"recurrent_block_type": "convlstm"} if recurrent else {})}
+# The `model` blocks of the authors' configs/test/{dav2,recdav2}/*_test.json (commit e1a80bf), as
+# the released checkpoints carry them; they differ per file (encoder, inv_prediction, input size).
+RELEASED_BLOCKS = {
+    ("dsec", False): {"encoder": "vits", "inv_prediction": True, "input_size_width": 350, "input_size_height": 266},
+    ("mvsec", False): {"encoder": "vitl", "inv_prediction": False, "input_size_width": 350, "input_size_height": 266},
+    ("dsec", True): {"encoder": "vits", "inv_prediction": True, "input_size_width": 644, "input_size_height": 322},
+    ("mvsec", True): {"encoder": "vits", "inv_prediction": True, "input_size_width": 350, "input_size_height": 266},
+}
+
+
+def released_config(dataset: str, recurrent: bool, encoder: str | None = None) -> dict:
+    """The whole run config of a released checkpoint (`encoder` replaces the file's, to keep tests
+    small)."""
+    model = {"model_type": "RecDAv2" if recurrent else "DAv2", "activation": "softplus", "scale_factor": 1.0,
+             **RELEASED_BLOCKS[dataset, recurrent], "freeze_encoder": False, "input_channels": 3,
+             **({"recurrent_block_type": "convlstm"} if recurrent else {})}
+    if encoder is not None:
+        model["encoder"] = encoder
     crop = {"preprocessing_type": "CenterCrop", "height": 320, "width": 640} if dataset == "dsec" else \
         {"preprocessing_type": "Crop", "height": 260, "width": 346}
     return {"name": "DAv2 Zero-Shot Test", "cuda": True, "gpu": 0,
@@ -165,18 +177,24 @@ def released_config(dataset: str, recurrent: bool) -> dict:
             "model": model}
 
 
-@pytest.mark.parametrize("dataset, recurrent", [("dsec", False), ("mvsec", True)])
+@pytest.mark.parametrize("dataset, recurrent", sorted(RELEASED_BLOCKS))
 def test_released_whole_config_container_builds_the_released_model(tmp_path, dataset, recurrent):
-    """The released dav2_dsec.pth / rec_dav2_mvsec.pth form: {"state_dict", "config": whole run
-    config}. Before, the vanilla DSEC file loaded as a ReLU head at 518x518 without a word."""
+    """The released dav2_*.pth / rec_dav2_*.pth form: {"state_dict", "config": whole run config}.
+    Before, the vanilla DSEC file loaded as a ReLU head at 518x518 without a word. (The MVSEC
+    DAv2 release is ViT-L; built here as ViT-S with its other fields.)"""
     weights = seeded(DepthAnyEvent(recurrent=recurrent), 2).state_dict()
     path = tmp_path / f"{'rec_' if recurrent else ''}dav2_{dataset}.pth"
-    torch.save({"state_dict": weights, "config": released_config(dataset, recurrent)}, path)
+    torch.save({"state_dict": weights, "config": released_config(dataset, recurrent, encoder="vits")}, path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = load_model("depthanyevent-r" if recurrent else "depthanyevent", path)
-    assert model.config == DepthAnyEventConfig(recurrent=recurrent)  # softplus, inv_prediction, 266x350, Tencode
+    block = RELEASED_BLOCKS[dataset, recurrent]
+    assert model.config == DepthAnyEventConfig(
+        recurrent=recurrent, activation="softplus", inv_prediction=block["inv_prediction"],
+        input_size=(block["input_size_height"], block["input_size_width"]), representation="tencode")
     assert model.run_config["data_loader"]["dataset"] == dataset
+    assert model.prepare(torch.zeros(3, 320, 640).numpy(), "tencode").shape[-2:] == \
+        ((322, 644) if (dataset, recurrent) == ("dsec", True) else (266, 532))
 
 
 def test_config_json_beside_the_checkpoint(tmp_path):
@@ -225,7 +243,7 @@ def test_unstated_fields_are_named(tmp_path):
 
 def test_representation_from_the_run_config(tmp_path):
     voxel = DepthAnyEvent(input_channels=5, representation="voxel")
-    config = released_config("mvsec", False)
+    config = released_config("mvsec", False, encoder="vits")
     config["model"]["input_channels"] = 5
     config["data_loader"]["event_representation"] = {"representation_type": "voxel_grid", "channels": 5, "normalize": True}
     torch.save({"state_dict": voxel.state_dict(), "config": config}, tmp_path / "voxel.pth")
@@ -234,14 +252,14 @@ def test_representation_from_the_run_config(tmp_path):
     torch.save({"state_dict": voxel.state_dict(), "config": config}, tmp_path / "bins.pth")
     with pytest.raises(CheckpointError, match="says a 4-bin voxel grid but the weights take 5 channels"):
         load_model("depthanyevent", tmp_path / "bins.pth")
-    tencode_255 = released_config("mvsec", False)
+    tencode_255 = released_config("mvsec", False, encoder="vits")
     tencode_255["data_loader"]["event_representation"]["normalize"] = False
     torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": tencode_255}, tmp_path / "t255.pth")
     model = load_model("depthanyevent", tmp_path / "t255.pth")
     assert model.config.tencode_scale == 255.0
     events = EventArray.from_arrays([1, 2], [0, 1], [0, 10], [1, 0], (4, 5))
     np.testing.assert_allclose(model.event_image(events), 255 * tencode(events))
-    histogram = released_config("mvsec", False)
+    histogram = released_config("mvsec", False, encoder="vits")
     histogram["data_loader"]["event_representation"] = {"representation_type": "histogram"}
     torch.save({"state_dict": DepthAnyEvent().state_dict(), "config": histogram}, tmp_path / "hist.pth")
     with pytest.raises(CheckpointError, match="names event representation 'histogram'"):

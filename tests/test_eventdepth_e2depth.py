@@ -399,3 +399,29 @@ def test_depth_stream_over_event_windows(official_model):
         assert np.isfinite(depth_m).all() and depth_m.min() > 0 and depth_m.max() <= 80.0
     assert np.abs(depths[-1] - depths[0]).max() > 1e-3
     assert stream.mean_latency_ms > 0
+
+
+def test_raw_log_depth_output_and_precomputed_voxels(official_model):
+    """E2Depth returns its normalised log depth D̂ as well as metres; a precomputed voxel grid named
+    by the caller gives what the events give; an unnamed array is refused, not guessed."""
+    model, _ = official_model
+    events = synthetic_events()
+    log_depth, state = model.predict(events, output="log_depth")
+    depth_m, _ = model.predict(events)
+    assert log_depth.shape == depth_m.shape == (60, 77) and log_depth.dtype == np.float32
+    assert log_depth.std() > 1e-3
+    np.testing.assert_allclose(log_depth_to_depth(log_depth), depth_m, rtol=1e-5)
+    np.testing.assert_allclose(depth_to_log_depth(depth_m), np.clip(log_depth, 0, 1), atol=1e-5)
+    grid = voxel_grid(events, 5, normalize=False)
+    from_grid, _ = model.predict(grid, representation="voxel", output="log_depth")
+    np.testing.assert_allclose(from_grid, log_depth, atol=1e-5)
+    stream = DepthStream(model)
+    np.testing.assert_allclose(stream.step(grid, representation="voxel", output="log_depth"), log_depth, atol=1e-5)
+    with pytest.raises(InputError, match="needs its representation"):
+        model.predict(grid)
+    with pytest.raises(InputError, match="not a tencode image"):
+        model.predict(np.zeros((3, 60, 77), np.float32), representation="tencode")
+    with pytest.raises(InputError, match="input_size does not apply"):
+        model.predict(events, input_size=(64, 80))
+    with pytest.raises(InputError, match="unknown output 'disparity'"):
+        model.predict(events, output="disparity")
