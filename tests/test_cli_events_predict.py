@@ -85,3 +85,24 @@ def test_predict_errors_are_one_line(tiny_daer, tmp_path):
         assert result.returncode == 1, (extra, result.stderr)
         assert "Traceback" not in result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith("anydepth events predict: error:"), result.stderr
+
+
+def test_unstated_checkpoint_fields_are_one_warning_line(tiny_daer, tmp_path):
+    """A plain state dict states neither activation nor input size: the CLI still runs, and says in
+    one line what it assumed (no Python warning text, no traceback)."""
+    import torch
+
+    plain = tmp_path / "plain_vitp.pth"
+    torch.save(torch.load(tiny_daer, weights_only=True)["state_dict"], plain)
+    recording = tmp_path / "e.npz"
+    rng = np.random.default_rng(0)
+    np.savez(recording, x=rng.integers(0, 40, 500).astype(np.uint16), y=rng.integers(0, 30, 500).astype(np.uint16),
+             t=np.sort(rng.integers(0, 40_000, 500)).astype(np.int64), p=rng.integers(0, 2, 500).astype(np.int8))
+    result = subprocess.run([sys.executable, "-m", "anydepth.cli.main", "events", "predict", str(recording),
+                             "--weights", str(plain), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warning_lines = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert len(warning_lines) == 1, result.stderr
+    assert warning_lines[0].startswith("anydepth events predict: warning: ") and str(plain) in warning_lines[0]
+    assert "assuming activation='softplus'" in warning_lines[0] and "AnydepthWarning" not in result.stderr
+    assert len(list((tmp_path / "out").glob("depth_*.npy"))) == 1
