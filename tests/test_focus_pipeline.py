@@ -15,6 +15,8 @@ from anydepth.focus import FocalStack, focus_volume
 from anydepth.focus.pipeline import estimate_depth, write_focus_outputs
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, generate_focus_dataset, make_stack, rendered_scene
+from anydepth.synth.focus_writers import ddff12_focus_distances_m, write_ddff12_h5
+from anydepth.synth.thin_lens import LENS_PRESETS, focal_stack
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,71 @@ def test_focus_eval_prints_the_paper_table(tiny_dav2, tmp_path, capsys):
         assert row in out
     scores = json.loads(table.read_text())["table"]
     assert scores["DFF"]["mse"] > 0 and 0 <= scores["DFF"]["delta1"] <= 100
+
+
+@pytest.fixture(scope="module")
+def ddff12_small(tmp_path_factory):
+    """A small DDFF-12 file with train and val ground truth beside a test split (no disp_test), and
+    a test-only file as the official one (stack_test only)."""
+    folder = tmp_path_factory.mktemp("ddff12")
+    samples = []
+    for seed in range(3):  # random texture, depth ramp 0.6 -> 6 m along x, 32x48
+        aif = cv2.GaussianBlur(np.random.default_rng(seed).random((32, 48, 3)).astype(np.float32), (0, 0), 0.8)
+        depth_m = np.broadcast_to(np.linspace(0.6, 6.0, 48, dtype=np.float32), (32, 48)).copy()
+        lens = LENS_PRESETS["ddff12"].resized(48)
+        samples.append(focal_stack(aif, depth_m, ddff12_focus_distances_m(), lens, "gather"))
+    splits = write_ddff12_h5(folder / "splits.h5", samples[:1], samples[1:2], test=samples[2:], strict=False)
+    test_only = write_ddff12_h5(folder / "test.h5", test=samples[1:], strict=False)
+    return splits, test_only
+
+
+def test_focus_cli_test_split_writes_depth_maps_and_no_scores(tiny_dav2, ddff12_small, tmp_path, capsys):
+    _, weights = tiny_dav2
+    _, test_only = ddff12_small
+    code = main(["focus", str(test_only), "--split", "test", "--weights", str(weights), "--input-size", "70",
+                 "--tto", "off", "--focus-volume", "sml", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test split has no ground truth" in out and "MSE" not in out and "δ1" not in out
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert folders == ["test.h5[test][0]", "test.h5[test][1]"]
+    for folder in folders:
+        names = {p.name for p in (tmp_path / folder).iterdir()}
+        assert names == {"depth_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png", "summary.png"}
+        depth_m = np.load(tmp_path / folder / "depth_m.npy")
+        assert depth_m.shape == (32, 48) and np.isfinite(depth_m).all() and (depth_m > 0).all()
+    # without --split the default val split is absent: one line naming the file and what it holds
+    assert main(["focus", str(test_only), "--weights", str(weights), "--out", str(tmp_path / "none")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and str(test_only) in error
+    assert "no DDFF-12 val split" in error and "has stack_test" in error
+
+
+def test_focus_eval_test_split_fails_in_one_line(tiny_dav2, ddff12_small, capsys):
+    _, weights = tiny_dav2
+    splits, test_only = ddff12_small
+    for path in (splits, test_only):
+        assert main(["focus", "eval", str(path), "--split", "test", "--weights", str(weights)]) == 1
+        captured = capsys.readouterr()
+        error = captured.err.strip()
+        assert "\n" not in error and "Traceback" not in error and captured.out == ""
+        assert error.startswith(f"anydepth focus eval: error: {path}: the DDFF-12 test split has no ground truth")
+    assert main(["focus", "eval", str(test_only), "--weights", str(weights)]) == 1  # default val: absent
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "no DDFF-12 val split" in error and "has stack_test" in error
+
+
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_focus_eval_scores_each_split_with_ground_truth(tiny_dav2, ddff12_small, tmp_path, capsys, split):
+    _, weights = tiny_dav2
+    splits, _ = ddff12_small
+    table = tmp_path / "table.json"
+    code = main(["focus", "eval", str(splits), "--split", split, "--weights", str(weights), "--input-size", "70",
+                 "--focus-volume", "sml", "--json", str(table)])
+    assert code == 0
+    assert f"DDFF-12 {split}, 1 samples" in capsys.readouterr().out
+    scores = json.loads(table.read_text())
+    assert scores["samples"] == 1 and scores["table"]["DFF"]["mse"] > 0
 
 
 def test_focus_cli_errors(tmp_path, tiny_dav2):

@@ -102,9 +102,59 @@ def test_ddff12_focus_disparities_override_and_lazy_index_errors(tmp_path):
     assert str(path) in one_line(caught)
     with pytest.raises(InputError, match=r"train sample 1 out of range \(0..0\)"):
         read_ddff12(path, "train", 1)
-    with pytest.raises(InputError, match="split must be one of train, val"):
+    with pytest.raises(InputError, match="split must be one of train, val, test"):
+        read_ddff12(path, "holdout")
+    with pytest.raises(FormatError, match=r"no DDFF-12 test split: no dataset 'stack_test' \(has disp_train, "
+                       r"disp_val, stack_train, stack_val\)") as caught:
         read_ddff12(path, "test")
+    assert one_line(caught).startswith(str(path))
     assert len(read_ddff12(path, "val")) == 0
+
+
+def test_ddff12_test_only_file_reads_stacks_without_ground_truth(tmp_path):
+    focus = ddff12_focus_distances_m()
+    test = [rendered(24, 32, focus, "ddff12", seed, 0.5, 7.0) for seed in (0, 1)]
+    path = write_ddff12_h5(tmp_path / "test.h5", test=test, strict=False)
+    with h5py.File(path) as h5:
+        assert list(h5.keys()) == ["stack_test"] and h5["stack_test"].dtype == np.uint8
+    samples = read_ddff12(path, "test")
+    assert len(samples) == 2 and not samples.has_ground_truth
+    stacks = list(samples)  # iteration stops at the end (no out-of-range error)
+    for index, (stack, written) in enumerate(zip(stacks, test)):
+        assert stack.ground_truth is None and stack.unit == "disparity" and stack.source.endswith(f"[test][{index}]")
+        np.testing.assert_array_equal(stack.slices, to_uint8(written.stack))
+        np.testing.assert_allclose(stack.positions, DDFF12_FOCUS_DISPARITIES, rtol=1e-12)
+    assert read_ddff12(path, "test", 1).ground_truth is None
+    for split in ("val", "train"):
+        with pytest.raises(FormatError, match=f"no DDFF-12 {split} split: no dataset 'stack_{split}' "
+                           r"\(has stack_test\)") as caught:
+            read_ddff12(path, split)
+        assert one_line(caught).startswith(str(path))
+    assert open_focal_stacks(path, split="test")[0].ground_truth is None
+
+
+def test_ddff12_official_test_layout_reads_with_the_default_focus(tmp_path):
+    """Laid out as the official ddff-dataset-test.h5 that DFV's DDFF12_submission.py reads with
+    DDFF12Loader(stack_key="stack_test"): one uint8 dataset, no disp_test, no attributes."""
+    stacks = np.random.default_rng(0).integers(0, 256, (2, 10, 6, 7, 3), dtype=np.uint8)
+    path = tmp_path / "ddff-dataset-test.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("stack_test", data=stacks)
+    samples = read_ddff12(path, "test")
+    assert len(samples) == 2 and not samples.has_ground_truth and samples.has_aif is False
+    np.testing.assert_array_equal(samples[1].slices, stacks[1])
+    np.testing.assert_allclose(samples[1].positions, np.linspace(0.28, 0.02, 10))
+    assert samples[1].disparity_scale == pytest.approx(0.141238) and samples[1].ground_truth is None
+
+
+def test_ddff12_test_split_keeps_a_disp_test_when_a_file_has_one(tmp_path):
+    path = tmp_path / "own.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("stack_test", data=np.zeros((1, 10, 4, 5, 3), np.uint8))
+        h5.create_dataset("disp_test", data=np.full((1, 4, 5), 0.1, np.float32))
+    samples = read_ddff12(path, "test")
+    assert samples.has_ground_truth
+    np.testing.assert_array_equal(samples[0].ground_truth, np.full((4, 5), 0.1, np.float32))
 
 
 def test_ddff12_bad_files_raise_one_line_format_errors(tmp_path):

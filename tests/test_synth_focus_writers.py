@@ -131,6 +131,26 @@ def test_ddff12_dfv_repack_variant(tmp_path):
             np.testing.assert_array_equal(h5["AiF_train"][index], to_uint8(sample.aif).astype(np.float32))
 
 
+def test_ddff12_test_split_is_stack_test_only(tmp_path, ddff_samples):
+    """The official test file holds stack_test only (DFV's DDFF12Loader gives a dummy target for a
+    "test" key): test= writes that, alone or beside train/val, never a disp_test."""
+    path = write_ddff12_h5(tmp_path / "test.h5", test=ddff_samples)
+    with h5py.File(path, "r") as h5:
+        assert list(h5.keys()) == ["stack_test"]
+        assert h5["stack_test"].shape == (2, 10, 383, 552, 3) and h5["stack_test"].dtype == np.uint8
+        for index, sample in enumerate(ddff_samples):
+            np.testing.assert_array_equal(h5["stack_test"][index], to_uint8(sample.stack))
+    small = [ddff_stack(32, 48, seed=5), ddff_stack(32, 48, seed=6)]
+    both = write_ddff12_h5(tmp_path / "both.h5", small[:1], test=small[1:], variant="dfv", strict=False)
+    with h5py.File(both, "r") as h5:
+        assert set(h5.keys()) == {"stack_train", "disp_train", "AiF_train", "stack_val", "disp_val", "AiF_val",
+                                  "stack_test"}
+        assert h5["stack_test"].dtype == np.float32 and h5["stack_test"].shape == (1, 10, 32, 48, 3)
+        np.testing.assert_array_equal(h5["stack_test"][0], to_uint8(small[1].stack).astype(np.float32))
+    with pytest.raises(InputError, match="224 < H"):  # the strict checks cover test samples too
+        write_ddff12_h5(tmp_path / "bad.h5", test=[ddff_stack(32, 48)])
+
+
 def test_ddff12_strict_checks(tmp_path):
     small = ddff_stack(32, 48)
     with pytest.raises(InputError, match="224 < H"):

@@ -9,6 +9,7 @@ from tqdm import tqdm
 from anydepth.errors import InputError
 
 VOLUMES = ["laplacian", "sml", "tenengrad", "variance", "dfv"]
+SPLITS = ["val", "train", "test"]  # DDFF-12; the official test file has no ground truth
 
 
 def _common(parser) -> None:
@@ -31,6 +32,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--confidence", default="stack", choices=["stack", "volume"])
     parser.add_argument("--align", action="store_true", help="align slices first (ECC; for hand-held phone stacks)")
     parser.add_argument("--reduce", type=int, default=1, choices=[1, 2, 4, 8], help="read JPEG slices at 1/reduce size")
+    parser.add_argument("--split", default="val", choices=SPLITS,
+                        help="DDFF-12 split of an .h5 file (default val; test: the official test file, no GT)")
     parser.add_argument("--limit", type=int, help="at most this many stacks")
     parser.add_argument("--out", default="focus-out")
     parser.set_defaults(run=run_focus)
@@ -39,7 +42,7 @@ def add_parser(commands) -> None:
                                    help="(anydepth focus eval) DDFF-12 protocol: DFF, linear, TTO")
     evaluate.add_argument("path", help="DDFF-12 HDF5 file (original or DFV repack)")
     _common(evaluate)
-    evaluate.add_argument("--split", default="val", choices=["val", "train"])
+    evaluate.add_argument("--split", default="val", choices=SPLITS, help="a split with ground truth (default val)")
     evaluate.add_argument("--samples", type=int, help="evaluate the first N samples")
     evaluate.add_argument("--tto", default="fast", choices=["paper", "fast"], help="TTO recipe for the TTO rows")
     evaluate.add_argument("--json", help="also write the table here")
@@ -59,13 +62,15 @@ def _models(args):
 
 def run_focus(args) -> int:
     from anydepth.focus.pipeline import TTO_MODES, estimate_depth, write_focus_outputs
-    from anydepth.focus.readers import align_slices, open_focal_stacks
+    from anydepth.focus.readers import DDFF12Samples, align_slices, open_focal_stacks
 
-    stacks = open_focal_stacks(args.path, reduce=args.reduce)
+    stacks = open_focal_stacks(args.path, split=args.split, reduce=args.reduce)
     count = len(stacks) if args.limit is None else min(args.limit, len(stacks))
     if count == 0:
         raise InputError("no focal stack found", args.path)
     model, dfv = _models(args)
+    if isinstance(stacks, DDFF12Samples) and not stacks.has_ground_truth:
+        print(f"DDFF-12 {stacks.split} split has no ground truth: writing depth maps, no scores")
     iterations = 0 if args.tto == "off" else TTO_MODES[args.tto].iterations
     for index in range(count):
         stack = stacks[index]
@@ -88,6 +93,10 @@ def run_eval(args) -> int:
     from anydepth.metrics import evaluate_ddff12
 
     samples = read_ddff12(args.path, split=args.split)
+    if not samples.has_ground_truth:
+        raise InputError(f"the DDFF-12 {args.split} split has no ground truth (no disp_{args.split}) to score "
+                         f"against; evaluate train or val, or write its depth maps with `anydepth focus FILE "
+                         f"--split {args.split}`", args.path)
     count = len(samples) if args.samples is None else min(args.samples, len(samples))
     if count == 0:
         raise InputError(f"no {args.split} samples", args.path)

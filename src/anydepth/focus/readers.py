@@ -3,8 +3,10 @@
 Layouts (those written by `anydepth.synth.focus_writers`, which follow DFV's loaders):
 
 - **DDFF-12 HDF5** (`read_ddff12`): `stack_<split>` (M, N, H, W, 3) and `disp_<split>` (M, H, W),
-  optional `AiF_<split>` (M, H, W, 3). Stacks uint8 (original) or float32 with values 0–255 (DFV's
-  repack, read back as float32 / 255). Ground truth is disparity in pixels (0 = invalid); slice i is
+  optional `AiF_<split>` (M, H, W, 3). Splits train and val (the trainval file) and test: the
+  official test file holds `stack_test` only, no ground truth (DFV's `DDFF12Loader` returns a dummy
+  target for any "test" key), so its stacks come back with ground_truth None. Stacks uint8
+  (original) or float32 with values 0–255 (DFV's repack, read back as float32 / 255). Ground truth is disparity in pixels (0 = invalid); slice i is
   focused at disparity linspace(0.28, 0.02, 10)[i] unless the caller (or the stack dataset's
   `focus_disparity` attribute) says otherwise. Samples are read lazily, one per access.
 - **FoD500 folder** (`read_fod500`): `{i:06d}_{k:02d}All.tif` slices, `{i:06d}Dpt.exr` depth in
@@ -39,7 +41,8 @@ from anydepth.imageio import IMAGE_EXTENSIONS
 from anydepth.synth.focus_writers import read_exr
 
 DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
-DDFF12_SPLITS = ("train", "val")
+DDFF12_SPLITS = ("train", "val", "test")
+DDFF12_SPLITS_WITHOUT_TRUTH = ("test",)  # official layout: stack_test only
 FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
@@ -57,7 +60,9 @@ class AlignmentError(InputError):
 
 class DDFF12Samples(Sequence):
     """The samples of one split of a DDFF-12 HDF5 file, read lazily: `samples[i]` opens the file,
-    reads sample i and closes it. len() is the number of samples."""
+    reads sample i and closes it. len() is the number of samples. has_ground_truth: whether the
+    split has its `disp_<split>` (required for train and val; the official test split has none, and
+    its stacks come back with ground_truth None)."""
 
     def __init__(self, path: str | Path, split: str = "val", focus_disparities=None):
         if split not in DDFF12_SPLITS:
@@ -78,12 +83,18 @@ class DDFF12Samples(Sequence):
     def _inspect(self, focus_disparities) -> None:
         split = self.split
         with _open_h5(self.path) as h5:
-            stack, disparity = _h5_dataset(h5, f"stack_{split}", self.path), _h5_dataset(h5, f"disp_{split}", self.path)
+            if f"stack_{split}" not in h5:
+                raise FormatError(f"no DDFF-12 {split} split: no dataset 'stack_{split}' (has {_keys(h5)})", self.path)
+            stack = h5[f"stack_{split}"]
             if stack.ndim != 5 or stack.shape[-1] != 3:
                 raise FormatError(f"stack_{split} must be (M, N, H, W, 3), got {stack.shape}", self.path)
             count, slices, height, width = stack.shape[:4]
-            if disparity.shape != (count, height, width):
-                raise FormatError(f"disp_{split} is {disparity.shape}, expected {(count, height, width)}", self.path)
+            self.has_ground_truth = split not in DDFF12_SPLITS_WITHOUT_TRUTH or f"disp_{split}" in h5
+            if self.has_ground_truth:
+                disparity = _h5_dataset(h5, f"disp_{split}", self.path)
+                if disparity.shape != (count, height, width):
+                    raise FormatError(f"disp_{split} is {disparity.shape}, expected {(count, height, width)}",
+                                      self.path)
             self.has_aif = f"AiF_{split}" in h5
             if self.has_aif and h5[f"AiF_{split}"].shape != (count, height, width, 3):
                 raise FormatError(f"AiF_{split} is {h5[f'AiF_{split}'].shape}, expected {(count, height, width, 3)}",
@@ -100,6 +111,9 @@ class DDFF12Samples(Sequence):
     def __len__(self) -> int:
         return self._count
 
+    def __iter__(self):  # Sequence's default stops on IndexError; an out-of-range index here is an InputError
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
@@ -109,7 +123,8 @@ class DDFF12Samples(Sequence):
         with _open_h5(self.path) as h5:
             try:
                 slices = _ddff12_images(h5[f"stack_{self.split}"][index], self.path)
-                disparity = np.asarray(h5[f"disp_{self.split}"][index], dtype=np.float32)
+                disparity = (np.asarray(h5[f"disp_{self.split}"][index], dtype=np.float32) if self.has_ground_truth
+                             else None)
                 aif = _ddff12_images(h5[f"AiF_{self.split}"][index], self.path) if self.has_aif else None
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
                 raise FormatError(f"cannot read DDFF-12 {self.split} sample {index} ({_one_line(error)})",
@@ -127,8 +142,12 @@ def _open_h5(path: Path) -> h5py.File:
 
 def _h5_dataset(h5: h5py.File, key: str, path: Path):
     if key not in h5:
-        raise FormatError(f"missing dataset {key!r} (has {', '.join(sorted(h5.keys())) or 'nothing'})", path)
+        raise FormatError(f"missing dataset {key!r} (has {_keys(h5)})", path)
     return h5[key]
+
+
+def _keys(h5: h5py.File) -> str:
+    return ", ".join(sorted(h5.keys())) or "nothing"
 
 
 def _ddff12_images(values: np.ndarray, path: Path) -> np.ndarray:
@@ -142,8 +161,10 @@ def _ddff12_images(values: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_ddff12(path: str | Path, split: str = "val", index: int | None = None, focus_disparities=None):
-    """A DDFF-12 HDF5 file (original or DFV's repack). index None: a lazy `DDFF12Samples` sequence of
-    the split; an int: that sample's `FocalStack` (unit "disparity", ground truth disparity px)."""
+    """A DDFF-12 HDF5 file (original trainval or test file, or DFV's repack); split "train", "val"
+    or "test". index None: a lazy `DDFF12Samples` sequence of the split; an int: that sample's
+    `FocalStack` (unit "disparity", ground truth disparity px, None for the test split). A split
+    the file does not hold raises FormatError naming the file and its datasets."""
     samples = DDFF12Samples(path, split, focus_disparities)
     return samples if index is None else samples[index]
 

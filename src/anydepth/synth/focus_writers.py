@@ -11,6 +11,9 @@ FoD500.py`, `data_preprocess/pack_to_h5.py`):
   variant "dfv" (DFV's repack): adds `AiF_train` / `AiF_val` (M, H, W, 3), and every dataset is
   float32 (DFV's packer creates them without a dtype, h5py's default) with values 0–255.
   anydepth adds HDF5 attributes only (`focus_disparity`, `disparity_scale`), never datasets.
+  The official test file holds `stack_test` (M, 10, H, W, 3) only, no ground truth (DFV's
+  `DDFF12Loader` gives a dummy target for a "test" key, `DDFF12_submission.py`); `test=` samples are
+  written that way (no `disp_test`), and with no train/val samples the file holds nothing else.
 - **FoD500 folder** (`write_fod500_folder`): per sample i, the N focus slices
   `{i:06d}_{k:02d}All.tif` (RGB uint8 TIFF), the depth `{i:06d}Dpt.exr` (metres, half floats in
   channels R, G, B; DFV reads channel R as float16), and the AiF `{i:06d}Aif.tif`. DFV lists the
@@ -252,19 +255,23 @@ def _check_same_size(samples: Sequence[FocalStack]) -> tuple[int, int, int]:
     return count, height, width
 
 
-def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack], val: Sequence[FocalStack] = (), *,
-                    variant: str = "ddff12", strict: bool = True) -> Path:
-    """Write focal stacks as a DDFF-12 train/val HDF5 file (layout in the module docstring).
+def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack] = (), val: Sequence[FocalStack] = (), *,
+                    test: Sequence[FocalStack] = (), variant: str = "ddff12", strict: bool = True) -> Path:
+    """Write focal stacks as a DDFF-12 HDF5 file (layout in the module docstring).
 
     train, val: FocalStacks with images in [0, 1] and depth in metres (0 = invalid); disparity is
-    written as 0.141238 / depth. variant "ddff12" (uint8 stacks, float32 disparity) or "dfv"
-    (DFV's repack: float32 everywhere, plus AiF_train / AiF_val). strict: require what DFV's
+    written as 0.141238 / depth. test: stacks written as `stack_test` only, their depth dropped
+    (the official test file's layout); with train and val empty the file is a test-only file,
+    else the train/val datasets are written as usual beside it. variant "ddff12" (uint8 stacks,
+    float32 disparity) or "dfv" (DFV's repack: float32 everywhere, plus AiF_train / AiF_val; its
+    test stacks float32 0–255 too). strict: require what DFV's
     DDFF12Loader assumes (10 slices at disparities linspace(0.28, 0.02, 10), 224 < H <= 384,
     224 < W <= 576 for its 224 crops and 384x576 padding). Returns the path.
     """
     if variant not in DDFF12_VARIANTS:
         raise InputError(f"DDFF-12 variant must be one of {', '.join(DDFF12_VARIANTS)}, got {variant!r}")
-    samples = list(train) + list(val)
+    train, val, test = list(train), list(val), list(test)
+    samples = train + val + test
     if not samples:
         raise InputError("no samples to write")
     count, height, width = _check_same_size(samples)
@@ -285,17 +292,21 @@ def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack], val: Sequence
         with h5py.File(temporary, "w") as h5:
             h5.attrs["disparity_scale"] = DDFF12_DISPARITY_SCALE
             h5.attrs["anydepth_variant"] = variant
-            for split, split_samples in (("train", list(train)), ("val", list(val))):
+            splits = (("train", train), ("val", val)) if train or val else ()
+            for split, split_samples in splits + ((("test", test),) if test else ()):
+                with_truth = split != "test"  # the official test file has no disp_test
                 stacks = h5.create_dataset(f"stack_{split}", (len(split_samples), count, height, width, 3), image_dtype,
                                            chunks=(1, count, height, width, 3) if split_samples else None)
-                disparity = h5.create_dataset(f"disp_{split}", (len(split_samples), height, width), np.float32)
+                disparity = (h5.create_dataset(f"disp_{split}", (len(split_samples), height, width), np.float32)
+                             if with_truth else None)
                 aif = (h5.create_dataset(f"AiF_{split}", (len(split_samples), height, width, 3), np.float32)
-                       if variant == "dfv" else None)
+                       if with_truth and variant == "dfv" else None)
                 if split_samples:
                     stacks.attrs["focus_disparity"] = DDFF12_DISPARITY_SCALE / split_samples[0].focus_distances_m
                 for index, sample in enumerate(split_samples):
                     stacks[index] = to_uint8(sample.stack).astype(image_dtype)
-                    disparity[index] = depth_to_disparity(sample.depth_m, DDFF12_DISPARITY_SCALE)
+                    if disparity is not None:
+                        disparity[index] = depth_to_disparity(sample.depth_m, DDFF12_DISPARITY_SCALE)
                     if aif is not None:
                         aif[index] = to_uint8(sample.aif).astype(np.float32)
 
