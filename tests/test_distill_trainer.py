@@ -316,3 +316,25 @@ def test_config_that_is_not_a_mapping_is_one_line(tmp_path, capsys):
     assert main(["events", "train", str(path)]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "list.yaml" in error and "mapping" in error
+
+
+# ---- DDP ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_torchrun_one_process_runs_the_ddp_path_and_equals_a_plain_run(dataset, distilled, tmp_path):
+    """Under torchrun the process group is set up even for one process, so the DDP wrapper runs
+    (gloo here, NCCL on a GPU); the DAv2-based student has parameters no forward uses, which DDP
+    must accept. Averaging over one process changes nothing: the students are equal."""
+    import subprocess
+    import sys
+
+    config = dae_r_config(dataset, distilled, tmp_path / "ddp")
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "anydepth",
+                             "events", "train", str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    plain = Trainer(config_from_dict({**config, "out": str(tmp_path / "plain")}), progress=False).run()
+    ddp = load_model("depthanyevent-r", tmp_path / "ddp" / "student.pth")
+    for name, tensor in plain.student.state_dict().items():
+        assert torch.equal(ddp.state_dict()[name], tensor.cpu()), name

@@ -1,6 +1,7 @@
 """One process per GPU under `torchrun`: rank, world size and device from its environment (RANK,
-WORLD_SIZE, LOCAL_RANK); the process group (NCCL on CUDA, gloo on CPU) is set up only when
-WORLD_SIZE > 1. Shared by pseudo-labelling and training."""
+WORLD_SIZE, LOCAL_RANK); the process group (NCCL on CUDA, gloo on CPU) is set up whenever torchrun
+launched the process (also with one process, so `torchrun --nproc-per-node 1` runs the DDP path)
+or WORLD_SIZE > 1. Shared by pseudo-labelling and training."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    grouped: bool = False  # a process group is set up (wrap models in DDP)
 
     @property
     def is_main(self) -> bool:
@@ -25,6 +27,7 @@ def setup_distributed(device: str = "auto") -> Distributed:
     """This process's place. device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...;
     under torchrun with CUDA each process takes cuda:LOCAL_RANK."""
     world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun
     local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -33,11 +36,11 @@ def setup_distributed(device: str = "auto") -> Distributed:
         chosen = torch.device("cuda", local_rank)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
-    if world_size <= 1:
+    if world_size <= 1 and not launched:
         return Distributed(0, 1, chosen)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
-    return Distributed(torch.distributed.get_rank(), world_size, chosen)
+    return Distributed(torch.distributed.get_rank(), world_size, chosen, grouped=True)
 
 
 def close_distributed() -> None:

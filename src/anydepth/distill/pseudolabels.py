@@ -228,7 +228,7 @@ def generate_pseudolabels(
     global order. weights_sha1: default `teacher_fingerprint(teacher_model)`. on_start: called
     once, before any work, with the number of samples of this rank (e.g. a progress bar's total).
     rank / world_size: this process's shard (sample k goes to rank k % world_size); with
-    world_size > 1 and torch.distributed initialised, all ranks meet at a barrier before rank 0
+    torch.distributed initialised (torchrun), all ranks meet at a barrier before rank 0
     writes the manifest.
     """
     if input_size < 14:
@@ -302,7 +302,7 @@ def generate_pseudolabels(
                     flush()
     flush()
 
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     if rank == 0:
         write_manifest(out, summary, names, lengths, limit)

@@ -205,9 +205,12 @@ class Trainer:
         clips = TrainingClips(student, config.data, space, seed=config.seed)
         runner = ClipRunner(student, config.data.detach_every)
         network = runner
-        if self.distributed.world_size > 1:
+        if self.distributed.grouped:
+            # find_unused_parameters: the DAv2-based students hold parameters no forward uses (DINOv2's
+            # mask_token, refinenet4's first residual unit), as the official architecture does
             network = nn.parallel.DistributedDataParallel(
-                runner, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                runner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         optimizer = torch.optim.AdamW(student.parameters(), lr=config.optim.lr, betas=config.optim.betas,
                                       weight_decay=config.optim.weight_decay)
         scheduler = make_scheduler(optimizer, config)
