@@ -364,6 +364,7 @@ def test_bad_inputs_raise_input_errors():
         EventSimulator().simulate([])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     frames, times = textured_sequence(count=100, seed=4)
