@@ -1,6 +1,7 @@
 """Dataset-level Depth AnyEvent evaluation: hand-computed protocol values over a generated
 two-sequence dataset, the recurrent state restarting at each sequence, the CSV / JSON / table
-outputs, and `anydepth events eval` end to end."""
+outputs, a checkpoint's trainer section applied as the authors' test.py, and `anydepth events eval`
+end to end. (The per-frame arithmetic is checked against the authors' code in test_metrics.py.)"""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from anydepth.eventdepth import load_model, save_model
 from anydepth.eventdepth.base import EventDepthModel
 from anydepth.events.container import EventArray
 from anydepth.events.dataset import open_sequence
+from anydepth.metrics import EventDepthProtocol
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
 EPS = 1e-5
+DAE_FLOAT64 = EventDepthProtocol("dae-mvsec-float64", precision="float64")  # dae-mvsec's steps in float64
 SEQUENCES = {"seq_a": (0.3, 1), "seq_b": (0.5, 2)}  # seconds, seed: 3 and 5 ground truth maps at 10 Hz
 
 
@@ -124,8 +127,9 @@ def test_nontrivial_error_matches_hand_computation(generated):
             else:
                 noise = rng.uniform(0.7, 1.3, gt.shape)
                 predictions[name].append((np.sqrt(gt) * noise).astype(np.float32).astype(np.float64))
-    model = OracleModel([p for name in SEQUENCES for p in predictions[name]])
-    result = evaluate_dataset(model, generated / "dsec", protocol="dae-mvsec")
+    maps = [p for name in SEQUENCES for p in predictions[name]]
+    result = evaluate_dataset(OracleModel(maps), generated / "dsec", protocol=DAE_FLOAT64)
+    official = evaluate_dataset(OracleModel(maps), generated / "dsec", protocol="dae-mvsec")  # float32, as theirs
 
     expected = {}
     for name in SEQUENCES:
@@ -138,6 +142,8 @@ def test_nontrivial_error_matches_hand_computation(generated):
     for key in expected["seq_a"]:
         over_sequences = (expected["seq_a"][key] + expected["seq_b"][key]) / 2
         assert result.summary[key] == pytest.approx(over_sequences, rel=1e-6, abs=1e-9)
+        assert official.summary[key] == pytest.approx(over_sequences, rel=5e-4), key  # float32 rounding only
+    assert official.summary["silog"].dtype == np.float32 and result.summary["silog"].dtype == np.float64
     # the mean over sequences is not the mean over frames (3 and 4 valid frames)
     frames = [hand_metrics(p, gt)["abs_rel"] for name in SEQUENCES for p, gt in zip(predictions[name], gts[name])]
     assert result.summary["abs_rel"] != pytest.approx(np.nanmean(frames), rel=1e-4)
@@ -172,6 +178,40 @@ def test_prediction_resized_to_ground_truth(generated):
     assert result.summary["rmse"] == pytest.approx(expected["rmse"], rel=1e-5)
     with pytest.raises(InputError):
         evaluate_dataset(OracleModel(small), generated / "dsec", limit=0)
+
+
+def test_trainer_section_of_the_run_config_is_honoured(generated):
+    gts = ground_truths(generated / "dsec" / "train")
+    maps = [2 * gt + 1 for name in SEQUENCES for gt in gts[name]]
+    model = OracleModel(maps)
+    model.run_config = {"model": {}, "trainer": {"use_scaleshift": False, "clip_distance": 40.0, "lr": 1e-4}}
+    result = evaluate_dataset(model, generated / "dsec", protocol="dae-mvsec")
+    assert result.trainer == {"use_scaleshift": False, "clip_distance": 40.0}
+    assert not result.settings.align and result.settings.clip == 40.0 and result.settings.name == "dae-mvsec"
+    data = result.to_dict()
+    assert data["protocol"]["clip"] == 40.0 and data["protocol"]["align"] is False and data["trainer"] == result.trainer
+    # not aligned: 2 d + 1 against the ground truth stretched to 40 m is far off
+    assert result.summary["abs_rel"] > 0.3
+    model = OracleModel(maps)
+    model.run_config = {"trainer": {"use_scaleshift": False}}
+    ignored = evaluate_dataset(model, generated / "dsec", protocol="dae-mvsec", use_trainer=False)
+    assert ignored.trainer == {} and ignored.settings.align and ignored.summary["abs_rel"] == pytest.approx(0, abs=1e-5)
+
+
+def test_log_depth_output_from_the_trainer_section(generated):
+    # p = 1 + log(d / 80) / a: test.py's exp(a (p - 1)), divided by its max, times 80, is the
+    # ground truth stretched by its own max, i.e. exactly the protocol's target
+    gts = ground_truths(generated / "dsec" / "train")
+    logs = []
+    for name in SEQUENCES:
+        for gt in gts[name]:
+            clean = np.clip(np.nan_to_num(gt), 1e-3, 80.0)
+            logs.append(1 + np.log(clean / 80.0) / 3.70378)
+    model = OracleModel(logs)
+    model.run_config = {"trainer": {"use_scaleshift": False, "use_logdepth": True, "reg_factor": 3.70378}}
+    result = evaluate_dataset(model, generated / "dsec", protocol="dae-mvsec")
+    assert result.settings.log_depth and not result.settings.align
+    assert result.summary["abs_rel"] == pytest.approx(0, abs=1e-5) and result.summary["delta1"] == 1.0
 
 
 def test_table_csv_json_round_trip(tmp_path):
@@ -217,6 +257,30 @@ def test_cli_eval_end_to_end(generated, tiny_e2depth, tmp_path, capsys):
     with open(out / "metrics.csv", newline="") as handle:
         assert [row["sequence"] for row in csv.DictReader(handle)][-1] == "mean"
     assert len(list((out / "predictions").rglob("*.npy"))) == 8
+
+
+def test_cli_eval_says_what_it_takes_from_the_trainer_section(generated, tiny_e2depth, tmp_path, capsys, monkeypatch):
+    import anydepth.eventdepth as eventdepth
+
+    real_load = eventdepth.load_model
+
+    def load_with_run_config(name, weights):
+        model = real_load(name, weights)
+        model.run_config = {"trainer": {"use_scaleshift": False, "clip_distance": 40.0}}
+        return model
+
+    monkeypatch.setattr(eventdepth, "load_model", load_with_run_config)
+    base = [str(generated / "dsec"), "--model", "e2depth", "--weights", str(tiny_e2depth), "--device", "cpu", "--limit", "1"]
+    assert main(["events", "eval", *base, "--out", str(tmp_path / "a")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    said = [line for line in lines if "trainer section" in line]
+    assert said == ["from the checkpoint's trainer section (as the authors' test.py): use_scaleshift=False, clip_distance=40.0"]
+    data = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert data["protocol"]["clip"] == 40.0 and data["protocol"]["align"] is False
+    assert main(["events", "eval", *base, "--out", str(tmp_path / "b"), "--ignore-trainer"]) == 0
+    assert "trainer section" not in capsys.readouterr().out
+    data = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert data["protocol"]["clip"] == 80.0 and data["protocol"]["align"] is True and data["trainer"] == {}
 
 
 def test_cli_eval_bad_inputs(generated, tiny_e2depth, tmp_path, capsys):

@@ -1,8 +1,10 @@
-"""Metric known answers (computed by hand in the comments), alignment, and the protocols."""
+"""Metric known answers (computed by hand in the comments), alignment, and the protocols; the
+Depth AnyEvent presets against a reference made with the authors' own code."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +12,15 @@ import torch
 
 from anydepth.errors import InputError
 from anydepth.metrics import (
+    METRICS_KEYWORDS,
+    OFFICIAL_METRICS,
+    PROTOCOLS,
+    EventDepthProtocol,
     SequenceScores,
     abs_rel,
     align_median,
     align_scale_shift,
+    apply_trainer,
     badpix,
     bumpiness,
     delta,
@@ -28,7 +35,9 @@ from anydepth.metrics import (
     silog,
     sq_rel,
 )
-from anydepth.metrics.protocols import EventDepthProtocol, center_crop
+from anydepth.metrics.protocols import center_crop
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_error_metrics_known_answers():
@@ -135,9 +144,9 @@ def test_dae_protocol_gt_stretch_quirk_and_corrected_variant():
     gt = np.array([[10.0, 20.0], [40.0, np.nan]])
     prediction = np.array([[10.0, 20.0], [40.0, 5.0]])
     # official: gt -> gt / 40 * 80 = [[20, 40], [80, nan]]; valid needs gt < 80 and pred < 80
-    quirk = evaluate_event_frame(prediction, gt, EventDepthProtocol("quirk", stretch_gt=True, align=False))
+    quirk = evaluate_event_frame(prediction, gt, EventDepthProtocol("quirk", stretch_gt=True, align=False)).scores
     assert quirk["abs_rel"] == pytest.approx((10 / 20 + 20 / 40) / 2, rel=1e-5)
-    corrected = evaluate_event_frame(prediction, gt, EventDepthProtocol("fixed", stretch_gt=False, align=False))
+    corrected = evaluate_event_frame(prediction, gt, EventDepthProtocol("fixed", stretch_gt=False, align=False)).scores
     assert corrected["abs_rel"] == pytest.approx(0.0, abs=1e-9)
     assert corrected["delta1"] == 1.0
 
@@ -149,30 +158,124 @@ def test_dae_protocol_aligns_in_linear_depth_and_clips():
     gt[1, 1] = np.nan
     prediction = 0.1 * gt + 2.0  # affine in depth: perfect after alignment
     prediction[1, 1] = 1e3
-    scores = evaluate_event_frame(prediction, gt, "dae-mvsec")
+    scores = evaluate_event_frame(prediction, gt, "dae-mvsec").scores
     assert scores["abs_rel"] == pytest.approx(0.0, abs=1e-6)
     assert scores["delta1"] == 1.0
-    assert set(k for k in scores if k.startswith("10_")) == {f"10_{k}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "delta1", "delta2", "delta3", "mae")}
+    assert set(k for k in scores if k.startswith("10_")) == {f"10_{k}" for k in OFFICIAL_METRICS}
     # one pixel with error: |d - d*| known by hand
     bad = gt.copy()
     bad[1, 1] = 40.0
     prediction = bad.copy()
     prediction[2, 2] = bad[2, 2] + 5.0
-    scores = evaluate_event_frame(prediction, bad, EventDepthProtocol("raw", stretch_gt=False, align=False))
+    scores = evaluate_event_frame(prediction, bad, EventDepthProtocol("raw", stretch_gt=False, align=False)).scores
     valid = (bad > 0) & (bad < 80)
     assert scores["mae"] == pytest.approx(5.0 / valid.sum())
     assert scores["rmse"] == pytest.approx(math.sqrt(25.0 / valid.sum()))
 
 
 def test_frame_without_valid_pixels_is_nan_and_sequences_average_by_sequence():
-    scores = evaluate_event_frame(np.ones((4, 4)), np.zeros((4, 4)), "dae-mvsec")
-    assert math.isnan(scores["abs_rel"])
+    scores = evaluate_event_frame(np.ones((4, 4)), np.zeros((4, 4)), "dae-mvsec").scores
+    assert math.isnan(scores["abs_rel"]) and all(math.isnan(v) for v in scores.values())
     table = SequenceScores()
     for value in (0.1, 0.3, float("nan")):
         table.add("outdoor_day1", {"abs_rel": value})
     table.add("outdoor_night1", {"abs_rel": 0.6})
     assert table.per_sequence()["outdoor_day1"]["abs_rel"] == pytest.approx(0.2)
     assert table.summary()["abs_rel"] == pytest.approx(0.4)  # mean of sequences, not of frames
+
+
+def test_dae_frame_by_hand_in_float32():
+    # GT max 40 -> stretched x2: [[20, 40], [80, 0]]; no alignment, prediction clipped to [0, 80].
+    gt = np.array([[10.0, 20.0], [40.0, np.nan]])
+    prediction = np.array([[25.0, 40.0], [90.0, 5.0]])
+    frame = evaluate_event_frame(prediction, gt, EventDepthProtocol("raw", align=False))
+    np.testing.assert_array_equal(frame.target, np.float32([[20, 40], [80, 0]]))
+    np.testing.assert_array_equal(frame.prediction, np.float32([[25, 40], [80, 5]]))
+    np.testing.assert_array_equal(frame.error_map, np.float32([[5, 0], [0, 5]]))
+    assert (frame.scale, frame.shift) == (1.0, 0.0)
+    m = frame.metrics
+    assert list(m) == list(METRICS_KEYWORDS)
+    # valid: 0 < gt < 80 and 0 < pred < 80 -> pixels (gt 20, pred 25) and (40, 40)
+    assert m["_abs_rel_diff"].dtype == np.float32 and m["_threshold_delta_1.25"].dtype == np.float64
+    assert m["_abs_rel_diff"] == pytest.approx((5 / 20 + 0) / 2, rel=1e-6)  # eps 1e-5 in the denominator
+    assert m["_squ_rel_diff"] == pytest.approx((25 / 400 + 0) / 2, rel=1e-6)
+    assert m["_RMS_linear"] == pytest.approx(math.sqrt(25 / 2), rel=1e-6)
+    assert m["_RMS_log"] == pytest.approx(math.sqrt(math.log(0.8) ** 2 / 2), rel=1e-5)
+    assert m["_SILog"] == pytest.approx(math.log(0.8) ** 2 / 2 - (math.log(0.8) / 2) ** 2, rel=1e-4)
+    assert (m["_mean_target_depth"], m["_median_target_depth"]) == (30.0, 30.0)
+    assert (m["_mean_prediction_depth"], m["_median_prediction_depth"], m["_median_diff"]) == (32.5, 32.5, 2.5)
+    assert m["_mean_depth_error"] == 2.5
+    assert m["_threshold_delta_1.25"] == 1.0  # 25 / 20.00001 = 1.2499994 <= 1.25
+    # below 10 m: no pixel -> NaN; below 30 m: only (20, 25)
+    assert all(math.isnan(v) for k, v in m.items() if k.startswith("_10_"))
+    assert m["_30_abs_rel_diff"] == pytest.approx(0.25, rel=1e-6) and m["_30_median_diff"] == 5.0
+
+
+def test_dae_log_depth_conversion_by_hand():
+    # p = 1 -> exp(0) = 1, p = 0 -> exp(-3.70378); divided by the max (1) and times 80
+    gt = np.array([[80.0, 2.0], [0.0, 1.0]])
+    prediction = np.array([[1.0, 0.0], [0.5, 0.0]])
+    frame = evaluate_event_frame(prediction, gt, EventDepthProtocol("log", align=False, log_depth=True))
+    np.testing.assert_allclose(frame.prediction, [[80, 80 * math.exp(-3.70378)], [80 * math.exp(-3.70378 / 2), 80 * math.exp(-3.70378)]], rtol=1e-6)
+    assert frame.prediction.dtype == np.float32
+    # valid: gt 2 and 1 (gt 80 is the max, gt 0 invalid); predictions 1.971 m both
+    assert frame.metrics["_mean_depth_error"] == pytest.approx((0.0287 + 0.9713) / 2, rel=1e-3)
+
+
+def test_dae_presets_match_the_authors_code():
+    """tests/data/dae_evaluation_reference.npz was written by the authors' test.py `run` and
+    evaluation.py `add_to_metrics` (Tesla-SHT/depthanyevent e1a80bf, run from their checkout with
+    their MVSEC loader's `get_depth_map` reading each GT, torch 2.13 / numpy 2.4, one thread), on
+    six 8x10 frames with NaN / zero GT and settings from a trainer section (scale-shift, log depth,
+    clip 50 m, reg_factor 5, none), and by their `main()` over two sequences (3 and 4 frames, one
+    singular) for the per-sequence and mean values. Every value must be identical."""
+    ref = np.load(DATA / "dae_evaluation_reference.npz")
+    names = ref["names"].item().decode().split(",")
+    assert names == list(METRICS_KEYWORDS)
+    for gt, prediction, (scaleshift, logdepth, clip, reg), expected in zip(ref["gt"], ref["prediction"], ref["trainer"], ref["metrics"]):
+        trainer = {"use_scaleshift": bool(scaleshift), "use_logdepth": bool(logdepth), "clip_distance": clip, "reg_factor": reg}
+        protocol, _ = apply_trainer("dae-mvsec", {"trainer": trainer})
+        frame = evaluate_event_frame(prediction, gt, protocol)
+        np.testing.assert_array_equal(np.array([frame.metrics[k] for k in names], np.float64), expected, err_msg=str(trainer))
+    table = SequenceScores()
+    start = 0
+    for sequence, length in zip(("seq_a", "seq_b"), ref["agg_lengths"]):
+        for gt, prediction in zip(ref["agg_gt"][start:start + length], ref["agg_prediction"][start:start + length]):
+            table.add(sequence, evaluate_event_frame(prediction, gt, "dae-mvsec").metrics)
+        start += length
+    rows = [table.per_sequence()["seq_a"], table.per_sequence()["seq_b"], table.summary()]
+    np.testing.assert_array_equal(np.array([[row[k] for k in names] for row in rows], np.float64), ref["agg_metrics"])
+    # the float64 arithmetic (the corrected presets') is close but not identical
+    gt, prediction = ref["gt"][0], ref["prediction"][0]
+    wide = evaluate_event_frame(prediction, gt, EventDepthProtocol("f64", precision="float64")).metrics
+    assert wide["_SILog"] == pytest.approx(ref["metrics"][0][names.index("_SILog")], rel=1e-3)
+
+
+def test_nonfinite_prediction_poisons_the_fit_and_singular_fit_is_zero():
+    gt = np.random.default_rng(4).uniform(1, 60, (6, 7))
+    prediction = gt.copy()
+    prediction[0, 0] = np.nan
+    frame = evaluate_event_frame(prediction, gt, "dae-mvsec")
+    assert math.isnan(frame.scale) and all(math.isnan(v) for v in frame.metrics.values())
+    frame = evaluate_event_frame(np.full((6, 7), 3.0), gt, "dae-mvsec")
+    assert (frame.scale, frame.shift) == (0.0, 0.0) and math.isnan(frame.metrics["_abs_rel_diff"])
+
+
+def test_trainer_section_overrides_as_test_py():
+    protocol, taken = apply_trainer("dae-mvsec", {"trainer": {"use_scaleshift": False, "clip_distance": 50, "lr": 1e-4}})
+    assert taken == {"use_scaleshift": False, "clip_distance": 50}  # other keys ignored
+    assert (protocol.align, protocol.clip, protocol.log_depth, protocol.reg_factor) == (False, 50.0, False, 3.70378)
+    assert protocol.precision == "float32" and protocol.stretch_gt
+    corrected, _ = apply_trainer("dae-mvsec-corrected", {"trainer": {"use_logdepth": True, "reg_factor": 2.0}})
+    assert corrected.log_depth and corrected.reg_factor == 2.0 and corrected.precision == "float64" and corrected.align
+    assert apply_trainer("dae-mvsec", {"model": {}}) == (PROTOCOLS["dae-mvsec"], {})
+    assert apply_trainer("dae-mvsec", None) == (PROTOCOLS["dae-mvsec"], {})
+    assert apply_trainer("metric", {"trainer": {"use_scaleshift": True}}) == (PROTOCOLS["metric"], {})
+    for bad in ({"use_scaleshift": "yes"}, {"clip_distance": -1}, {"reg_factor": float("nan")}, {"clip_distance": True}):
+        with pytest.raises(InputError, match="trainer"):
+            apply_trainer("dae-mvsec", {"trainer": bad})
+    with pytest.raises(InputError, match="precision"):
+        EventDepthProtocol("x", precision="float16")
 
 
 def test_dsec_preset_crops_the_centre():

@@ -43,6 +43,10 @@ def add_action(actions) -> None:
     parser.add_argument("--out", default="events-eval", help="output folder (default ./events-eval)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="score at most N frames per sequence")
+    parser.add_argument("--ignore-trainer", action="store_true",
+                        help="ignore the checkpoint's trainer section (use_scaleshift, use_logdepth, clip_distance, "
+                             "reg_factor), which otherwise replaces the protocol's settings as in the authors' test.py "
+                             "(their --discard_train_args)")
     parser.add_argument("--save-predictions", action="store_true",
                         help="also save each scored prediction as OUT/predictions/<sequence>/<index>.npy")
     parser.set_defaults(run=run)
@@ -53,6 +57,7 @@ def run(args) -> int:
 
     from anydepth.distill.evaluate import count_samples, evaluate_dataset
     from anydepth.eventdepth import load_model
+    from anydepth.metrics.protocols import apply_trainer
 
     if not Path(args.dataset).exists():
         raise InputError("no such file or folder", args.dataset)
@@ -64,13 +69,18 @@ def run(args) -> int:
         model = model.to(device).eval()
     except (RuntimeError, ValueError) as error:
         raise InputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})") from None
+    if not args.ignore_trainer:
+        _, taken = apply_trainer(args.protocol, model.run_config)
+        if taken:
+            print("from the checkpoint's trainer section (as the authors' test.py): "
+                  + ", ".join(f"{key}={value}" for key, value in taken.items()))
     out = Path(args.out)
     total = count_samples(args.dataset, args.window_ms, args.limit)
     with tqdm(total=total, desc="eval", unit="frame", disable=None) as bar:
         result = evaluate_dataset(model, args.dataset, protocol=args.protocol, window_ms=args.window_ms,
                                   progress=bar.update, limit=args.limit,
                                   predictions_out=out / "predictions" if args.save_predictions else None,
-                                  model_name=args.model, weights=args.weights)
+                                  model_name=args.model, weights=args.weights, use_trainer=not args.ignore_trainer)
     print(f"{args.model} on {args.dataset}, protocol {args.protocol} ({sum(result.frames.values())} frames, "
           f"{len(result.frames)} sequences)")
     print(result.table())

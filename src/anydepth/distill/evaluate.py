@@ -8,7 +8,10 @@
 As the authors' `test.py`: every sequence starts from a zero recurrent state, which is carried from
 window to window through the whole sequence (windows without ground truth included); every frame
 with ground truth is scored by `evaluate_event_frame`; a sequence scores the nan-mean of its frames
-and the dataset the nan-mean of its sequences (not of all frames).
+and the dataset the nan-mean of its sequences (not of all frames). A model that carries a run
+config with a `trainer` section (`model.run_config`, Depth AnyEvent checkpoints) has its
+`use_scaleshift`, `use_logdepth`, `clip_distance` and `reg_factor` applied to the protocol, as
+their test.py does (`apply_trainer`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import InputError
 from anydepth.eventdepth.base import DepthStream, EventDepthModel
 from anydepth.events.dataset import open_sequence
-from anydepth.metrics.protocols import SequenceScores, evaluate_event_frame, get_protocol
+from anydepth.metrics.protocols import EventDepthProtocol, SequenceScores, apply_trainer, evaluate_event_frame, get_protocol
 
 TABLE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "delta1", "delta2", "delta3")
 
@@ -54,7 +57,9 @@ class EvaluationResult:
     """Scores of one model over one dataset.
 
     per_sequence: sequence name -> metric -> nan-mean over its scored frames;
-    summary: metric -> nan-mean over sequences; frames: sequence name -> number of scored frames.
+    summary: metric -> nan-mean over sequences; frames: sequence name -> number of scored frames;
+    settings: the protocol as applied (after a checkpoint's trainer section); trainer: the
+    settings taken from that section (their names), empty when none.
     """
 
     protocol: str
@@ -66,6 +71,8 @@ class EvaluationResult:
     dataset: str | None = None
     window_ms: float = 50.0
     scores: SequenceScores | None = field(default=None, repr=False)
+    settings: EventDepthProtocol | None = None
+    trainer: dict = field(default_factory=dict)
 
     @property
     def metric_names(self) -> list[str]:
@@ -106,12 +113,13 @@ class EvaluationResult:
         return atomic_write(path, write)
 
     def to_dict(self) -> dict:
-        """JSON-ready: protocol settings, model, weights, dataset, per-sequence, summary and frame
-        counts; NaN as None."""
-        protocol = asdict(get_protocol(self.protocol))
+        """JSON-ready: protocol settings (as applied), the run config's trainer settings taken,
+        model, weights, dataset, per-sequence, summary and frame counts; NaN as None."""
+        protocol = asdict(self.settings or get_protocol(self.protocol))
         protocol["window_ms"] = self.window_ms
         return {
             "protocol": protocol,
+            "trainer": dict(self.trainer),
             "model": self.model,
             "weights": self.weights,
             "dataset": self.dataset,
@@ -136,11 +144,19 @@ def count_samples(dataset_path, window_ms: float = 50.0, limit: int | None = Non
     return total
 
 
-def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: str = "dae-mvsec", window_ms: float = 50.0,
-                     progress: Callable[[int], None] | None = None, predictions_out=None, limit: int | None = None,
-                     model_name: str | None = None, weights=None) -> EvaluationResult:
+def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: EventDepthProtocol | str = "dae-mvsec",
+                     window_ms: float = 50.0, progress: Callable[[int], None] | None = None, predictions_out=None,
+                     limit: int | None = None, model_name: str | None = None, weights=None,
+                     use_trainer: bool = True) -> EvaluationResult:
     """Score `model` on every sequence of `dataset_path` (see `find_sequences`: a DSEC root, a folder
-    of MVSEC pairs or of voxel folders, or one sequence) under `protocol` (a name of PROTOCOLS).
+    of MVSEC pairs or of voxel folders, or one sequence) under `protocol` (a name of PROTOCOLS or
+    an `EventDepthProtocol`).
+
+    When `use_trainer` (test.py without --discard_train_args) and the model's `run_config` has a
+    `trainer` section, its use_scaleshift / use_logdepth / clip_distance / reg_factor replace the
+    protocol's align / log_depth / clip / reg_factor (`apply_trainer`; `result.trainer` names
+    them). With log_depth, the map scored is the network's normalised log depth: `to_depth` of a
+    relative model (DepthAnyEvent's raw output, as test.py), `to_log_depth` of a metric one.
 
     Each sequence runs through a fresh `DepthStream` (zero state at its start, the state carried
     from window to window, as the authors' test.py), on each sample's events [t - window_ms, t)
@@ -148,15 +164,17 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: str = "dae-
     the state of a recurrent model but are not scored (stateless models skip them). The
     prediction, at the sensor resolution, is resized bilinearly to the ground truth's shape when
     they differ. Note: a model whose `output_kind` is "metric" evaluated under an aligning
-    protocol (every `dae-*`) is still aligned by least-squares scale and shift, as the official
-    evaluation does for every model; use protocol "metric" to score metric depth as is.
+    protocol (every `dae-*`) is still aligned by least-squares scale and shift (unless its run
+    config's trainer section says otherwise); use protocol "metric" to score metric depth as is.
 
     progress(1) is called after every window; predictions_out: a folder where each scored frame's
     prediction (float32, at the ground truth's shape) is saved as <sequence>/<index:06d>.npy;
     limit: at most this many scored frames per sequence. model_name / weights: recorded in the
     result (default: the model's class name).
     """
-    settings = get_protocol(protocol)
+    settings = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    settings, trainer = apply_trainer(settings, getattr(model, "run_config", None) if use_trainer else None)
+    output = "log_depth" if settings.log_depth and model.output_kind == "metric" else "depth"
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1 frame, got {limit}")
     root = Path(dataset_path)
@@ -176,11 +194,11 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: str = "dae-
                 has_gt = sample.depth_m is not None
                 if has_gt or recurrent:
                     window, representation = sample.event_window()
-                    depth = stream.step(window, representation=representation)
+                    depth = stream.step(window, representation=representation, output=output)
                 if has_gt:
                     gt = np.asarray(sample.depth_m, dtype=np.float32)
                     depth = resize_depth(depth, gt.shape)
-                    scores.add(name, evaluate_event_frame(depth, gt, settings))
+                    scores.add(name, evaluate_event_frame(depth, gt, settings).scores)
                     frames[name] += 1
                     if predictions_root is not None:
                         target = predictions_root / name / f"{sample.index:06d}.npy"
@@ -199,6 +217,8 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: str = "dae-
         dataset=str(root),
         window_ms=float(window_ms),
         scores=scores,
+        settings=settings,
+        trainer=trainer,
     )
 
 
