@@ -487,3 +487,24 @@ def test_dsec_folder_opens_its_left_events(tmp_path):
     shutil.rmtree(folder / "events")
     with pytest.raises(FormatError, match="not a DSEC sequence"):
         open_events(folder)
+
+
+def test_dsec_sensor_size_comes_from_the_rectify_map_or_the_calibration(tmp_path):
+    """A 32x40 folder in DSEC's layout is 32x40, not DSEC's 480x640: from rectify_map.h5 beside the
+    events, else from calibration/cam_to_cam.yaml `intrinsics: cam0: resolution: [W, H]`."""
+    folder = tmp_path / "small"
+    (folder / "events" / "left").mkdir(parents=True)
+    write_dsec(folder / "events" / "left" / "events.h5", *random_events(200, 15, T_OFFSET, 10_000, (32, 40)))
+    with open_events(folder) as reader:
+        assert reader.sensor_size == DSEC_SIZE  # nothing says otherwise: DSEC's size
+    (folder / "calibration").mkdir()
+    (folder / "calibration" / "cam_to_cam.yaml").write_text("intrinsics:\n  cam0:\n    resolution: [40, 32]\n")
+    with open_events(folder) as reader:
+        assert reader.sensor_size == (32, 40)
+    with h5py.File(folder / "events" / "left" / "rectify_map.h5", "w") as handle:
+        handle.create_dataset("rectify_map", data=np.zeros((30, 36, 2), np.float32))
+    assert dsec_module.sensor_size_of(folder / "events" / "left" / "events.h5") == (30, 36)  # the map wins
+    with open_events(folder) as reader, pytest.raises(FormatError, match="outside the 30x36 sensor"):
+        reader.read_all()  # events of x up to 39 do not fit a 36-wide map: reported, not misread
+    with open_events(folder, sensor_size=(32, 40)) as reader:
+        assert reader.sensor_size == (32, 40)

@@ -23,9 +23,33 @@ def test_event_sequences_are_deterministic_and_move():
     assert len(first.events) > 100
     assert np.array_equal(first.events.t, again.events.t) and np.array_equal(first.events.x, again.events.x)
     assert len(other.events) != len(first.events) or not np.array_equal(other.events.x, first.events.x)
-    assert first.frames.shape == (3, 32, 48, 3) and first.frame_timestamps_us.tolist() == [0, 40_000, 80_000]
+    assert first.frames.shape == (3, 32, 48, 3) and np.array_equal(np.diff(first.frame_timestamps_us), [40_000, 40_000])
     assert np.isfinite(first.depth_m).all() and first.depth_m.min() > 0
-    assert first.events.t_end < 120_000 and first.events.sensor_size == (32, 48)
+    assert first.events.t_end < first.frame_timestamps_us[0] + 120_000 and first.events.sensor_size == (32, 48)
+
+
+def test_event_sequences_start_with_events_and_render_the_right_camera():
+    """Every sample's window [t - 50 ms, t) starts at or after the first event (the authors' loaders
+    assert on such windows), at the first internal frame that allows it; frames and depth start
+    together; the right camera (B to the right) sees the near scene shifted left."""
+    sequence = generate_event_sequence(EventSequenceSpec(seed=3, **{**SMALL, "frame_hz": 50.0}))
+    first_event = min(int(sequence.events.t[0]), int(sequence.right_events.t[0]))
+    start = int(sequence.frame_timestamps_us[0])
+    assert start - 50_000 >= first_event and start - 50_000 < first_event + 2_000  # 2 ms: one internal frame at 500 fps
+    assert sequence.depth_timestamps_us[0] == start and (sequence.depth_timestamps_us - 50_000 >= first_event).all()
+    assert len(sequence.frames) == 6 and len(sequence.depth_m) == 3 and sequence.right_frames.shape == sequence.frames.shape
+    assert sequence.right_events.sensor_size == (32, 48) and len(sequence.right_events) > 100
+    assert not np.array_equal(sequence.right_frames, sequence.frames) and sequence.baseline_m == 0.6
+    # a point at depth z and column u in the left view is at u - f B / z in the right view
+    left, right = sequence.frames[0].astype(float), sequence.right_frames[0].astype(float)
+    row, z = 16, float(sequence.depth_m[0][16, 24])
+    shift = int(round(sequence.camera.fx * 0.6 / z))
+    assert 0 < shift < 20
+    errors = [np.abs(left[row, 20:40 - 0] - right[row, 20 - d:40 - d]).mean() for d in range(0, 20)]
+    assert abs(int(np.argmin(errors)) - shift) <= 1
+    mono = generate_event_sequence(EventSequenceSpec(seed=3, baseline_m=None, **SMALL))
+    assert mono.right_events is None and mono.right_frames is None
+    assert np.array_equal(mono.events.t, generate_event_sequence(EventSequenceSpec(seed=3, **SMALL)).events.t)
 
 
 @pytest.mark.parametrize("layout", ["dsec", "e2depth", "mvsec"])
@@ -95,3 +119,23 @@ def test_focus_from_real_rgbd(realdata, tmp_path):
     assert disparity.shape == (383, 552) and (disparity > 0).all()
     with pytest.raises(InputError, match="no <scene>/rgb.png"):
         generate_focus_dataset(tmp_path, 1, "ddff12", from_rgbd=tmp_path)
+
+
+def test_generated_layouts_start_with_events_as_the_official_loaders_need(tmp_path):
+    """DSEC: the first disparity map is 000000 (DSEC's Sequence asserts it) on image 000000, and no
+    disparity or image timestamp has a window before the first event of either camera (the
+    EventSlicers assert on it); E2Depth: one frame per depth map, same index (its loader reads
+    frame_%010d.png with the depth index)."""
+    sequence = generate_event_sequence(EventSequenceSpec(seed=2, **{**SMALL, "seconds": 0.2, "frame_hz": 50.0}))
+    dsec = write_event_sequence(sequence, tmp_path / "dsec", "dsec")
+    assert sorted(p.name for p in (dsec / "disparity" / "event").iterdir())[:2] == ["000000.png", "000002.png"]
+    stamps = np.concatenate([np.loadtxt(dsec / "disparity" / "timestamps.txt", dtype="int64"),
+                             np.loadtxt(dsec / "images" / "timestamps.txt", dtype="int64")])
+    for side in ("left", "right"):
+        with h5py.File(dsec / "events" / side / "events.h5", "r") as handle:
+            first = int(handle["t_offset"][()]) + int(handle["events/t"][0])
+        assert (stamps - 50_000 >= first).all()
+    e2depth = write_event_sequence(sequence, tmp_path / "e2depth", "e2depth")
+    depth_lines = (e2depth / "depth" / "data" / "timestamps.txt").read_text()
+    assert (e2depth / "rgb" / "davis" / "timestamps.txt").read_text() == depth_lines
+    assert len(list((e2depth / "rgb" / "davis").glob("frame_*.png"))) == len(sequence.depth_m) == 5

@@ -6,10 +6,12 @@ DSEC sequence folder, an E2Depth-processed MVSEC folder and a raw MVSEC pair, th
 from __future__ import annotations
 
 
+import cv2
 import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+import yaml
 
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
@@ -114,6 +116,60 @@ def test_dsec_sequence_round_trip_through_open_sequence(tmp_path):
         assert (np.abs(sample.depth_m[~invalid] - truth) <= quantisation(truth, FOCAL * BASELINE)).all()
 
 
+def test_dsec_layout_is_what_the_official_loaders_open(tmp_path):
+    """Everything DSEC's `Sequence` (scripts/dataset/sequence.py) and Depth AnyEvent's `DsecSequence` and
+    folder check (dataset/dsec_dataset) open: both cameras' events and rectify maps, disparity named
+    after the 20 Hz image index from 000000 in disparity/{event,image}, int64 timestamps, images of
+    both cameras with exposure timestamps, images/left/ev_inf, and the calibration fields they read."""
+    sensor = (24, 32)
+    left, right = random_events(3000, 21, 2_000, 300_000, sensor), random_events(2500, 22, 1_000, 300_000, sensor)
+    frame_times = 60_000 + 50_000 * np.arange(5)
+    frames, right_frames = coloured_frames(5, sensor, 23), coloured_frames(5, sensor, 24)
+    folder = write_dsec_sequence(tmp_path / "interlaken_00_c", left, frames, frame_times, smooth_depth(3, sensor, 25),
+                                 frame_times[::2], right_events=right, right_frames=right_frames, focal_px=30.0,
+                                 baseline_m=0.5)
+    for side, stream in (("left", left), ("right", right)):
+        with h5py.File(folder / "events" / side / "events.h5", "r") as handle:
+            assert [handle[f"events/{k}"].dtype for k in "xytp"] == [np.uint16, np.uint16, np.uint32, np.uint8]
+            assert handle["t_offset"][()] == 1_000  # the earlier of the two cameras' first events
+            assert np.array_equal(handle["events/t"][()].astype(np.int64) + 1_000, stream.t)
+        rectify_map = load_rectify_map(folder / "events" / side / "rectify_map.h5")
+        assert rectify_map.shape == (*sensor, 2) and rectify_map.dtype == np.float32
+    for view in ("event", "image"):
+        assert sorted(p.name for p in (folder / "disparity" / view).iterdir()) == ["000000.png", "000002.png", "000004.png"]
+    assert np.array_equal(np.loadtxt(folder / "disparity" / "timestamps.txt", dtype="int64"), frame_times[::2])
+    assert np.array_equal(np.loadtxt(folder / "images" / "timestamps.txt", dtype="int64"), frame_times)
+    names = [f"{k:06d}.png" for k in range(5)]
+    for view in ("left/rectified", "left/ev_inf", "right/rectified"):
+        assert sorted(p.name for p in (folder / "images" / view).iterdir()) == names
+    assert np.array_equal(cv2.imread(str(folder / "images" / "right" / "rectified" / "000003.png"))[..., ::-1], right_frames[3])
+    for side in ("left", "right"):
+        lines = (folder / "images" / side / "exposure_timestamps.txt").read_text().splitlines()
+        assert lines[0] == "# exposure_start_timestamp_us, exposure_end_timestamp_us" and lines[2] == "110000, 110000"
+
+    calibration = yaml.safe_load((folder / "calibration" / "cam_to_cam.yaml").read_text())
+    for index in range(4):
+        camera = calibration["intrinsics"][f"cam{index}"]
+        assert camera["camera_matrix"] == [30.0, 30.0, 15.5, 11.5] and camera["distortion_coeffs"] == [0.0] * 4
+        assert camera["resolution"] == [32, 24] and calibration["intrinsics"][f"camRect{index}"]["resolution"] == [32, 24]
+    extrinsics = {key: np.array(value) for key, value in calibration["extrinsics"].items()}
+    assert sorted(extrinsics) == ["R_rect0", "R_rect1", "R_rect2", "R_rect3", "T_10", "T_21", "T_32"]
+    # Depth AnyEvent composes cam0 -> cam3 as T_32 T_21 T_10 and the rectification as inv(R_rect3) R_rect0
+    cam0_to_cam3 = extrinsics["T_32"] @ extrinsics["T_21"] @ extrinsics["T_10"]
+    assert np.allclose(cam0_to_cam3[:3, :3], np.eye(3)) and np.allclose(cam0_to_cam3[:3, 3], [-0.5, 0, 0])
+    assert np.allclose(np.linalg.inv(extrinsics["R_rect3"]) @ extrinsics["R_rect0"], np.eye(3))
+    for pair in ("cams_03", "cams_12"):
+        assert focal_baseline(np.array(calibration["disparity_to_depth"][pair])) == pytest.approx((30.0, 0.5))
+    lidar = yaml.safe_load((folder / "calibration" / "cam_to_lidar.yaml").read_text())
+    assert np.allclose(np.array(lidar["T_lidar_cam3"])[:3, 3], [0.5, 0, 0])
+
+    mono = write_dsec_sequence(tmp_path / "mono", left)  # no right camera: the left stream stands in for it
+    with h5py.File(mono / "events" / "right" / "events.h5", "r") as handle:
+        assert np.array_equal(handle["events/t"][()].astype(np.int64) + 2_000, left.t)
+    with pytest.raises(InputError, match="right events"):
+        write_dsec_sequence(tmp_path / "bad", left, right_events=random_events(10, 0, 0, 1000, (20, 30)))
+
+
 def test_dsec_simulated_events_of_another_size_round_trip(tmp_path):
     """A 30x40 sequence from the simulator: events.h5 read back exactly with sensor_size given,
     rectified coordinates equal to the pixels, frames and disparity named sequentially when the
@@ -213,6 +269,12 @@ def test_e2depth_folder_round_trip_through_open_sequence(tmp_path):
     lines = (folder / "events" / "voxels" / "timestamps.txt").read_text().splitlines()
     assert lines[0] == "0 1506117000.050000" and lines[-1] == "6 1506117000.350000"
     assert (folder / "rgb" / "davis" / "timestamps.txt").read_text().splitlines()[1] == "1 1506117000.033344"
+    # rpg_e2depth's run_depth.py copies boundary_timestamps.txt: "index first last" event seconds per window
+    boundaries = (folder / "events" / "voxels" / "boundary_timestamps.txt").read_text().splitlines()
+    assert len(boundaries) == 7
+    for k, line in enumerate(boundaries):
+        window = events.slice_time(int(depth_times[k]) - 50_000, int(depth_times[k]))
+        assert line == f"{k} {seconds_text(window.t[0])} {seconds_text(window.t[-1])}"
 
     with open_sequence(folder) as sequence:
         assert isinstance(sequence, VoxelSequence) and sequence.voxel_folder.layout.name == "e2depth"
@@ -243,6 +305,8 @@ def test_e2depth_voxel_timestamps_without_depth(tmp_path):
         sample = sequence[1]
     assert sample.depth_m is None and sample.frame is None and sample.voxels.shape == (3, 10, 12)
     assert np.array_equal(sample.voxels, voxel_grid(events.slice_time(80_000, 110_000), 3, normalize=False))
+    empty = write_e2depth_folder(tmp_path / "empty", events, voxel_timestamps_us=[100_000, 500_000], window_us=30_000)
+    assert (empty / "events" / "voxels" / "boundary_timestamps.txt").read_text().splitlines()[1] == "1 0.470000 0.500000"
     with pytest.raises(InputError, match="voxel_timestamps_us"):
         write_e2depth_folder(tmp_path / "g", events)
 
@@ -263,6 +327,11 @@ def test_mvsec_pair_round_trip_through_open_sequence(tmp_path):
     data_path, gt_path = write_mvsec_pair(tmp_path, events, frames, frame_times, depth, depth_times, name="outdoor_day9")
     assert data_path.name == "outdoor_day9_data.hdf5" and gt_path.name == "outdoor_day9_gt.hdf5"
     assert detect_format(data_path) == "mvsec"
+    with h5py.File(data_path, "r") as handle, h5py.File(gt_path, "r") as gt:
+        # Depth AnyEvent's MVSEC reader truncates (s * 1e6).astype(int64): the stored seconds survive it
+        assert np.array_equal((handle["davis/left/events"][:, 2] * 1e6).astype(np.int64), events.t)
+        assert np.array_equal((handle["davis/left/image_raw_ts"][()] * 1e6).astype(np.int64), frame_times)
+        assert np.array_equal((gt["davis/left/depth_image_raw_ts"][()] * 1e6).astype(np.int64), depth_times)
     with open_events(data_path) as reader:
         assert_same_events(reader.read_all(), events)
     with open_sequence(tmp_path) as sequence:

@@ -53,7 +53,8 @@ def run_events(args) -> int:
     frames_each = int(round(args.seconds * args.fps))
     with tqdm(total=args.sequences * frames_each, desc="synth events", unit="frame", disable=None) as bar:
         for index in range(args.sequences):
-            spec = EventSequenceSpec(seconds=args.seconds, resolution=resolution, internal_fps=args.fps, seed=args.seed + index)
+            spec = EventSequenceSpec(seconds=args.seconds, resolution=resolution, internal_fps=args.fps, seed=args.seed + index,
+                                     **({} if args.layout == "dsec" else {"baseline_m": None}))  # only DSEC stores a right camera
             sequence = generate_event_sequence(spec, progress=bar.update)
             folder = write_event_sequence(sequence, out / f"sequence_{index:03d}", args.layout)
             tqdm.write(f"{folder}: {len(sequence.events):,} events, {len(sequence.frames)} frames, "

@@ -30,6 +30,7 @@ from anydepth.events.readers.dsec import (
     disparity_to_depth,
     read_disparity_png,
     read_disparity_to_depth,
+    sensor_size_of,
 )
 from anydepth.events.readers.mvsec import MvsecEventReader, MvsecStack, find_mvsec_pair
 from anydepth.events.readers.voxel_folders import VoxelFolder, is_voxel_folder, read_frame
@@ -176,15 +177,13 @@ class DsecSequence(AlignedSequence):
         self.reader = DsecEventReader(events_file, rectify=rectify, sensor_size=sensor_size)
 
     def _sensor_size(self, rectify_map: Path) -> tuple[int, int]:
-        """(height, width) of a DSEC-layout folder: the rectify map's, else the disparity maps',
-        else DSEC's 480x640 (so synthetic folders of other sizes open unchanged)."""
-        if rectify_map.is_file():
-            with open_hdf5(rectify_map) as handle:
-                if "rectify_map" in handle and len(handle["rectify_map"].shape) == 3:
-                    return tuple(int(v) for v in handle["rectify_map"].shape[:2])
-        if self._disparity_files:
-            return tuple(int(v) for v in read_disparity_png(self._disparity_files[0]).shape[:2])
-        return DSEC_SENSOR_SIZE
+        """(height, width) of a DSEC-layout folder: the rectify map's, else the calibration's (`cam0`
+        resolution), else the disparity maps', else DSEC's 480x640 (so synthetic folders of other
+        sizes open unchanged)."""
+        size = sensor_size_of(rectify_map.parent / "events.h5")
+        if rectify_map.is_file() or size != DSEC_SENSOR_SIZE or not self._disparity_files:
+            return size
+        return tuple(int(v) for v in read_disparity_png(self._disparity_files[0]).shape[:2])
 
     def _sample(self, index: int) -> AlignedSample:
         t = int(self.timestamps_us[index])

@@ -1,25 +1,47 @@
 """Write synthetic sequences in the datasets' own on-disk layouts, so that the readers of
 `anydepth.events` (and the authors' loaders) open them unchanged (SPEC 3.1).
 
-- `write_dsec_sequence`: a DSEC sequence folder
-      events/left/events.h5         events/{x,y} uint16, events/t uint32 µs relative to t_offset,
-                                    events/p uint8, ms_to_idx uint64, t_offset int64; Blosc (ZSTD,
-                                    bit shuffle) through hdf5plugin, as DSEC ships them
-      events/left/rectify_map.h5    rectify_map (H, W, 2) float32, the identity (the synthetic
-                                    sensor is already rectified)
-      images/left/rectified/%06d.png + images/timestamps.txt (µs, one per line)
-      disparity/event/%06d.png      uint16 disparity x 256, 0 = invalid + disparity/timestamps.txt
-      calibration/cam_to_cam.yaml   disparity_to_depth: cams_03: Q with Q[2, 3] = f, Q[3, 2] = 1 / B,
-                                    so that depth = f B / disparity
+- `write_dsec_sequence`: a DSEC sequence folder, complete enough for DSEC's own `Sequence`
+  (uzh-rpg/DSEC scripts/dataset) and Depth AnyEvent's `DsecSequence` / folder check:
+      events/{left,right}/events.h5     events/{x,y} uint16, events/t uint32 µs relative to t_offset,
+                                        events/p uint8, ms_to_idx uint64, t_offset int64; Blosc (ZSTD,
+                                        bit shuffle) through hdf5plugin, as DSEC ships them
+      events/{left,right}/rectify_map.h5  rectify_map (H, W, 2) float32, the identity (the synthetic
+                                        sensors are already rectified)
+      images/timestamps.txt             µs, one per line (the frame clock of both cameras)
+      images/{left,right}/rectified/%06d.png, images/{left,right}/exposure_timestamps.txt
+                                        ("# exposure_start_timestamp_us, exposure_end_timestamp_us",
+                                        then "start, end" per frame; synthetic frames: start = end)
+      images/left/ev_inf/%06d.png       the left frames again: Depth AnyEvent reads its frames in the
+                                        event view from there (DSEC's frame camera is another view;
+                                        the synthetic frames are the event view already)
+      disparity/{event,image}/%06d.png  uint16 disparity x 256, 0 = invalid, named after the 20 Hz image
+                                        index as released (10 Hz depth on 20 Hz frames: 000000, 000002,
+                                        ...) + disparity/timestamps.txt (µs); `image` = cam1's view,
+                                        the same map here (cam1 sits on cam0)
+      calibration/cam_to_cam.yaml       intrinsics cam0..cam3 (pinhole, radtan, zero distortion) and
+                                        camRect0..camRect3, extrinsics T_10, T_21, T_32, R_rect0..3,
+                                        disparity_to_depth cams_03 and cams_12: Q with Q[2, 3] = f,
+                                        Q[3, 2] = 1 / B, so that depth = f B / disparity
+      calibration/cam_to_lidar.yaml     T_lidar_cam0..3 / T_lidar_camRect0..3 (no lidar: its frame
+                                        is camRect0's)
+  Stereo rig: cam0 (left events) = cam1 (left frames), cam2 (right frames) = cam3 (right events),
+  B metres to the right (+x).
 - `write_e2depth_folder`: the E2Depth-processed MVSEC layout
       events/voxels/event_tensor_%010d.npy  (B, H, W) float32 voxel grid (anydepth.events.voxel_grid,
                                             not normalised) of the events of [t - window, t)
+      events/voxels/boundary_timestamps.txt "index first last": seconds of the first and last event of
+                                            each window (t - window and t for an empty window), as
+                                            rpg_e2depth writes it; its run_depth.py copies it
       depth/data/depth_%010d.npy            (H, W) float32 metres, NaN = invalid
       rgb/davis/frame_%010d.png             frames
       each folder with timestamps.txt of lines "index seconds" (exact decimal µs)
 - `write_mvsec_pair`: raw MVSEC HDF5, `<name>_data.hdf5` (davis/<camera>/events (N, 4) float64
   [x, y, t seconds, p ±1], image_raw + image_raw_ts) and `<name>_gt.hdf5` (depth_image_raw metres,
   NaN = invalid, + depth_image_raw_ts). 260x346 only: the MVSEC reader has the DAVIS346 size fixed.
+  Seconds are stored so that both int(s * 1e6) (Depth AnyEvent's MVSEC reader truncates) and
+  round(s * 1e6) give back the µs. Depth AnyEvent reads raw events from `<sequence>/../hdf5/data.hdf5`
+  beside an E2Depth-layout sequence folder: name the data file there `data.hdf5`.
 
 Inputs are plain arrays: events an `EventArray` (integer pixels, sorted); frames (N, H, W) grey or
 (N, H, W, 3) RGB uint8 with (N,) int µs timestamps (PNG files store BGR, so readers return BGR);
@@ -27,8 +49,10 @@ depth (N, H, W) metres (NaN, inf or <= 0 = invalid) with (N,) int µs timestamps
 written atomically (a temporary file in the same folder, then os.replace). A folder that already
 holds files is refused unless overwrite=True, which first removes the files of the layout (and
 nothing else), so that no stale file is read with the new ones.
-A DSEC-layout folder of another size than 480x640 opens with `open_sequence` (the sensor size
-comes from its rectify map) or `open_events(path, sensor_size=(H, W))`.
+A DSEC-layout folder of another size than 480x640 opens with `open_sequence` and `open_events`
+(the sensor size comes from its rectify map). DSEC's and Depth AnyEvent's loaders have 480x640
+fixed in their code (`self.height = 480` / `DSEC_HEIGHT`), so they open folders of that size only.
+
 """
 
 from __future__ import annotations
@@ -201,27 +225,91 @@ def _write_rectify_map(path: Path, sensor_size: tuple[int, int]) -> None:
     atomic_write(path, write)
 
 
+def _transform(translation_m=(0.0, 0.0, 0.0)) -> list:
+    """4x4 rigid transform (identity rotation) as nested lists."""
+    transform = np.eye(4)
+    transform[:3, 3] = translation_m
+    return transform.tolist()
+
+
+def dsec_calibration(sensor_size: tuple[int, int], focal_px: float, baseline_m: float,
+                     principal_point: tuple[float, float]) -> tuple[dict, dict]:
+    """(cam_to_cam, cam_to_lidar) mappings of a rectified synthetic rig in DSEC's YAML layout.
+
+    cam0 (left events) and cam1 (left frames) share one pose, as do cam2 (right frames) and cam3
+    (right events), B = baseline_m to the right: T_XY maps points of camY to camX, so T_10 = T_32 = I
+    and T_21 = [I | (-B, 0, 0)]; R_rect* = I; every camera pinhole (fx = fy = focal_px), zero
+    radtan distortion, resolution [W, H]. Q = `q_matrix` for both pairs (cams_03, cams_12)."""
+    height, width = sensor_size
+    cx, cy = (float(v) for v in principal_point)
+    matrix = [float(focal_px), float(focal_px), cx, cy]
+    identity = np.eye(3).tolist()
+    intrinsics = {}
+    for index in range(4):
+        camera = {"camera_model": "pinhole", "camera_matrix": list(matrix), "distortion_coeffs": [0.0, 0.0, 0.0, 0.0],
+                  "distortion_model": "radtan", "resolution": [width, height]}
+        if index:
+            camera["T_cn_cnm1"] = _transform((-baseline_m, 0.0, 0.0)) if index == 2 else _transform()
+        intrinsics[f"cam{index}"] = camera
+        intrinsics[f"camRect{index}"] = {"camera_model": "pinhole", "camera_matrix": list(matrix), "resolution": [width, height]}
+    q = q_matrix(float(focal_px), float(baseline_m), (cx, cy)).tolist()
+    cam_to_cam = {
+        "intrinsics": intrinsics,
+        "extrinsics": {"T_10": _transform(), "T_21": _transform((-baseline_m, 0.0, 0.0)), "T_32": _transform(),
+                       "R_rect0": identity, "R_rect1": identity, "R_rect2": identity, "R_rect3": identity},
+        "disparity_to_depth": {"cams_03": q, "cams_12": q},
+        "synthetic": {"focal_px": float(focal_px), "baseline_m": float(baseline_m),
+                      "note": "depth = focal_px * baseline_m / disparity; events and frames are already rectified"},
+    }
+    cam_to_lidar = {}
+    for index in range(4):
+        offset = (baseline_m, 0.0, 0.0) if index >= 2 else (0.0, 0.0, 0.0)  # camera centre in camRect0's frame
+        cam_to_lidar[f"T_lidar_cam{index}"] = _transform(offset)
+        cam_to_lidar[f"T_lidar_camRect{index}"] = _transform(offset)
+    cam_to_lidar["synthetic"] = {"note": "no lidar: its frame is camRect0's"}
+    return cam_to_cam, cam_to_lidar
+
+
+def _exposure_text(stamps_us: np.ndarray) -> str:
+    return "# exposure_start_timestamp_us, exposure_end_timestamp_us\n" + "".join(f"{t}, {t}\n" for t in stamps_us)
+
+
 def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, frame_timestamps_us=None,
-                        depth_m=None, depth_timestamps_us=None, *, focal_px: float | None = None,
-                        baseline_m: float | None = None, principal_point: tuple[float, float] | None = None,
-                        t_offset_us: int | None = None, overwrite: bool = False) -> Path:
+                        depth_m=None, depth_timestamps_us=None, *, right_events: EventArray | None = None,
+                        right_frames=None, focal_px: float | None = None, baseline_m: float | None = None,
+                        principal_point: tuple[float, float] | None = None, t_offset_us: int | None = None,
+                        overwrite: bool = False) -> Path:
     """Write a DSEC-like sequence folder (layout in the module docstring) and return it.
 
-    events: `EventArray` of the (already rectified) sensor, integer pixels; its sensor size is the
-    size of events.h5, rectify_map.h5 and the disparity maps.
-    frames (N, H, W[, 3]) uint8 RGB/grey with frame_timestamps_us (N,) µs: images/left/rectified
-    (any size; DSEC's frames come from another camera, here they are usually the event view).
+    events: `EventArray` of the (already rectified) left sensor, integer pixels; its sensor size is
+    the size of events.h5, rectify_map.h5, the calibration and the disparity maps.
+    right_events: the right event camera (same sensor size), B metres to the right; None writes the
+    left events for the right camera too (a mono sequence: DSEC's loaders open both cameras; do not
+    train stereo on it).
+    frames (N, H, W[, 3]) uint8 RGB/grey with frame_timestamps_us (N,) µs: images/left/rectified and
+    images/left/ev_inf (any size; DSEC's frames come from another camera, here they are usually the
+    event view); right_frames (N, ...) the right camera's at the same timestamps (None: the left ones).
     depth_m (K, H, W) metres with depth_timestamps_us (K,) µs: written as disparity f B / depth,
     which needs focal_px (f, pixels) and baseline_m (B, metres); both go into cam_to_cam.yaml.
     Disparity maps are named after the frame with the same timestamp when every depth timestamp
-    has one (DSEC names them after the 20 Hz image index), else 000000, 000001, ...
+    has one (DSEC names them after the 20 Hz image index; its loaders expect the first to be
+    000000, i.e. frames that start with the depth), else 000000, 000001, ...
     principal_point: (cx, cy) pixels for the calibration, default the sensor centre ((W-1)/2, (H-1)/2).
-    t_offset_us: DSEC's t_offset (events/t = t - t_offset), default the first event's time (0 without events).
+    t_offset_us: DSEC's t_offset (events/t = t - t_offset), default the first event's time of either
+    camera (0 without events).
     """
     folder = Path(folder)
     events = _events(events)
+    right = events if right_events is None else _events(right_events)
+    if right.sensor_size != events.sensor_size:
+        raise InputError(f"right events are {right.height}x{right.width}, left events {events.height}x{events.width}")
     height, width = events.sensor_size
     frames, frame_stamps = _frames(frames, frame_timestamps_us)
+    if right_frames is not None:
+        right_frames, _ = _frames(right_frames, frame_stamps, "right frames")
+        if frames is None or right_frames.shape != frames.shape:
+            raise InputError(f"right frames must match the left frames' shape, got "
+                             f"{right_frames.shape} and {None if frames is None else frames.shape}")
     depth_m, depth_stamps = _depths(depth_m, depth_timestamps_us, events.sensor_size)
     if depth_m is not None or focal_px is not None or baseline_m is not None:
         if focal_px is None or baseline_m is None:
@@ -232,21 +320,32 @@ def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, fra
     if depth_m is not None:
         disparities = [depth_to_disparity_png(depth, focal_px, baseline_m) for depth in depth_m]  # checks before writing
     if t_offset_us is None:
-        t_offset_us = int(events.t[0]) if len(events) else 0
+        starts = [int(stream.t[0]) for stream in (events, right) if len(stream)]
+        t_offset_us = min(starts) if starts else 0
     t_offset_us = int(t_offset_us)
-    if len(events) and (events.t[0] < t_offset_us or events.t[-1] - t_offset_us > UINT32_MAX):
-        raise InputError(f"event times relative to t_offset = {t_offset_us} µs must lie in 0..{UINT32_MAX} µs "
-                         f"(uint32), got {int(events.t[0]) - t_offset_us}..{int(events.t[-1]) - t_offset_us}")
-    _prepare_folder(folder, overwrite, [("events/left", "*.h5"), ("images/left/rectified", "*.png"),
-                                        ("images", "timestamps.txt"), ("disparity/event", "*.png"),
-                                        ("disparity", "timestamps.txt"), ("calibration", "cam_to_cam.yaml")])
+    for stream in (events, right):
+        if len(stream) and (stream.t[0] < t_offset_us or stream.t[-1] - t_offset_us > UINT32_MAX):
+            raise InputError(f"event times relative to t_offset = {t_offset_us} µs must lie in 0..{UINT32_MAX} µs "
+                             f"(uint32), got {int(stream.t[0]) - t_offset_us}..{int(stream.t[-1]) - t_offset_us}")
+    layout = [("images", "timestamps.txt"), ("disparity", "timestamps.txt"),
+              ("calibration", "cam_to_cam.yaml"), ("calibration", "cam_to_lidar.yaml")]
+    for side in ("left", "right"):
+        layout += [(f"events/{side}", "*.h5"), (f"images/{side}/rectified", "*.png"), (f"images/{side}", "exposure_timestamps.txt")]
+    layout += [("images/left/ev_inf", "*.png"), ("disparity/event", "*.png"), ("disparity/image", "*.png")]
+    _prepare_folder(folder, overwrite, layout)
 
-    _write_dsec_events(folder / "events" / "left" / "events.h5", events, t_offset_us)
-    _write_rectify_map(folder / "events" / "left" / "rectify_map.h5", events.sensor_size)
+    for side, stream in (("left", events), ("right", right)):
+        _write_dsec_events(folder / "events" / side / "events.h5", stream, t_offset_us)
+        _write_rectify_map(folder / "events" / side / "rectify_map.h5", events.sensor_size)
     if frames is not None:
-        for index, frame in enumerate(frames):
-            write_png(folder / "images" / "left" / "rectified" / f"{index:06d}.png", frame, rgb=True)
+        views = (("left/rectified", frames), ("left/ev_inf", frames),
+                 ("right/rectified", frames if right_frames is None else right_frames))
+        for view, images in views:
+            for index, frame in enumerate(images):
+                write_png(folder / "images" / view / f"{index:06d}.png", frame, rgb=True)
         _write_text(folder / "images" / "timestamps.txt", "".join(f"{t}\n" for t in frame_stamps))
+        for side in ("left", "right"):
+            _write_text(folder / "images" / side / "exposure_timestamps.txt", _exposure_text(frame_stamps))
     if disparities is not None:
         names = np.arange(len(disparities))
         if frame_stamps is not None:
@@ -255,20 +354,14 @@ def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, fra
             if inside.all() and np.array_equal(frame_stamps[match], depth_stamps):
                 names = match
         for name, disparity in zip(names, disparities):
-            write_png(folder / "disparity" / "event" / f"{int(name):06d}.png", disparity, rgb=False)
+            for view in ("event", "image"):
+                write_png(folder / "disparity" / view / f"{int(name):06d}.png", disparity, rgb=False)
         _write_text(folder / "disparity" / "timestamps.txt", "".join(f"{t}\n" for t in depth_stamps))
     if focal_px is not None:
         centre = principal_point if principal_point is not None else ((width - 1) / 2.0, (height - 1) / 2.0)
-        cx, cy = (float(v) for v in centre)
-        camera = {"camera_model": "pinhole", "camera_matrix": [float(focal_px), float(focal_px), cx, cy],
-                  "resolution": [width, height]}
-        calibration = {
-            "intrinsics": {"camRect0": camera, "camRect3": dict(camera)},
-            "disparity_to_depth": {"cams_03": q_matrix(float(focal_px), float(baseline_m), (cx, cy)).tolist()},
-            "synthetic": {"focal_px": float(focal_px), "baseline_m": float(baseline_m),
-                          "note": "depth = focal_px * baseline_m / disparity; events are already rectified"},
-        }
-        _write_text(folder / "calibration" / "cam_to_cam.yaml", yaml.safe_dump(calibration, sort_keys=False))
+        cam_to_cam, cam_to_lidar = dsec_calibration(events.sensor_size, float(focal_px), float(baseline_m), centre)
+        _write_text(folder / "calibration" / "cam_to_cam.yaml", yaml.safe_dump(cam_to_cam, sort_keys=False))
+        _write_text(folder / "calibration" / "cam_to_lidar.yaml", yaml.safe_dump(cam_to_lidar, sort_keys=False))
     return folder
 
 
@@ -302,13 +395,17 @@ def write_e2depth_folder(folder: str | Path, events: EventArray, depth_m=None, d
     if int(window_us) != window_us or window_us <= 0 or int(bins) != bins or bins < 1:
         raise InputError(f"window_us and bins must be positive integers, got {window_us}, {bins}")
     _prepare_folder(folder, overwrite, [("events/voxels", "event_tensor_*.npy"), ("events/voxels", "timestamps.txt"),
-                                        ("depth/data", "depth_*.npy"), ("depth/data", "timestamps.txt"),
+                                        ("events/voxels", "boundary_timestamps.txt"), ("depth/data", "depth_*.npy"), ("depth/data", "timestamps.txt"),
                                         ("rgb/davis", "frame_*.png"), ("rgb/davis", "timestamps.txt")])
     voxel_folder = folder / "events" / "voxels"
+    boundaries = []
     for index, t in enumerate(voxel_stamps):
         window = events.slice_time(int(t) - int(window_us), int(t))
         write_npy(voxel_folder / f"event_tensor_{index:010d}.npy", voxel_grid(window, int(bins), normalize=False))
+        boundaries.append((int(window.t[0]), int(window.t[-1])) if len(window) else (int(t) - int(window_us), int(t)))
     _write_index_seconds(voxel_folder / "timestamps.txt", voxel_stamps)
+    _write_text(voxel_folder / "boundary_timestamps.txt", "".join(
+        f"{index} {seconds_text(first)} {seconds_text(last)}\n" for index, (first, last) in enumerate(boundaries)))
     if depth_m is not None:
         for index, depth in enumerate(depth_m):
             write_npy(folder / "depth" / "data" / f"depth_{index:010d}.npy", depth)
@@ -324,6 +421,18 @@ def write_e2depth_folder(folder: str | Path, events: EventArray, depth_m=None, d
 MVSEC_SIZE = (260, 346)
 
 
+def seconds_float(t_us) -> np.ndarray:
+    """Integer µs -> float64 seconds s with int(s * 1e6) == round(s * 1e6) == t (the nearest double
+    to t / 1e6, moved up one step where s * 1e6 falls just below t), so that readers that truncate
+    and readers that round both get t back. Valid while one float64 step is well below 0.5 µs
+    (|t| < 2**52 ns, i.e. any Unix time in seconds)."""
+    t_us = np.asarray(t_us, dtype=np.int64)
+    seconds = t_us / 1e6
+    low = np.floor(seconds * 1e6) < t_us
+    seconds[low] = np.nextafter(seconds[low], np.inf)
+    return seconds
+
+
 def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_timestamps_us=None,
                      depth_m=None, depth_timestamps_us=None, *, name: str = "synthetic", camera: str = "left",
                      overwrite: bool = False) -> tuple[Path, Path | None]:
@@ -331,7 +440,7 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
     returns their paths (gt None without depth).
 
     events on the 260x346 DAVIS sensor (the MVSEC reader's fixed size); times become float64
-    seconds (µs / 1e6, read back exactly to the µs), polarity ±1. RGB frames are stored grey
+    seconds (`seconds_float`: read back exactly to the µs), polarity ±1. RGB frames are stored grey
     (OpenCV RGB -> grey), as MVSEC's `image_raw`. depth (K, 260, 346) metres, NaN = invalid.
     """
     folder = Path(folder)
@@ -353,14 +462,14 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
         frames = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
 
     def write_data(temporary):
-        rows = np.stack([events.x.astype(np.float64), events.y.astype(np.float64), events.t / 1e6,
+        rows = np.stack([events.x.astype(np.float64), events.y.astype(np.float64), seconds_float(events.t),
                          np.where(events.p > 0, 1.0, -1.0)], axis=1).reshape(-1, 4)
         with h5py.File(temporary, "w") as handle:
             handle.create_dataset(f"davis/{camera}/events", data=rows,
                                   chunks=(min(1 << 14, len(rows)), 4) if len(rows) else None)
             if frames is not None:
                 handle.create_dataset(f"davis/{camera}/image_raw", data=frames)
-                handle.create_dataset(f"davis/{camera}/image_raw_ts", data=frame_stamps / 1e6)
+                handle.create_dataset(f"davis/{camera}/image_raw_ts", data=seconds_float(frame_stamps))
 
     atomic_write(data_path, write_data)
     if depth_m is None:
@@ -369,7 +478,7 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
     def write_gt(temporary):
         with h5py.File(temporary, "w") as handle:
             handle.create_dataset(f"davis/{camera}/depth_image_raw", data=depth_m)
-            handle.create_dataset(f"davis/{camera}/depth_image_raw_ts", data=depth_stamps / 1e6)
+            handle.create_dataset(f"davis/{camera}/depth_image_raw_ts", data=seconds_float(depth_stamps))
 
     atomic_write(gt_path, write_gt)
     return data_path, gt_path
@@ -377,9 +486,11 @@ def write_mvsec_pair(folder: str | Path, events: EventArray, frames=None, frame_
 
 __all__ = [
     "blosc_zstd",
+    "dsec_calibration",
     "depth_to_disparity_png",
     "ms_to_idx",
     "q_matrix",
+    "seconds_float",
     "seconds_text",
     "write_dsec_sequence",
     "write_e2depth_folder",

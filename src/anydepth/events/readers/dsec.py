@@ -8,7 +8,9 @@
 - `t_offset` int64 scalar µs, added to `events/t` to reach the clock of the image and disparity
   timestamps (absent: 0, as in DSEC's own EventSlicer).
 `rectify_map.h5`: `rectify_map` (480, 640, 2) float32, rectify_map[y, x] = (x_rect, y_rect) in the
-rectified left event view, the view of the disparity ground truth.
+rectified left event view, the view of the disparity ground truth. A folder in DSEC's layout of
+another size (e.g. synthetic) takes its sensor size from this map, else from the `cam0` resolution
+[W, H] of `calibration/cam_to_cam.yaml` (`sensor_size_of`).
 Disparity: `disparity/event/XXXXXX.png` uint16, disparity = value / 256 px, 0 = invalid, with
 `disparity/timestamps.txt` (µs, one per line); depth = f·B / disparity with f = |Q[2, 3]| and
 B = 1 / |Q[3, 2]| from `cam_to_cam.yaml` `disparity_to_depth: cams_03` (4x4 Q).
@@ -44,14 +46,15 @@ class DsecEventReader(EventReader):
     outside the sensor; `rectify_map` is an (H, W, 2) array or a path, default `rectify_map.h5`
     beside the events file.
     repair: load the whole file, sort it and drop events outside the sensor (`repair_report`).
-    sensor_size: (height, width), 480x640 for DSEC; other values for files written in DSEC's layout.
+    sensor_size: (height, width); default `sensor_size_of(path)`: the rectify map beside the file, else
+    the calibration of the sequence, else DSEC's 480x640.
     """
 
     format_name = "dsec"
 
     def __init__(self, path: str | Path, rectify: bool = False, rectify_map: np.ndarray | str | Path | None = None,
-                 repair: bool = False, sensor_size: tuple[int, int] = DSEC_SENSOR_SIZE):
-        super().__init__(path, sensor_size)
+                 repair: bool = False, sensor_size: tuple[int, int] | None = None):
+        super().__init__(path, sensor_size_of(path) if sensor_size is None else sensor_size)
         self._file = open_hdf5(self.path)
         try:
             self._x, self._y, self._t, self._p = (require_dataset(self._file, key, self.path, ndim=1) for key in EVENT_KEYS)
@@ -138,6 +141,47 @@ class DsecEventReader(EventReader):
 
     def _close(self) -> None:
         self._file.close()
+
+
+def _rectify_map_size(path: Path) -> tuple[int, int]:
+    with open_hdf5(path) as h5file:
+        dataset = h5file.get("rectify_map")
+        if dataset is None or len(dataset.shape) != 3 or dataset.shape[2] != 2:
+            raise FormatError(f"expected a 'rectify_map' of shape (H, W, 2), found {dataset.shape if dataset is not None else 'none'}", path)
+        return int(dataset.shape[0]), int(dataset.shape[1])
+
+
+def _calibration_size(path: Path) -> tuple[int, int] | None:
+    """The `cam0` (else `camRect0`) resolution [W, H] of a cam_to_cam.yaml as (H, W); None without one."""
+    try:
+        intrinsics = yaml.safe_load(path.read_text())["intrinsics"]
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise FormatError(f"not valid YAML ({first_line(error)})", path) from None
+    except (KeyError, TypeError):
+        return None
+    for camera in ("cam0", "camRect0"):
+        try:
+            width, height = intrinsics[camera]["resolution"]
+            return int(height), int(width)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def sensor_size_of(events_file: str | Path) -> tuple[int, int]:
+    """(height, width) of the sensor of a DSEC `events.h5`: the shape of `rectify_map.h5` beside it,
+    else the `cam0` resolution of `calibration/cam_to_cam.yaml` of its sequence folder (two levels
+    up, `events/<camera>/events.h5`), else DSEC's 480x640."""
+    folder = Path(events_file).parent
+    rectify_map = folder / "rectify_map.h5"
+    if rectify_map.is_file():
+        return _rectify_map_size(rectify_map)
+    calibration = folder.parent.parent / "calibration" / "cam_to_cam.yaml"
+    if folder.parent.name == "events" and calibration.is_file():
+        size = _calibration_size(calibration)
+        if size is not None:
+            return size
+    return DSEC_SENSOR_SIZE
 
 
 def load_rectify_map(path: str | Path) -> np.ndarray:
