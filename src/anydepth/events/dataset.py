@@ -295,6 +295,9 @@ def open_sequence(path: str | Path, window_ms: float = 50.0, **options) -> Align
                           "timestamps.txt) or a folder with an MVSEC *_data.hdf5", path)
     if path.name.endswith(("_data.hdf5", "_gt.hdf5")) or detect_format(path) == "mvsec":
         return MvsecSequence(path, window_ms=window_ms, **options)
+    if detect_format(path) == "aedat4":  # frames and IMU of a DV recording
+        from anydepth.events.aedat_sequence import Aedat4Sequence
+        return Aedat4Sequence(path, window_ms=window_ms, **options)
     raise FormatError("not a sequence: give a DSEC sequence folder, an MVSEC *_data.hdf5 / *_gt.hdf5, or a "
                       "voxel folder (single event files open with anydepth.events.readers.open_events)", path)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anydepth.errors import FormatError, InputError
+from anydepth.events.readers.aedat2 import AEDAT2_SIGNATURE, Aedat2Reader
+from anydepth.events.readers.aedat31 import AEDAT31_SIGNATURE, Aedat31Reader
 from anydepth.events.readers.aedat4 import AEDAT4_SIGNATURE, Aedat4Reader
 from anydepth.events.readers.base import EventReader, InMemoryEventReader
 from anydepth.events.readers.files import check_file, has_hdf5_signature, open_hdf5
@@ -59,6 +61,8 @@ READERS: dict[str, ReaderEntry] = {entry.name: entry for entry in (
     ReaderEntry("h5", H5EventReader, (".h5", ".hdf5"), "hdf5", _is_plain_h5,
                 "HDF5 with x, y, t, p datasets"),
     ReaderEntry("aedat4", Aedat4Reader, (".aedat4",), "aedat4", None, "AEDAT4 (iniVation DV)"),
+    ReaderEntry("aedat2", Aedat2Reader, (".aedat",), "aedat2", None, "AEDAT 2.0 (jAER)"),
+    ReaderEntry("aedat3.1", Aedat31Reader, (".aedat",), "aedat3.1", None, "AEDAT 3.1 (cAER)"),
     ReaderEntry("npz", NpzEventReader, (".npz",), "zip", None, "NumPy .npz with x, y, t, p arrays"),
     ReaderEntry("txt", TxtEventReader, (".txt",), "", None, "text lines 't x y p' (t in seconds)"),
 )}
@@ -69,6 +73,10 @@ def _signature_of(path: Path) -> str:
         head = handle.read(16)
     if head.startswith(AEDAT4_SIGNATURE):
         return "aedat4"
+    if head.startswith(AEDAT2_SIGNATURE):
+        return "aedat2"
+    if head.startswith(AEDAT31_SIGNATURE):
+        return "aedat3.1"
     if head.startswith(ZIP_SIGNATURE):
         return "zip"
     if has_hdf5_signature(path):
@@ -145,6 +153,8 @@ def open_events(path: str | Path, format: str | None = None, **options) -> Event
 
 __all__ = [
     "READERS",
+    "Aedat2Reader",
+    "Aedat31Reader",
     "Aedat4Reader",
     "DsecEventReader",
     "EventReader",
