@@ -32,9 +32,11 @@ def setup_distributed(device: str = "auto") -> Distributed:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     chosen = torch.device(device)
-    if chosen.type == "cuda" and world_size > 1:
-        chosen = torch.device("cuda", local_rank)
-    if chosen.type == "cuda":
+    if chosen.type == "cuda":  # an explicit index: torch.cuda.set_device refuses a bare "cuda"
+        if world_size > 1 or launched:
+            chosen = torch.device("cuda", local_rank)
+        elif chosen.index is None:
+            chosen = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(chosen)
     if world_size <= 1 and not launched:
         return Distributed(0, 1, chosen)
