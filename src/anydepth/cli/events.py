@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from anydepth.cli import events_eval, events_pseudolabel, events_train
+from anydepth.cli import events_convert, events_eval, events_pseudolabel, events_train
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -48,6 +48,7 @@ def add_parser(commands) -> None:
     events_pseudolabel.add_action(actions)
     events_train.add_action(actions)
     events_eval.add_action(actions)
+    events_convert.add_action(actions)
 
 
 def run_info(args) -> int:

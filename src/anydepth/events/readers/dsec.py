@@ -28,6 +28,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader
 from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.events.readers.plain import _sensor_from_values
 
 DSEC_SENSOR_SIZE = (480, 640)  # (height, width)
 EVENT_KEYS = ("events/x", "events/y", "events/t", "events/p")
@@ -46,8 +47,9 @@ class DsecEventReader(EventReader):
     outside the sensor; `rectify_map` is an (H, W, 2) array or a path, default `rectify_map.h5`
     beside the events file.
     repair: load the whole file, sort it and drop events outside the sensor (`repair_report`).
-    sensor_size: (height, width); default `sensor_size_of(path)`: the rectify map beside the file, else
-    the calibration of the sequence, else DSEC's 480x640.
+    sensor_size: (height, width); default: the file's root attribute `sensor_size` (height, width)
+    where it states one (files of `anydepth events convert`), else `sensor_size_of(path)`: the
+    rectify map beside the file, else the calibration of the sequence, else DSEC's 480x640.
     """
 
     format_name = "dsec"
@@ -65,6 +67,9 @@ class DsecEventReader(EventReader):
                 if dataset.dtype.kind not in "iub":
                     raise FormatError(f"'{key}' has type {dataset.dtype}, expected integers", self.path)
             self._n = lengths["events/t"]
+            stated = _sensor_from_values(dict(self._file.attrs), self.path)  # files of `anydepth events convert`
+            if sensor_size is None and stated is not None:
+                self.sensor_size = stated
             ms_to_idx = read_dataset(require_dataset(self._file, "ms_to_idx", self.path, ndim=1), (), self.path)
             self._ms_to_idx = ms_to_idx.astype(np.int64)
             table = self._ms_to_idx
