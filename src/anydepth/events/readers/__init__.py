@@ -23,6 +23,8 @@ from anydepth.events.readers.files import check_file, has_hdf5_signature, open_h
 from anydepth.events.readers.dsec import DsecEventReader
 from anydepth.events.readers.mvsec import MvsecEventReader
 from anydepth.events.readers.plain import H5EventReader, NpzEventReader, TxtEventReader
+from anydepth.events.readers.prophesee import (MetavisionH5Reader, PropheseeDatReader, PropheseeRawReader,
+                                               is_metavision_h5, prophesee_signature)
 from anydepth.events.readers.voxel_folders import is_voxel_folder
 
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -58,11 +60,16 @@ READERS: dict[str, ReaderEntry] = {entry.name: entry for entry in (
                 "DSEC events.h5 (events/{x,y,t,p}, ms_to_idx, t_offset)"),
     ReaderEntry("mvsec", MvsecEventReader, (".hdf5", ".h5"), "hdf5", _is_mvsec,
                 "MVSEC *_data.hdf5 (davis/left/events)"),
+    ReaderEntry("metavision-h5", MetavisionH5Reader, (".hdf5", ".h5"), "hdf5", is_metavision_h5,
+                "Metavision HDF5 (CD/events, CD/indexes)"),
     ReaderEntry("h5", H5EventReader, (".h5", ".hdf5"), "hdf5", _is_plain_h5,
                 "HDF5 with x, y, t, p datasets"),
     ReaderEntry("aedat4", Aedat4Reader, (".aedat4",), "aedat4", None, "AEDAT4 (iniVation DV)"),
     ReaderEntry("aedat2", Aedat2Reader, (".aedat",), "aedat2", None, "AEDAT 2.0 (jAER)"),
     ReaderEntry("aedat3.1", Aedat31Reader, (".aedat",), "aedat3.1", None, "AEDAT 3.1 (cAER)"),
+    ReaderEntry("prophesee-raw", PropheseeRawReader, (".raw",), "prophesee-raw", None,
+                "Prophesee EVT 2.0 / 2.1 / 3.0 .raw"),
+    ReaderEntry("prophesee-dat", PropheseeDatReader, (".dat",), "prophesee-dat", None, "Prophesee .dat CD events"),
     ReaderEntry("npz", NpzEventReader, (".npz",), "zip", None, "NumPy .npz with x, y, t, p arrays"),
     ReaderEntry("txt", TxtEventReader, (".txt",), "", None, "text lines 't x y p' (t in seconds)"),
 )}
@@ -81,6 +88,8 @@ def _signature_of(path: Path) -> str:
         return "zip"
     if has_hdf5_signature(path):
         return "hdf5"
+    if head.startswith(b"%"):
+        return prophesee_signature(path)
     return ""
 
 
@@ -160,8 +169,11 @@ __all__ = [
     "EventReader",
     "H5EventReader",
     "InMemoryEventReader",
+    "MetavisionH5Reader",
     "MvsecEventReader",
     "NpzEventReader",
+    "PropheseeDatReader",
+    "PropheseeRawReader",
     "ReaderEntry",
     "TxtEventReader",
     "detect_format",

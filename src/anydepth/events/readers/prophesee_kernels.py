@@ -1,0 +1,327 @@
+"""Numba decoders of Prophesee's event streams (EVT 2.0, EVT 2.1, EVT 3.0 and DAT CD events).
+
+Facts from Prophesee's public format documentation and OpenEB's decoders (hal/decoders/evt*):
+- EVT 2.0, 32-bit little-endian words, type = bits 31..28. CD_OFF 0x0 / CD_ON 0x1: t low 6 bits
+  27..22, x 21..11, y 10..0. EVT_TIME_HIGH 0x8: bits 27..0 are t >> 6. EXT_TRIGGER 0xA: t low 6
+  bits 27..22, id 12..8, value bit 0. Others (0xD IMU, 0xE OTHERS, 0xF CONTINUED) carry no CD event.
+- EVT 2.1, 64-bit little-endian words, type = bits 63..60. EVT_NEG 0x0 / EVT_POS 0x1: t low 6 bits
+  59..54, x 53..43 (a multiple of 32), y 42..32, a 32-bit mask 31..0 of the pixels x + i that
+  fired. EVT_TIME_HIGH 0x8: bits 59..32 are t >> 6. EXT_TRIGGER 0xA: t low 59..54, id 44..40, value
+  bit 32. The "legacy" endianness swaps the two 32-bit halves.
+- EVT 3.0, 16-bit little-endian words, type = bits 15..12, stateful. EVT_ADDR_Y 0x0: y 10..0 (CD
+  row); 0x1: an exposure-measurement row (its events are not CD). EVT_ADDR_X 0x2: one event at x
+  10..0 of the current row, polarity bit 11. VECT_BASE_X 0x3: base x 10..0 and polarity bit 11 for
+  the vectors after it. VECT_12 0x4 / VECT_8 0x5: a 12- / 8-bit mask of the pixels base + i that
+  fired, then base += 12 / 8. EVT_TIME_LOW 0x6: t bits 11..0. EVT_TIME_HIGH 0x8: t bits 23..12
+  (time low restarts at 0 when it changes). EXT_TRIGGER 0xA: id 11..8, value bit 0, at the current
+  time.
+- Time is 64-bit here: a time high that drops by at least half its range is a wrap of the sensor
+  counter (2^34 µs in EVT 2.x, 2^24 µs in EVT 3.0; OpenEB's rule), counted in `loops`. Events before
+  the first time high have no time base and are skipped, as OpenEB skips them. Events outside the
+  sensor geometry are skipped, as OpenEB skips rows beyond the height.
+
+Every stream kernel has one signature and one loop:
+
+    kernel(words, start, state, width, height, block_words, x, y, t, p, base_count,
+           checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option) -> stop
+
+- words: one buffer of the stream; decoding starts at word `start` and returns the index it stopped
+  at (len(words), or earlier when the trigger buffer is full: call again from there).
+- state (STATE_SIZE,) int64: the decoder's state, updated in place (see the S_* indexes);
+  state[S_COUNT] counts the events decoded since the beginning of the stream.
+- x, y, t, p: outputs, written at state[S_COUNT] - base_count; empty arrays: count only.
+- checkpoints (n, STATE_SIZE) int64: when not empty, a copy of the state is stored before every word
+  whose index k is a multiple of block_words, in row checkpoint_base + k // block_words.
+- trig_*: EXT_TRIGGER events (t µs, id, value), appended at trig_count[0] while there is room
+  (empty arrays: not recorded).
+- option: EVT 2.1 legacy endianness (1) or not (0); unused by the others.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+S_TIME, S_HIGH, S_LOOPS, S_BASE_SET, S_Y, S_BASE_X, S_POL, S_IS_CD, S_COUNT, S_LAST_T, S_LOW = range(11)
+STATE_SIZE = 11
+
+
+def new_state() -> np.ndarray:
+    """The state of a decoder at the start of a stream: no time base, no event, no last time."""
+    state = np.zeros(STATE_SIZE, np.int64)
+    state[S_LAST_T] = -1
+    return state
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count,
+                checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
+    """EVT 2.0 (uint32 words); see the module docstring for the signature."""
+    write = x.shape[0] > 0
+    record_triggers = trig_t.shape[0] > 0
+    time_base = state[S_TIME]
+    high = state[S_HIGH]
+    loops = state[S_LOOPS]
+    base_set = state[S_BASE_SET]
+    count = state[S_COUNT]
+    last_t = state[S_LAST_T]
+    k = start
+    n = words.shape[0]
+    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
+    while k < n:
+        if k == next_mark:
+            next_mark += block_words
+            state[S_TIME] = time_base
+            state[S_HIGH] = high
+            state[S_LOOPS] = loops
+            state[S_BASE_SET] = base_set
+            state[S_COUNT] = count
+            state[S_LAST_T] = last_t
+            checkpoints[checkpoint_base + k // block_words, :] = state
+        word = np.uint32(words[k])
+        kind = word >> 28
+        if kind <= 1:
+            if base_set:
+                column = (word >> 11) & 0x7FF
+                row = word & 0x7FF
+                if column < width and row < height:
+                    stamp = time_base + ((word >> 22) & 0x3F)
+                    if write:
+                        i = count - base_count
+                        x[i] = column
+                        y[i] = row
+                        t[i] = stamp
+                        p[i] = kind
+                    count += 1
+                    last_t = stamp
+        elif kind == 0x8:
+            new_high = np.int64(word & 0x0FFFFFFF)
+            if base_set and high - new_high >= (1 << 27):
+                loops += 1
+            high = new_high
+            base_set = 1
+            time_base = (loops << 34) | (high << 6)
+        elif kind == 0xA:
+            if record_triggers and base_set:
+                j = trig_count[0]
+                if j == trig_t.shape[0]:
+                    break
+                trig_t[j] = time_base + ((word >> 22) & 0x3F)
+                trig_id[j] = (word >> 8) & 0x1F
+                trig_p[j] = word & 1
+                trig_count[0] = j + 1
+        k += 1
+    state[S_TIME] = time_base
+    state[S_HIGH] = high
+    state[S_LOOPS] = loops
+    state[S_BASE_SET] = base_set
+    state[S_COUNT] = count
+    state[S_LAST_T] = last_t
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count,
+                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
+    """EVT 2.1 (uint64 words; option 1 = legacy endianness); see the module docstring."""
+    write = x.shape[0] > 0
+    record_triggers = trig_t.shape[0] > 0
+    time_base = state[S_TIME]
+    high = state[S_HIGH]
+    loops = state[S_LOOPS]
+    base_set = state[S_BASE_SET]
+    count = state[S_COUNT]
+    last_t = state[S_LAST_T]
+    k = start
+    n = words.shape[0]
+    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
+    while k < n:
+        if k == next_mark:
+            next_mark += block_words
+            state[S_TIME] = time_base
+            state[S_HIGH] = high
+            state[S_LOOPS] = loops
+            state[S_BASE_SET] = base_set
+            state[S_COUNT] = count
+            state[S_LAST_T] = last_t
+            checkpoints[checkpoint_base + k // block_words, :] = state
+        word = np.uint64(words[k])
+        if option == 1:
+            word = (word >> np.uint64(32)) | (word << np.uint64(32))
+        head = np.uint32(word >> np.uint64(32))
+        kind = head >> 28
+        if kind <= 1:
+            if base_set:
+                mask = np.int64(word & np.uint64(0xFFFFFFFF))
+                column = np.int64((head >> 11) & 0x7FF)
+                row = np.int64(head & 0x7FF)
+                stamp = time_base + ((head >> 22) & 0x3F)
+                while mask and row < height:
+                    if mask & 0xFF == 0:
+                        mask >>= 8
+                        column += 8
+                        continue
+                    if mask & 1:
+                        if column < width:
+                            if write:
+                                i = count - base_count
+                                x[i] = column
+                                y[i] = row
+                                t[i] = stamp
+                                p[i] = kind
+                            count += 1
+                            last_t = stamp
+                    mask >>= 1
+                    column += 1
+        elif kind == 0x8:
+            new_high = np.int64(head & 0x0FFFFFFF)
+            if base_set and high - new_high >= (1 << 27):
+                loops += 1
+            high = new_high
+            base_set = 1
+            time_base = (loops << 34) | (high << 6)
+        elif kind == 0xA:
+            if record_triggers and base_set:
+                j = trig_count[0]
+                if j == trig_t.shape[0]:
+                    break
+                trig_t[j] = time_base + ((head >> 22) & 0x3F)
+                trig_id[j] = (head >> 8) & 0x1F
+                trig_p[j] = head & 1
+                trig_count[0] = j + 1
+        k += 1
+    state[S_TIME] = time_base
+    state[S_HIGH] = high
+    state[S_LOOPS] = loops
+    state[S_BASE_SET] = base_set
+    state[S_COUNT] = count
+    state[S_LAST_T] = last_t
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count,
+                checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
+    """EVT 3.0 (uint16 words); see the module docstring for the signature."""
+    write = x.shape[0] > 0
+    record_triggers = trig_t.shape[0] > 0
+    time = state[S_TIME]
+    high = state[S_HIGH]
+    low = state[S_LOW]
+    loops = state[S_LOOPS]
+    base_set = state[S_BASE_SET]
+    row = state[S_Y]
+    base_x = state[S_BASE_X]
+    polarity = state[S_POL]
+    valid_row = state[S_IS_CD]  # a CD row inside the sensor, with a time base
+    count = state[S_COUNT]
+    last_t = state[S_LAST_T]
+    k = start
+    n = words.shape[0]
+    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
+    while k < n:
+        if k == next_mark:
+            next_mark += block_words
+            state[S_TIME] = time
+            state[S_HIGH] = high
+            state[S_LOW] = low
+            state[S_LOOPS] = loops
+            state[S_BASE_SET] = base_set
+            state[S_Y] = row
+            state[S_BASE_X] = base_x
+            state[S_POL] = polarity
+            state[S_IS_CD] = valid_row
+            state[S_COUNT] = count
+            state[S_LAST_T] = last_t
+            checkpoints[checkpoint_base + k // block_words, :] = state
+        word = np.int64(words[k])
+        kind = word >> 12
+        if kind == 0x4 or kind == 0x5:  # VECT_12, VECT_8
+            size = 12 if kind == 0x4 else 8
+            if valid_row:
+                mask = word & ((1 << size) - 1)
+                column = base_x
+                while mask:
+                    if mask & 1:
+                        if column < width:
+                            if write:
+                                i = count - base_count
+                                x[i] = column
+                                y[i] = row
+                                t[i] = time
+                                p[i] = polarity
+                            count += 1
+                            last_t = time
+                    mask >>= 1
+                    column += 1
+            base_x += size
+        elif kind == 0x2:  # EVT_ADDR_X
+            column = word & 0x7FF
+            if valid_row and column < width:
+                if write:
+                    i = count - base_count
+                    x[i] = column
+                    y[i] = row
+                    t[i] = time
+                    p[i] = (word >> 11) & 1
+                count += 1
+                last_t = time
+        elif kind == 0x0:  # EVT_ADDR_Y, CD
+            row = word & 0x7FF
+            valid_row = 1 if (base_set and row < height) else 0
+        elif kind == 0x1:  # an exposure-measurement row
+            valid_row = 0
+        elif kind == 0x3:  # VECT_BASE_X
+            base_x = word & 0x7FF
+            polarity = (word >> 11) & 1
+        elif kind == 0x6:  # EVT_TIME_LOW
+            low = word & 0xFFF
+            time = (loops << 24) | (high << 12) | low
+        elif kind == 0x8:  # EVT_TIME_HIGH
+            new_high = word & 0xFFF
+            if base_set and high - new_high >= (1 << 11):
+                loops += 1
+            if new_high != high or not base_set:
+                low = 0
+            high = new_high
+            if not base_set:
+                base_set = 1
+                valid_row = 0  # a row must be addressed again after the time base is set
+            time = (loops << 24) | (high << 12) | low
+        elif kind == 0xA:  # EXT_TRIGGER
+            if record_triggers and base_set:
+                j = trig_count[0]
+                if j == trig_t.shape[0]:
+                    break
+                trig_t[j] = time
+                trig_id[j] = (word >> 8) & 0xF
+                trig_p[j] = word & 1
+                trig_count[0] = j + 1
+        k += 1
+    state[S_TIME] = time
+    state[S_HIGH] = high
+    state[S_LOW] = low
+    state[S_LOOPS] = loops
+    state[S_BASE_SET] = base_set
+    state[S_Y] = row
+    state[S_BASE_X] = base_x
+    state[S_POL] = polarity
+    state[S_IS_CD] = valid_row
+    state[S_COUNT] = count
+    state[S_LAST_T] = last_t
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_dat_cd(records, x, y, t, p):
+    """DAT CD events: records (N, 2) uint32 = (t µs, packed); x bits 13..0, y 27..14, p bit 28."""
+    for i in range(records.shape[0]):
+        packed = records[i, 1]
+        t[i] = records[i, 0]
+        x[i] = packed & 0x3FFF
+        y[i] = (packed >> 14) & 0x3FFF
+        p[i] = (packed >> 28) & 1
+
+
+KERNELS = {"evt2": (decode_evt2, np.dtype("<u4")), "evt21": (decode_evt21, np.dtype("<u8")),
+           "evt3": (decode_evt3, np.dtype("<u2"))}
