@@ -1,0 +1,135 @@
+"""Decoding throughput of the iniVation readers (AEDAT 2.0, 3.1, 4) on one synthetic stream, and of
+the AEDAT4 decoders people use today (`aedat`, Rust; iniVation's `dv-processing`, C++) on the same
+AEDAT4 file in the same run.
+
+    python benchmarks/inivation_formats.py                 # 10 M events, DAVIS346 (260x346)
+    python benchmarks/inivation_formats.py --events 2000000
+
+The AEDAT4 file is written by dv-processing (LZ4, its default); the AEDAT 2.0 / 3.1 files by the
+layouts of jAER and cAER (no maintained package writes them). "open" is the indexing pass; "read"
+is every event through `windows(window_us=50_000)` (lazy, bounded memory). Prints M events/s
+(best of --repeats) and the ratio to the fastest peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from anydepth.events.readers import open_events
+
+HEIGHT, WIDTH = 260, 346
+
+
+def make_events(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, WIDTH, n).astype(np.int64)
+    y = rng.integers(0, HEIGHT, n).astype(np.int64)
+    t = 1_000_000 + np.cumsum(rng.integers(0, 2, n))  # ~2 M events/s
+    p = rng.integers(0, 2, n).astype(np.int64)
+    return x, y, t.astype(np.int64), p
+
+
+def write_aedat2(path: Path, x, y, t, p) -> None:
+    records = np.empty(len(x), dtype=[("a", ">u4"), ("t", ">u4")])
+    records["a"] = ((HEIGHT - 1 - y) << 22) | ((WIDTH - 1 - x) << 12) | (p << 11)
+    records["t"] = t % (1 << 32)
+    path.write_bytes(b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.Davis346B\r\n" + records.tobytes())
+
+
+def write_aedat31(path: Path, x, y, t, p, packet: int = 4096) -> None:
+    with open(path, "wb") as handle:
+        handle.write(b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DAVIS346B\r\n#!END-HEADER\r\n")
+        records = np.empty(len(x), dtype=[("data", "<u4"), ("t", "<i4")])
+        records["data"] = (x << 17) | (y << 2) | (p << 1) | 1
+        records["t"] = t & 0x7FFFFFFF
+        for i in range(0, len(x), packet):
+            chunk = records[i:i + packet]
+            overflow = int(t[i] >> 31)
+            handle.write(struct.pack("<hhiiiiii", 1, 1, 8, 4, overflow, len(chunk), len(chunk), len(chunk)))
+            handle.write(chunk.tobytes())
+
+
+def write_aedat4(path: Path, x, y, t, p, packet: int = 10_000) -> None:
+    import dv_processing as dv
+    config = dv.io.MonoCameraWriter.Config("Benchmark")
+    config.addEventStream((WIDTH, HEIGHT))
+    writer = dv.io.MonoCameraWriter(str(path), config)
+    for i in range(0, len(x), packet):
+        store = dv.EventStore()
+        for xi, yi, ti, pi in zip(x[i:i + packet].tolist(), y[i:i + packet].tolist(), t[i:i + packet].tolist(),
+                                  p[i:i + packet].tolist()):
+            store.push_back(ti, xi, yi, bool(pi))
+        writer.writeEvents(store)
+    del writer
+
+
+def best_of(repeats: int, function) -> tuple[float, int]:
+    times, count = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = function()
+        times.append(time.perf_counter() - start)
+    return min(times), count
+
+
+def ours(path: Path) -> int:
+    with open_events(path) as reader:
+        return sum(len(window) for window in reader.windows(window_us=50_000))
+
+
+def ours_open(path: Path) -> int:
+    with open_events(path) as reader:
+        return len(reader)
+
+
+def aedat_rust(path: Path) -> int:
+    import aedat
+    return sum(len(packet["events"]) for packet in aedat.Decoder(str(path)) if "events" in packet)
+
+
+def dv_processing(path: Path) -> int:
+    import dv_processing as dv
+    recording, count = dv.io.MonoCameraRecording(str(path)), 0
+    while True:
+        batch = recording.getNextEventBatch()
+        if batch is None:
+            return count
+        count += len(batch.numpy())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    x, y, t, p = make_events(args.events)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        files = {"AEDAT 2.0": folder / "davis.aedat", "AEDAT 3.1": folder / "davis31.aedat", "AEDAT4": folder / "dv.aedat4"}
+        write_aedat2(files["AEDAT 2.0"], x, y, t, p)
+        write_aedat31(files["AEDAT 3.1"], x, y, t, p)
+        write_aedat4(files["AEDAT4"], x, y, t, p)
+        rows = []
+        for name, path in files.items():
+            rows.append((name, "anydepth open (index)", *best_of(args.repeats, lambda: ours_open(path))))
+            rows.append((name, "anydepth windows(50 ms)", *best_of(args.repeats, lambda: ours(path))))
+        rows.append(("AEDAT4", "aedat (Rust, whole file)", *best_of(args.repeats, lambda: aedat_rust(files["AEDAT4"]))))
+        rows.append(("AEDAT4", "dv-processing (C++, batches)", *best_of(args.repeats, lambda: dv_processing(files["AEDAT4"]))))
+    print(f"{args.events:,} events at {HEIGHT}x{WIDTH}, best of {args.repeats}")
+    print(f"{'format':10} {'decoder':32} {'seconds':>8} {'M ev/s':>8}")
+    for name, decoder, seconds, count in rows:
+        assert count == args.events, (name, decoder, count)
+        print(f"{name:10} {decoder:32} {seconds:8.3f} {count / seconds / 1e6:8.1f}")
+    peers = [seconds for name, decoder, seconds, _ in rows if name == "AEDAT4" and not decoder.startswith("anydepth")]
+    ours_aedat4 = next(seconds for name, decoder, seconds, _ in rows if name == "AEDAT4" and "windows" in decoder)
+    print(f"AEDAT4 anydepth windows vs fastest peer: {min(peers) / ours_aedat4:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
