@@ -41,7 +41,10 @@ def setup_distributed(device: str = "auto") -> Distributed:
     if world_size <= 1 and not launched:
         return Distributed(0, 1, chosen)
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        if chosen.type == "cuda":  # device_id: NCCL binds this rank to its GPU instead of guessing
+            torch.distributed.init_process_group("nccl", device_id=chosen)
+        else:
+            torch.distributed.init_process_group("gloo")
     return Distributed(torch.distributed.get_rank(), world_size, chosen, grouped=True)
 
 
