@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from anydepth.cli import events_convert, events_eval, events_pseudolabel, events_train
+from anydepth.cli import events_convert, events_eval, events_live, events_pseudolabel, events_train
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -34,7 +34,8 @@ def add_parser(commands) -> None:
                                  description="Depth per window of any supported recording, with the recurrent state "
                                  "carried from window to window. Writes depth_<k>.png (colour) and depth_<k>.npy "
                                  "(float32: metres for E2Depth/EReFormer, relative depth for DepthAnyEvent).")
-    predict.add_argument("file", help="recording")
+    predict.add_argument("file", nargs="?", help="recording (or --live)")
+    predict.add_argument("--live", metavar="ADDRESS", help=events_live.LIVE_HELP)
     predict.add_argument("--model", default="depthanyevent-r", choices=list(MODELS), help="student (default depthanyevent-r)")
     predict.add_argument("--weights", required=True, help="checkpoint of that model (official container or anydepth's)")
     predict.add_argument("--encoder", help="DepthAnyEvent encoder to expect (vits, vitb, vitl); checked against the file")
@@ -72,10 +73,14 @@ def run_predict(args) -> int:
 
     from anydepth.eventdepth.stream import predict_recording
 
+    if (args.file is None) == (args.live is None):
+        raise InputError("give a recording or --live ADDRESS (one of the two)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_model(args.model, args.weights).to(device)
     if args.encoder and getattr(model.config, "encoder", args.encoder) != args.encoder:
         raise InputError(f"{args.weights}: holds a {model.config.encoder} model, not {args.encoder}")
+    if args.live:
+        return events_live.run_live(args, model, device)
     window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
     if window_us is not None and window_us <= 0:
         raise InputError(f"window must be at least 1 µs, got {args.window_ms} ms")

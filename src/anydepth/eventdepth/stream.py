@@ -1,8 +1,8 @@
-"""Streaming inference on any recording: windows of a file -> depth per window, state carried."""
+"""Streaming inference on any recording or live source: windows -> depth per window, state carried."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from anydepth import imageio, viz
 from anydepth.errors import InputError
+from anydepth.events.container import EventArray
 from anydepth.events.readers import open_events
 from anydepth.events.representations import tencode
 from anydepth.eventdepth.base import DepthStream, EventDepthModel
@@ -72,26 +73,45 @@ def predict_recording(
     `DepthStream` to read its latencies afterwards."""
     if (window_us is None) == (window_events is None):
         raise InputError("give exactly one of a time window or an event count per window")
+    _check_video(video)
+    with open_events(path) as reader:
+        windows = reader.windows(window_us=window_us) if window_us is not None else reader.windows(count=window_events)
+        yield from predict_windows(windows, model, out_dir, video, fps, stream)
+
+
+def _check_video(video: str | Path | None) -> None:
     if video is not None and Path(video).suffix.lower() != ".mp4":
         raise InputError("the video must be an .mp4", video)
+
+
+def predict_windows(
+    windows: Iterable[EventArray],
+    model: EventDepthModel,
+    out_dir: str | Path | None = None,
+    video: str | Path | None = None,
+    fps: float = 20.0,
+    stream: DepthStream | None = None,
+) -> Iterator[WindowDepth]:
+    """`predict_recording` on any sequence of windows (a reader's, or a live source's): depth per
+    window with the state carried, the same files written; the video is closed when the windows
+    end or the generator is closed."""
+    _check_video(video)
     stream = stream or DepthStream(model)
     writer = _VideoWriter(Path(video), fps) if video is not None else None
     try:
-        with open_events(path) as reader:
-            windows = reader.windows(window_us=window_us) if window_us is not None else reader.windows(count=window_events)
-            for index, window in enumerate(windows):
-                depth = stream.step(window)
-                written = []
-                picture = depth_picture(depth, model.output_kind)
-                if out_dir is not None:
-                    stem = Path(out_dir) / f"depth_{index:06d}"
-                    imageio.write_png(stem.with_suffix(".png"), picture)
-                    imageio.write_npy(stem.with_suffix(".npy"), depth)
-                    written += [stem.with_suffix(".png"), stem.with_suffix(".npy")]
-                if writer is not None:
-                    events_picture = viz.render_events(tencode(window), "tencode")
-                    writer.write(np.concatenate([events_picture, picture], axis=1))
-                yield WindowDepth(index, window.t_start, window.t_end, len(window), depth, written)
+        for index, window in enumerate(windows):
+            depth = stream.step(window)
+            written = []
+            picture = depth_picture(depth, model.output_kind)
+            if out_dir is not None:
+                stem = Path(out_dir) / f"depth_{index:06d}"
+                imageio.write_png(stem.with_suffix(".png"), picture)
+                imageio.write_npy(stem.with_suffix(".npy"), depth)
+                written += [stem.with_suffix(".png"), stem.with_suffix(".npy")]
+            if writer is not None:
+                events_picture = viz.render_events(tencode(window), "tencode")
+                writer.write(np.concatenate([events_picture, picture], axis=1))
+            yield WindowDepth(index, window.t_start, window.t_end, len(window), depth, written)
     finally:
         if writer is not None:
             writer.close()
