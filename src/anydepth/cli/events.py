@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from tqdm import tqdm
 
 from anydepth.cli import events_convert, events_eval, events_live, events_pseudolabel, events_train
@@ -11,6 +13,22 @@ from anydepth.events.representations import REPRESENTATIONS
 from anydepth.eventdepth import MODELS, DepthStream, load_model
 
 
+def sensor_size_arg(text: str) -> tuple[int, int]:
+    """--sensor-size HxW (e.g. 260x346) -> (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 260x346, got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"sensor size must be positive, got {text!r}")
+    return height, width
+
+
+def _add_sensor_size(parser) -> None:
+    parser.add_argument("--sensor-size", type=sensor_size_arg, metavar="HxW",
+                        help="sensor height x width for files that do not state it (.npy, .csv, .txt, .h5)")
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser("events", help="event recordings: info, render, predict; pseudolabel, train, eval",
                                  description="Event camera recordings (DSEC, MVSEC, AEDAT4, .npz/.h5/.txt).")
@@ -18,6 +36,7 @@ def add_parser(commands) -> None:
 
     info = actions.add_parser("info", help="sensor size, event count, duration and rate of a recording")
     info.add_argument("file", help="recording")
+    _add_sensor_size(info)
     info.set_defaults(run=run_info)
 
     render = actions.add_parser("render", help="one picture per time window (PNG, optional mp4/gif)")
@@ -28,6 +47,7 @@ def add_parser(commands) -> None:
     render.add_argument("--out", default="events-render", help="output folder (default ./events-render)")
     render.add_argument("--video", metavar="OUT.mp4|OUT.gif", help="also assemble the frames into a video")
     render.add_argument("--fps", type=float, default=20.0, help="video frame rate (default 20)")
+    _add_sensor_size(render)
     render.set_defaults(run=run_render)
 
     predict = actions.add_parser("predict", help="stream a recording through an event depth model",
@@ -45,6 +65,7 @@ def add_parser(commands) -> None:
     predict.add_argument("--out", default="events-depth", help="output folder (default ./events-depth)")
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
     predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    _add_sensor_size(predict)
     predict.set_defaults(run=run_predict)
     events_pseudolabel.add_action(actions)
     events_train.add_action(actions)
@@ -53,14 +74,14 @@ def add_parser(commands) -> None:
 
 
 def run_info(args) -> int:
-    for line in describe_recording(args.file).lines():
+    for line in describe_recording(args.file, sensor_size=args.sensor_size).lines():
         print(line)
     return 0
 
 
 def run_render(args) -> int:
-    total = count_windows(args.file, args.window_ms)
-    frames = list(tqdm(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins),
+    total = count_windows(args.file, args.window_ms, sensor_size=args.sensor_size)
+    frames = list(tqdm(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins, args.sensor_size),
                        total=total, desc="render", unit="window", disable=None))
     print(f"{len(frames)} windows of {args.window_ms:g} ms rendered as {args.repr} in {args.out}")
     if args.video:
@@ -84,9 +105,10 @@ def run_predict(args) -> int:
     window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
     if window_us is not None and window_us <= 0:
         raise InputError(f"window must be at least 1 µs, got {args.window_ms} ms")
-    total = None if args.window_events else count_windows(args.file, window_us / 1000)
+    total = None if args.window_events else count_windows(args.file, window_us / 1000, sensor_size=args.sensor_size)
     stream = DepthStream(model)
-    results = predict_recording(args.file, model, window_us, args.window_events, args.out, args.video, stream=stream)
+    results = predict_recording(args.file, model, window_us, args.window_events, args.out, args.video, stream=stream,
+                                sensor_size=args.sensor_size)
     count = sum(1 for _ in tqdm(results, total=total, desc="depth", unit="window", disable=None))
     print(f"{count} windows -> {args.out}; mean latency {stream.mean_latency_ms:.1f} ms per window "
           f"(first window {stream.first_latency_ms:.0f} ms; {args.model}, {device})")

@@ -275,7 +275,9 @@ class VoxelSequence(AlignedSequence):
 
 def open_sequence(path: str | Path, window_ms: float = 50.0, **options) -> AlignedSequence:
     """Open a recorded sequence by its layout: a DSEC sequence folder, an MVSEC `*_data.hdf5` /
-    `*_gt.hdf5` (or a folder holding one pair), or an E2Depth / EventScape voxel folder.
+    `*_gt.hdf5` (or a folder holding one pair), an E2Depth / EventScape voxel folder, a ROS bag
+    (events + sensor_msgs/Image frames and depth; see `anydepth.events.file_sequences`) or an
+    event_utils HDF5 with images/.
 
     window_ms: ΔT of the event windows [t − ΔT, t) (not used by voxel folders, whose grids are
     precomputed). options: passed to the sequence class (rectify=, frames=, gt_path=, camera=,
@@ -291,10 +293,16 @@ def open_sequence(path: str | Path, window_ms: float = 50.0, **options) -> Align
             return VoxelSequence(path, **options)
         if any(path.glob("*_data.hdf5")):
             return MvsecSequence(path, window_ms=window_ms, **options)
+        if (path / "metadata.yaml").is_file():  # a ROS2 bag
+            from anydepth.events.file_sequences import RosbagSequence
+            return RosbagSequence(path, window_ms=window_ms, **options)
         raise FormatError("not a DSEC sequence folder, an E2Depth / EventScape voxel folder (events/voxels/"
                           "timestamps.txt) or a folder with an MVSEC *_data.hdf5", path)
     if path.name.endswith(("_data.hdf5", "_gt.hdf5")) or detect_format(path) == "mvsec":
         return MvsecSequence(path, window_ms=window_ms, **options)
+    if detect_format(path) in ("rosbag", "event_utils"):  # events with frames / depth in one file
+        from anydepth.events.file_sequences import open_file_sequence
+        return open_file_sequence(path, detect_format(path), window_ms, **options)
     if detect_format(path) == "aedat4":  # frames and IMU of a DV recording
         from anydepth.events.aedat_sequence import Aedat4Sequence
         return Aedat4Sequence(path, window_ms=window_ms, **options)

@@ -10,6 +10,7 @@ Adding a format is one `ReaderEntry` here plus its module.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,23 @@ from anydepth.events.readers.files import check_file, has_hdf5_signature, open_h
 from anydepth.events.readers.dsec import DsecEventReader
 from anydepth.events.readers.mvsec import MvsecEventReader
 from anydepth.events.readers.plain import H5EventReader, NpzEventReader, TxtEventReader
+from anydepth.events.readers.research import (
+    NPY_SIGNATURE,
+    CsvEventReader,
+    EventUtilsH5Reader,
+    NpyEventReader,
+    ZipTxtEventReader,
+    is_event_utils,
+    is_zipped_text,
+    zip_members,
+)
+from anydepth.events.readers.rosbag import ROSBAG1_SIGNATURE, RosbagEventReader
 from anydepth.events.readers.prophesee import (MetavisionH5Reader, PropheseeDatReader, PropheseeRawReader,
                                                is_metavision_h5, prophesee_signature)
 from anydepth.events.readers.voxel_folders import is_voxel_folder
 
 ZIP_SIGNATURE = b"PK\x03\x04"
+ROS2_STORAGE_SIGNATURES = (b"SQLite format 3\x00", b"\x89MCAP")  # a ROS2 bag's .db3 / .mcap
 
 
 def _is_dsec(names: set[str]) -> bool:
@@ -64,6 +77,8 @@ READERS: dict[str, ReaderEntry] = {entry.name: entry for entry in (
                 "Metavision HDF5 (CD/events, CD/indexes)"),
     ReaderEntry("h5", H5EventReader, (".h5", ".hdf5"), "hdf5", _is_plain_h5,
                 "HDF5 with x, y, t, p datasets"),
+    ReaderEntry("event_utils", EventUtilsH5Reader, (".h5", ".hdf5"), "hdf5", is_event_utils,
+                "event_utils / E2VID-training HDF5 (events/xs, ys, ts, ps; images/)"),
     ReaderEntry("aedat4", Aedat4Reader, (".aedat4",), "aedat4", None, "AEDAT4 (iniVation DV)"),
     ReaderEntry("aedat2", Aedat2Reader, (".aedat",), "aedat2", None, "AEDAT 2.0 (jAER)"),
     ReaderEntry("aedat3.1", Aedat31Reader, (".aedat",), "aedat3.1", None, "AEDAT 3.1 (cAER)"),
@@ -72,6 +87,11 @@ READERS: dict[str, ReaderEntry] = {entry.name: entry for entry in (
     ReaderEntry("prophesee-dat", PropheseeDatReader, (".dat",), "prophesee-dat", None, "Prophesee .dat CD events"),
     ReaderEntry("npz", NpzEventReader, (".npz",), "zip", None, "NumPy .npz with x, y, t, p arrays"),
     ReaderEntry("txt", TxtEventReader, (".txt",), "", None, "text lines 't x y p' (t in seconds)"),
+    ReaderEntry("txt.zip", ZipTxtEventReader, (".zip",), "zip", None, "E2VID zipped text (one .txt in a zip)"),
+    ReaderEntry("rosbag", RosbagEventReader, (".bag",), "rosbag", None,
+                "ROS1 .bag / ROS2 bag folder (dvs_msgs or prophesee_event_msgs EventArray)"),
+    ReaderEntry("npy", NpyEventReader, (".npy",), "npy", None, "NumPy .npy: (N, 4) events or structured x, y, t, p"),
+    ReaderEntry("csv", CsvEventReader, (".csv",), "", None, "CSV with a header naming x, y, t, p"),
 )}
 
 
@@ -86,6 +106,11 @@ def _signature_of(path: Path) -> str:
         return "aedat3.1"
     if head.startswith(ZIP_SIGNATURE):
         return "zip"
+    if head.startswith(ROSBAG1_SIGNATURE) or (head.startswith(ROS2_STORAGE_SIGNATURES)
+                                              and (path.parent / "metadata.yaml").is_file()):
+        return "rosbag"
+    if head.startswith(NPY_SIGNATURE):
+        return "npy"
     if has_hdf5_signature(path):
         return "hdf5"
     if head.startswith(b"%"):
@@ -123,6 +148,14 @@ def detect_format(path: str | Path) -> str:
         found = ", ".join(sorted(names)[:8]) or "nothing"
         raise FormatError(f"HDF5 file of unknown layout: expected DSEC events/{{x,y,t,p}} + ms_to_idx, MVSEC "
                           f"davis/left/events, or x, y, t, p datasets; found {found}", path)
+    if signature == "zip":  # by content: .npz holds .npy arrays, E2VID zips one .txt
+        members = zip_members(path)
+        if is_zipped_text(members):
+            return "txt.zip"
+        if members and all(name.endswith(".npy") for name in members):
+            return "npz"
+        raise FormatError(f"zip archive of unknown content ({', '.join(members[:4]) or 'empty'}): expected .npy "
+                          "arrays (.npz) or one .txt of events (E2VID)", path)
     if signature:
         return next(entry.name for entry in READERS.values() if entry.signature == signature)
     for entry in READERS.values():
@@ -138,9 +171,10 @@ def detect_format(path: str | Path) -> str:
 def open_events(path: str | Path, format: str | None = None, **options) -> EventReader:
     """Open an event file (or a DSEC sequence folder) with the reader of its format.
 
-    format: a key of READERS to skip detection ("dsec", "mvsec", "h5", "aedat4", "npz", "txt");
+    format: a key of READERS to skip detection ("dsec", "mvsec", "h5", "aedat4", "npz", "txt", ...);
     options: passed to the reader (e.g. rectify=True for DSEC, camera="right" for MVSEC,
-    sensor_size=(h, w) / time_unit="s" for plain files, repair=True to sort and drop instead of
+    sensor_size=(h, w) / time_unit="s" for files that do not state them (None: not given),
+    topic= for ROS bags, columns="txyp" for .npy, repair=True to sort and drop instead of
     raising). Close the reader (or use it as a context manager) to release the file.
     """
     path = Path(path)
@@ -148,6 +182,8 @@ def open_events(path: str | Path, format: str | None = None, **options) -> Event
         events_file = path / "events" / "left" / "events.h5"
         if events_file.is_file():
             path = events_file
+        elif (path / "metadata.yaml").is_file():
+            format = format or "rosbag"
         elif is_voxel_folder(path):
             raise FormatError("this folder holds precomputed voxel grids, not events: open it with "
                               "anydepth.events.dataset.open_sequence", path)
@@ -157,7 +193,12 @@ def open_events(path: str | Path, format: str | None = None, **options) -> Event
         format = detect_format(path)
     elif format not in READERS:
         raise InputError(f"unknown event format {format!r}; known: {', '.join(READERS)}")
-    return READERS[format].reader(path, **options)
+    reader = READERS[format].reader
+    if options.get("sensor_size", 0) is None:  # None = "not given" for every format
+        del options["sensor_size"]
+    if "sensor_size" in options and "sensor_size" not in inspect.signature(reader).parameters:
+        raise InputError(f"{format} files state their sensor size; sensor_size (--sensor-size) does not apply", path)
+    return reader(path, **options)
 
 
 __all__ = [
@@ -165,17 +206,22 @@ __all__ = [
     "Aedat2Reader",
     "Aedat31Reader",
     "Aedat4Reader",
+    "CsvEventReader",
     "DsecEventReader",
     "EventReader",
+    "EventUtilsH5Reader",
     "H5EventReader",
     "InMemoryEventReader",
     "MetavisionH5Reader",
     "MvsecEventReader",
+    "NpyEventReader",
     "NpzEventReader",
     "PropheseeDatReader",
     "PropheseeRawReader",
     "ReaderEntry",
+    "RosbagEventReader",
     "TxtEventReader",
+    "ZipTxtEventReader",
     "detect_format",
     "open_events",
 ]

@@ -12,6 +12,7 @@ it is inferred as (max y + 1, max x + 1) and `reader.sensor_size_inferred` is Tr
 
 from __future__ import annotations
 
+import itertools
 import warnings
 import zipfile
 from pathlib import Path
@@ -61,9 +62,10 @@ def _infer_sensor_size(x: np.ndarray, y: np.ndarray, path: Path) -> tuple[int, i
 def _sensor_from_values(values: dict, path: Path) -> tuple[int, int] | None:
     """(height, width) from `sensor_size` or `height`/`width` entries, None if absent."""
     try:
-        if "sensor_size" in values:
-            height, width = (int(v) for v in np.asarray(values["sensor_size"]).reshape(-1)[:2])
-            return height, width
+        for key in ("sensor_size", "sensor_resolution"):  # sensor_resolution: event_utils HDF5
+            if key in values:
+                height, width = (int(v) for v in np.asarray(values[key]).reshape(-1)[:2])
+                return height, width
         if "height" in values and "width" in values:
             return int(np.asarray(values["height"]).reshape(())), int(np.asarray(values["width"]).reshape(()))
     except (TypeError, ValueError):
@@ -107,53 +109,64 @@ class TxtEventReader(InMemoryEventReader):
         path = check_file(path)
         try:
             with open(path, "r") as handle:
-                header = handle.readline().split()
+                file_size, (x, y, t, p) = read_event_text(handle, path)
         except (OSError, UnicodeDecodeError) as error:
             raise FormatError(f"not a readable text file ({first_line(error)})", path) from None
-        skip, file_size = 0, None
-        if len(header) == 2:
-            try:
-                file_size = (int(header[1]), int(header[0]))  # the line is "width height"
-            except ValueError:
-                raise FormatError(f"first line {' '.join(header)!r} is neither 'width height' nor an event", path) from None
-            skip = 1
-        try:
-            with warnings.catch_warnings():  # an event-less file is allowed: no "input contained no data"
-                warnings.simplefilter("ignore", UserWarning)
-                table = np.loadtxt(path, dtype=np.float64, skiprows=skip, ndmin=2, comments="#")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise FormatError(f"not 't x y p' lines ({first_line(error)})", path) from None
-        if table.size and table.shape[1] != 4:
-            raise FormatError(f"lines have {table.shape[1]} columns, expected 4 (t x y p)", path)
-        table = table.reshape(-1, 4)
-        t, x, y, p = table[:, 0], table[:, 1], table[:, 2], table[:, 3]
-        for name, values in (("x", x), ("y", y)):
-            if (np.rint(values) != values).any():
-                raise FormatError(f"{name} coordinates are not whole pixels", path)
-        x, y = x.astype(np.int64), y.astype(np.int64)
         size = sensor_size or file_size
         self.sensor_size_inferred = size is None
         super().__init__(path, size or _infer_sensor_size(x, y, path))
         self._hold((x, y, _times_us(t, time_unit, path), p), repair)
 
 
+def read_event_text(handle, path: Path) -> tuple[tuple[int, int] | None, tuple[np.ndarray, ...]]:
+    """Lines "t x y p" from an open text handle, after an optional first line "width height" ->
+    ((height, width) or None, (x int64, y int64, t float64 as written, p float64))."""
+    first = handle.readline()
+    header = first.split()
+    file_size, lines = None, itertools.chain([first], handle)
+    if len(header) == 2:
+        try:
+            file_size = (int(header[1]), int(header[0]))  # the line is "width height"
+        except ValueError:
+            raise FormatError(f"first line {' '.join(header)!r} is neither 'width height' nor an event", path) from None
+        lines = handle
+    try:
+        with warnings.catch_warnings():  # an event-less file is allowed: no "input contained no data"
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(lines, dtype=np.float64, ndmin=2, comments="#")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise FormatError(f"not 't x y p' lines ({first_line(error)})", path) from None
+    if table.size and table.shape[1] != 4:
+        raise FormatError(f"lines have {table.shape[1]} columns, expected 4 (t x y p)", path)
+    table = table.reshape(-1, 4)
+    t, x, y, p = table[:, 0], table[:, 1], table[:, 2], table[:, 3]
+    for name, values in (("x", x), ("y", y)):
+        if (np.rint(values) != values).any():
+            raise FormatError(f"{name} coordinates are not whole pixels", path)
+    return file_size, (x.astype(np.int64), y.astype(np.int64), t, p)
+
+
 class H5EventReader(EventReader):
     """Plain HDF5 with datasets x, y, t, p (root or `events/`), read lazily; see module docstring."""
 
     format_name = "h5"
+    dataset_names = KEYS  # the x, y, t, p datasets, at the root or under events/
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None, time_unit: str = "us",
                  repair: bool = False, block: int = 1 << 16):
         path = check_file(path)
         self._file = open_hdf5(path)
         try:
-            group = self._file["events"] if "events/t" in self._file else self._file
+            names = self.dataset_names
+            group = self._file["events"] if f"events/{names[2]}" in self._file else self._file
             prefix = "events/" if group is not self._file else ""
-            self._datasets = [require_dataset(self._file, prefix + key, path, ndim=1) for key in KEYS]
-            lengths = {prefix + key: len(d) for key, d in zip(KEYS, self._datasets)}
+            self._datasets = [require_dataset(self._file, prefix + key, path, ndim=1) for key in names]
+            lengths = {prefix + key: len(d) for key, d in zip(names, self._datasets)}
             if len(set(lengths.values())) > 1:
                 raise FormatError(f"event datasets differ in length: {lengths}", path)
             self._n = len(self._datasets[2])
+            if time_unit == "auto":  # float timestamps are seconds, integers microseconds
+                time_unit = "s" if self._datasets[2].dtype.kind == "f" else "us"
             self._time_unit = time_unit
             _times_us(np.zeros(0, self._datasets[2].dtype), time_unit, path)  # checks the unit and the type
             attributes = {**dict(self._file.attrs), **dict(group.attrs)}
