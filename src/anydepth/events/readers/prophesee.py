@@ -2,14 +2,18 @@
 
 `.raw`: ASCII header lines starting with `%` (`% format EVT3;height=720;width=1280`, or the older
 `% evt 3.0` + `% geometry 1280x720`; `% serial_number ...`; newer files end it with `% end`), then the
-little-endian words of the stream (`prophesee_kernels` documents them). One scanning pass at open
-counts the events and stores a checkpoint (the decoder state, events so far, last timestamp) every
-`block_words` words, and collects the EXT_TRIGGER events into `reader.triggers`; a window then
-decodes only the blocks it overlaps, so a 20 GB file streams in bounded memory.
+little-endian words of the stream (`prophesee_kernels` documents them). Reading the whole file
+(`read_all`) or streaming it from its start (`windows`) decodes the words once, in chunks. Reads by
+index or time use an index built by one pass when first needed: a checkpoint (the decoder state,
+events so far, last timestamp) every `block_words` words, and the EXT_TRIGGER events
+(`reader.triggers`); such a read decodes only the blocks it overlaps, so a 20 GB file is read in
+bounded memory either way. The kernels check the order of the timestamps as they decode and skip
+events outside the sensor, so a decoded window needs no validating pass of its own.
 
 `.dat`: `%` header lines (`% Height`, `% Width`, `% Version 2`), one byte event type (12 = CD, or 0)
 and one byte event size (8), then records of uint32 t (µs) and uint32 packed x (bits 13..0),
-y (27..14), p (bit 28). Fixed-size records: read by index, searched by time without an index pass.
+y (27..14), p (bit 28). Fixed-size records: read by index, searched by time without an index pass;
+one kernel decodes and validates a window.
 
 Metavision HDF5: `CD/events` compound (x uint16, y uint16, p int16, t int64 µs) with `CD/indexes`;
 compressed by default with Prophesee's ECF codec (HDF5 filter 36559), which needs Prophesee's
@@ -21,6 +25,7 @@ wraps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,16 +33,22 @@ import h5py
 import numpy as np
 
 from anydepth.errors import FormatError
+from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader, search_sorted_lazily
 from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
-from anydepth.events.readers.prophesee_kernels import (KERNELS, S_BASE_SET, S_COUNT, S_LAST_T, STATE_SIZE,
-                                                       decode_dat_cd, new_state)
+from anydepth.events.readers.prophesee_kernels import (KERNELS, MAX_PER_WORD, NO_STOP, S_BASE_SET, S_COUNT, S_LAST_T,
+                                                       S_UNSORTED, STATE_SIZE, decode_dat_cd, new_state)
 
 ECF_FILTER_ID = 36559  # 0x8ECF, Prophesee's ECF codec (prophesee-ai/hdf5_ecf)
 RAW_FORMAT_NAMES = {"evt2": "evt2", "evt20": "evt2", "evt21": "evt21", "evt3": "evt3", "evt30": "evt3"}
 FORMAT_TITLES = {"evt2": "EVT 2.0", "evt21": "EVT 2.1", "evt3": "EVT 3.0"}
 DAT_CD_TYPES = (0, 12)
 MAX_HEADER_LINE = 4096
+EVENTS_PER_WORD_GUESS = {"evt2": 1, "evt21": 2, "evt3": 1}  # first capacity of a whole-file decode (evt2: exact bound)
+TRIGGER_CAPACITY = 1 << 14  # triggers held per kernel call
+NO_CHECKPOINTS = np.empty((0, STATE_SIZE), np.int64)
+NO_EVENTS = (np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.int64), np.empty(0, np.int8))
+NO_TRIGGERS = (np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.int8))
 
 
 class TriggerEvents(NamedTuple):
@@ -115,18 +126,60 @@ def prophesee_signature(path: Path) -> str:
     return ""
 
 
+class _Cursor:
+    """Where a sequential decode of a `.raw` stream stands: the decoder state, the next word, and the
+    chunk of words read around it (each cursor owns its buffer, so windows and reads interleave)."""
+
+    def __init__(self, chunk_words: int, dtype: np.dtype):
+        self.state = new_state()
+        self.word = 0
+        self.chunk_first = -1
+        self.buffer = np.empty(chunk_words, dtype)
+        self.words = self.buffer[:0]
+
+
+class _Outputs:
+    """Growable x, y, t, p columns that a kernel fills; `slack` = MAX_PER_WORD - 1 slots past the
+    capacity take the branch-free writes of the last word."""
+
+    def __init__(self, capacity: int, slack: int):
+        self.slack = slack
+        size = max(int(capacity), 1) + slack
+        self.x, self.y = np.empty(size, np.uint16), np.empty(size, np.uint16)
+        self.t, self.p = np.empty(size, np.int64), np.empty(size, np.int8)
+
+    def full(self, filled: int) -> bool:
+        """True when the kernel stopped because the columns could not take another word."""
+        return filled > len(self.x) - self.slack - 1
+
+    def resize(self, size: int) -> None:
+        """Grow or trim in place (realloc: large columns are remapped, not copied); no view of the
+        columns may exist."""
+        for column in (self.x, self.y, self.t, self.p):
+            column.resize(max(int(size), 0), refcheck=False)
+
+    def take(self, filled: int) -> Arrays:
+        self.resize(filled)
+        return self.x, self.y, self.t, self.p
+
+
 class PropheseeRawReader(EventReader):
     """A Prophesee `.raw` recording (EVT 2.0, EVT 2.1 or EVT 3.0), read lazily through a block index.
 
+    The index (one row of decoder state per block of words, the event counts, the triggers) is built
+    by one scanning pass the first time it is needed (`len`, reads by index or time, `t_end`,
+    `triggers`); `read_all` and `windows` from the start of the file decode the stream in one pass
+    without it (read_all builds the index in the same pass). Damaged streams raise FormatError then.
+
     sensor_size: (height, width) when the header does not state the geometry.
-    block_words: words per index block (a window decodes whole blocks; memory per block: the events
-    of block_words words). repair: load the whole file, sort it and drop events outside the sensor.
-    Attributes: `encoding` ("evt2", "evt21", "evt3"), `header` ({key: value}), `serial`,
+    block_words: words per index block (a window read by index decodes whole blocks; memory per block:
+    the events of block_words words). repair: load the whole file, sort it and drop events outside the
+    sensor. Attributes: `encoding` ("evt2", "evt21", "evt3"), `header` ({key: value}), `serial`,
     `triggers` (TriggerEvents), `checkpoints` (the index, one row of decoder state per block).
     """
 
     format_name = "prophesee-raw"
-    _chunk_blocks = 64
+    _chunk_words = 1 << 18  # words read at once by a sequential decode
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None, repair: bool = False,
                  block_words: int = 1 << 16):
@@ -145,89 +198,229 @@ class PropheseeRawReader(EventReader):
         legacy = options.get("endianness", self.header.get("endianness", "")).lower() == "legacy"
         self._option = 1 if legacy else 0
         self._kernel, self._dtype = KERNELS[encoding]
+        self._slack = MAX_PER_WORD[encoding] - 1
         self._block = int(block_words)
         data_bytes = path.stat().st_size - self._data_offset
         if data_bytes % self._dtype.itemsize:
             raise FormatError(f"truncated {FORMAT_TITLES[encoding]} stream: {data_bytes} bytes of data is not a whole "
                               f"number of {self._dtype.itemsize}-byte words", path)
         self._words = data_bytes // self._dtype.itemsize
+        self._checkpoints: np.ndarray | None = None
         self._handle = open(path, "rb")
         try:
-            self._scan()
             if repair:
                 self._load_repaired()
         except BaseException:
             self._handle.close()
             raise
 
-    # ---- the index pass -----------------------------------------------------------------------
-    def _read_words(self, first: int, count: int) -> np.ndarray:
+    # ---- sequential decoding -------------------------------------------------------------------
+    def _read_words(self, first: int, count: int, buffer: np.ndarray | None = None) -> np.ndarray:
+        """Words [first, first + count), into `buffer` when given."""
         self._handle.seek(self._data_offset + first * self._dtype.itemsize)
-        words = np.fromfile(self._handle, self._dtype, count)
+        if buffer is None:
+            words = np.fromfile(self._handle, self._dtype, count)
+        else:
+            words = buffer[:self._handle.readinto(memoryview(buffer[:count]).cast("B")) // self._dtype.itemsize]
         if len(words) != count:
             raise FormatError(f"file shrank while reading: {len(words)} of {count} words at word {first}", self.path)
         return words
 
-    def _scan(self) -> None:
+    def _cursor(self) -> _Cursor:
+        chunk = max(1, self._chunk_words // self._block) * self._block  # whole blocks, so checkpoints land in rows
+        return _Cursor(min(chunk, max(self._words, 1)), self._dtype)
+
+    def _decode(self, cursor: _Cursor, outputs: _Outputs | None, base_count: int = 0, t_stop: int = NO_STOP,
+                checkpoints: np.ndarray = NO_CHECKPOINTS, triggers: list | None = None) -> bool:
+        """Decode from the cursor into `outputs` (None: count only) until the words end (True), the
+        outputs are full or the next event is at t >= t_stop (False). checkpoints: the index rows to
+        fill; triggers: a list that receives (t, id, p) arrays of the EXT_TRIGGER events."""
+        columns = (outputs.x, outputs.y, outputs.t, outputs.p) if outputs is not None else NO_EVENTS
+        recording = TRIGGER_CAPACITY if triggers is not None else 0
+        trig = np.empty(recording, np.int64), np.empty(recording, np.uint8), np.empty(recording, np.int8)
+        trig_count = np.zeros(1, np.int64)
+        chunk = len(cursor.buffer)
+        try:
+            while cursor.word < self._words:
+                first = cursor.word - cursor.word % chunk
+                if first != cursor.chunk_first:
+                    cursor.words = self._read_words(first, min(chunk, self._words - first), cursor.buffer)
+                    cursor.chunk_first = first
+                stop = self._kernel(cursor.words, cursor.word - first, cursor.state, self.sensor_size[1],
+                                    self.sensor_size[0], self._block, *columns, base_count, t_stop, checkpoints,
+                                    first // self._block, *trig, trig_count, self._option)
+                cursor.word = first + stop
+                if stop < len(cursor.words):
+                    if recording and trig_count[0] == recording:
+                        triggers.append(tuple(column[:recording].copy() for column in trig))
+                        trig_count[0] = 0
+                        continue
+                    return False
+            if self._words and not cursor.state[S_BASE_SET]:
+                raise FormatError(f"no time-high word in {self._words} words: not {FORMAT_TITLES[self.encoding]} "
+                                  f"data, or corrupt", self.path)
+            return True
+        finally:
+            if recording and trig_count[0]:
+                held = int(trig_count[0])
+                triggers.append(tuple(column[:held].copy() for column in trig))
+
+    def _decode_until(self, cursor: _Cursor, capacity: int, t_stop: int = NO_STOP, checkpoints=NO_CHECKPOINTS,
+                      triggers: list | None = None, grow: bool = True, prefix: Arrays | None = None,
+                      check_order: bool = True) -> tuple[Arrays, bool]:
+        """Events from the cursor until the words end or t >= t_stop (grow=True), or until about
+        `capacity` of them (grow=False: at least capacity, at most capacity + MAX_PER_WORD - 1),
+        after the events of `prefix`. Returns the arrays and whether the words ended; raises
+        FormatError on unsorted times (check_order)."""
+        held = len(prefix[0]) if prefix is not None else 0
+        outputs = _Outputs(max(capacity, held + 1), self._slack)
+        if held:
+            for column, part in zip((outputs.x, outputs.y, outputs.t, outputs.p), prefix):
+                column[:held] = part
+        base_count = int(cursor.state[S_COUNT]) - held
+        while True:
+            ended = self._decode(cursor, outputs, base_count, t_stop, checkpoints, triggers)
+            filled = int(cursor.state[S_COUNT]) - base_count
+            if ended or not grow or not outputs.full(filled):
+                break
+            outputs.resize(2 * len(outputs.x))
+        if check_order and cursor.state[S_UNSORTED] >= 0:
+            raise self._unsorted(int(cursor.state[S_UNSORTED]))
+        return outputs.take(filled), ended
+
+    def _unsorted(self, event: int) -> FormatError:
+        return FormatError(f"timestamps are not sorted: event {event} is earlier than the event before it "
+                           f"(open with repair=True to sort and drop)", self.path)
+
+    def _decode_everything(self, check_order: bool = True) -> Arrays:
+        """Every event of the file in one pass, which also builds the index."""
         blocks = -(-self._words // self._block)
         checkpoints = np.zeros((blocks + 1, STATE_SIZE), np.int64)
-        state = new_state()
-        empty_u16, empty_i64, empty_i8 = np.empty(0, np.uint16), np.empty(0, np.int64), np.empty(0, np.int8)
-        capacity = 1 << 14
-        trig_t, trig_id, trig_p = np.empty(capacity, np.int64), np.empty(capacity, np.uint8), np.empty(capacity, np.int8)
-        trig_count = np.zeros(1, np.int64)
-        triggers: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        chunk = self._block * self._chunk_blocks
-        for first in range(0, self._words, chunk):
-            words = self._read_words(first, min(chunk, self._words - first))
-            position = 0
-            while position < len(words):
-                position = self._kernel(words, position, state, self.sensor_size[1], self.sensor_size[0], self._block,
-                                        empty_u16, empty_u16, empty_i64, empty_i8, 0, checkpoints, first // self._block,
-                                        trig_t, trig_id, trig_p, trig_count, self._option)
-                if trig_count[0] == capacity or position == len(words):
-                    held = int(trig_count[0])
-                    triggers.append((trig_t[:held].copy(), trig_id[:held].copy(), trig_p[:held].copy()))
-                    trig_count[0] = 0
-        checkpoints[blocks] = state
-        if self._words and not state[S_BASE_SET]:
-            raise FormatError(f"no time-high word in {self._words} words: not {FORMAT_TITLES[self.encoding]} data, "
-                              f"or corrupt", self.path)
-        last_t = checkpoints[:, S_LAST_T]
-        if len(last_t) > 1 and (np.diff(last_t) < 0).any():
-            block = int(np.argmax(np.diff(last_t) < 0))
-            raise FormatError(f"timestamps go backwards near event {int(checkpoints[block + 1, S_COUNT])} "
-                              f"(repair=True loads and sorts the file)", self.path)
-        self.checkpoints = checkpoints
-        self._counts = checkpoints[:, S_COUNT].copy()
-        self._last_t = last_t.copy()
-        parts = list(zip(*triggers)) if triggers else ([], [], [])
-        self.triggers = TriggerEvents(*(np.concatenate(part) if len(part) else np.empty(0, dtype)
-                                        for part, dtype in zip(parts, (np.int64, np.uint8, np.int8))))
+        triggers: list = []
+        cursor = self._cursor()
+        arrays, _ = self._decode_until(cursor, self._words * EVENTS_PER_WORD_GUESS[self.encoding], NO_STOP,
+                                       checkpoints, triggers, check_order=check_order)
+        checkpoints[blocks] = cursor.state
+        self._store_index(checkpoints, triggers)
+        return arrays
 
-    # ---- lazy access --------------------------------------------------------------------------
+    # ---- the index -----------------------------------------------------------------------------
+    def _index(self) -> None:
+        """Build the index (one counting pass) unless it exists (kept after close)."""
+        if self._checkpoints is not None:
+            return
+        self._check_open()
+        blocks = -(-self._words // self._block)
+        checkpoints = np.zeros((blocks + 1, STATE_SIZE), np.int64)
+        triggers: list = []
+        cursor = self._cursor()
+        self._decode(cursor, None, checkpoints=checkpoints, triggers=triggers)
+        if cursor.state[S_UNSORTED] >= 0 and self._memory is None:  # (a repaired file holds its events sorted)
+            raise self._unsorted(int(cursor.state[S_UNSORTED]))
+        checkpoints[blocks] = cursor.state
+        self._store_index(checkpoints, triggers)
+
+    def _store_index(self, checkpoints: np.ndarray, triggers: list) -> None:
+        self._counts = checkpoints[:, S_COUNT].copy()
+        self._last_t = checkpoints[:, S_LAST_T].copy()
+        parts = list(zip(*triggers)) if triggers else ([], [], [])
+        self._triggers = TriggerEvents(*(np.concatenate(part) if len(part) else np.empty(0, dtype)
+                                         for part, dtype in zip(parts, (np.int64, np.uint8, np.int8))))
+        self._checkpoints = checkpoints
+
+    @property
+    def checkpoints(self) -> np.ndarray:
+        """The index: (blocks + 1, STATE_SIZE) int64, the decoder state before each block and at the end."""
+        self._index()
+        return self._checkpoints
+
+    @property
+    def triggers(self) -> TriggerEvents:
+        """The EXT_TRIGGER events of the file."""
+        self._index()
+        return self._triggers
+
+    # ---- whole-file and streaming paths --------------------------------------------------------
+    def read_all(self) -> EventArray:
+        """Every event of the file: one decoding pass (that also builds the index when it is missing)."""
+        self._check_open()
+        if self._memory is not None or self._checkpoints is not None:
+            return super().read_all()
+        return EventArray(*self._decode_everything(), self.sensor_size)
+
+    def windows(self, window_us: int | None = None, count: int | None = None,
+                t0_us: int | None = None, t1_us: int | None = None) -> Iterator[EventArray]:
+        """As `EventReader.windows`; over the whole file (no t0, t1) the stream is decoded once,
+        window after window, without the index."""
+        sequential = (self._memory is None and t0_us is None and t1_us is None and (window_us is None) != (count is None)
+                      and all(value is None or (value == int(value) and value > 0) for value in (window_us, count)))
+        if not sequential:
+            yield from super().windows(window_us, count, t0_us, t1_us)
+            return
+        self._check_open()
+        if window_us is not None:
+            yield from self._stream_by_time(int(window_us))
+        else:
+            yield from self._stream_by_count(int(count))
+
+    def _stream_by_time(self, window_us: int) -> Iterator[EventArray]:
+        first = self._decode_until(self._cursor(), 1, grow=False)[0][2]
+        if not len(first):
+            return
+        cursor = self._cursor()
+        edge = int(first[0]) + window_us
+        expected = 1 << 16
+        while True:
+            arrays, ended = self._decode_until(cursor, expected, edge)
+            yield EventArray(*arrays, self.sensor_size)
+            if ended:
+                return
+            expected = max(expected, len(arrays[0]) + len(arrays[0]) // 4)
+            edge += window_us
+
+    def _stream_by_count(self, count: int) -> Iterator[EventArray]:
+        cursor = self._cursor()
+        held: Arrays | None = None  # events decoded past the last window (a word's events are not split)
+        ended = False
+        while True:
+            if not ended and (held is None or len(held[0]) < count):
+                arrays, ended = self._decode_until(cursor, count, grow=False, prefix=held)
+            else:
+                arrays = held
+            if not len(arrays[0]):
+                return
+            yield EventArray(*(column[:count] for column in arrays), self.sensor_size)
+            held = tuple(column[count:] for column in arrays)
+            if ended and not len(held[0]):
+                return
+
+    def _load_repaired(self) -> None:
+        self._hold(self._decode_everything(check_order=False), repair=True)
+
+    # ---- lazy access through the index ---------------------------------------------------------
     def _decode_blocks(self, first_block: int, stop_block: int) -> Arrays:
         """Every event of blocks [first_block, stop_block), from the checkpoint of the first."""
+        self._index()
         size = int(self._counts[stop_block] - self._counts[first_block])
-        x, y = np.empty(size, np.uint16), np.empty(size, np.uint16)
-        t, p = np.empty(size, np.int64), np.empty(size, np.int8)
-        if size:
-            first_word = first_block * self._block
-            words = self._read_words(first_word, min(stop_block * self._block, self._words) - first_word)
-            state = self.checkpoints[first_block].copy()
-            no_checkpoints = np.empty((0, STATE_SIZE), np.int64)
-            no_triggers = np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.int8)
-            self._kernel(words, 0, state, self.sensor_size[1], self.sensor_size[0], self._block, x, y, t, p,
-                         int(self._counts[first_block]), no_checkpoints, 0, *no_triggers, np.zeros(1, np.int64),
-                         self._option)
-            if state[S_COUNT] != self._counts[stop_block]:
-                raise FormatError(f"file changed since it was opened (block {first_block} decodes differently)", self.path)
-        return x, y, t, p
+        if not size:
+            return np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.int64), np.empty(0, np.int8)
+        outputs = _Outputs(size, self._slack)
+        first_word = first_block * self._block
+        words = self._read_words(first_word, min(stop_block * self._block, self._words) - first_word)
+        state = self._checkpoints[first_block].copy()
+        self._kernel(words, 0, state, self.sensor_size[1], self.sensor_size[0], self._block, outputs.x, outputs.y,
+                     outputs.t, outputs.p, int(self._counts[first_block]), NO_STOP, NO_CHECKPOINTS, 0, *NO_TRIGGERS,
+                     np.zeros(1, np.int64), self._option)
+        if state[S_COUNT] != self._counts[stop_block] or state[S_UNSORTED] != self._checkpoints[first_block, S_UNSORTED]:
+            raise FormatError(f"file changed since it was opened (block {first_block} decodes differently)", self.path)
+        return outputs.x[:size], outputs.y[:size], outputs.t[:size], outputs.p[:size]
 
     def _count(self) -> int:
+        self._index()
         return int(self._counts[-1])
 
     def _index_of_time(self, t_us: int) -> int:
+        self._index()
         blocks = len(self._counts) - 1
         if blocks == 0 or self._counts[-1] == 0:
             return 0
@@ -241,12 +434,20 @@ class PropheseeRawReader(EventReader):
     def _read_arrays(self, i0: int, i1: int) -> Arrays:
         if i0 == i1:
             return np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.int64), np.empty(0, np.int8)
+        self._index()
         first_block = int(np.searchsorted(self._counts, i0, side="right")) - 1
         stop_block = int(np.searchsorted(self._counts, i1, side="left"))
         x, y, t, p = self._decode_blocks(first_block, stop_block)
         start = i0 - int(self._counts[first_block])
         selection = slice(start, start + i1 - i0)
         return x[selection], y[selection], t[selection], p[selection]
+
+    def _read_validated(self, i0: int, i1: int) -> EventArray:
+        """Events [i0, i1): the kernels skip events outside the sensor, give 0/1 polarities and check the
+        order against the event before each block, so the index's decode needs no further pass."""
+        if i0 == i1:
+            return EventArray.empty(self.sensor_size)
+        return EventArray(*self._read_arrays(i0, i1), self.sensor_size)
 
     def _close(self) -> None:
         self._handle.close()
@@ -295,13 +496,28 @@ class PropheseeDatReader(EventReader):
     def _index_of_time(self, t_us: int) -> int:
         return search_sorted_lazily(self._read_t, self._n, t_us)
 
-    def _read_arrays(self, i0: int, i1: int) -> Arrays:
+    def _decode(self, i0: int, i1: int) -> tuple[Arrays, bool]:
+        """Events [i0, i1) and whether they are valid (sorted after event i0 - 1, inside the sensor)."""
         records = np.ascontiguousarray(self._records[i0:i1])
         size = len(records)
         x, y = np.empty(size, np.uint16), np.empty(size, np.uint16)
         t, p = np.empty(size, np.int64), np.empty(size, np.int8)
-        decode_dat_cd(records, x, y, t, p)
-        return x, y, t, p
+        last_t = int(self._records[i0 - 1, 0]) if i0 else -1
+        unsorted, outside = decode_dat_cd(records, self.sensor_size[1], self.sensor_size[0], last_t, x, y, t, p)
+        return (x, y, t, p), unsorted < 0 and outside < 0
+
+    def _read_arrays(self, i0: int, i1: int) -> Arrays:
+        return self._decode(i0, i1)[0]
+
+    def _read_validated(self, i0: int, i1: int) -> EventArray:
+        """Events [i0, i1), validated by the decoding kernel; a problem is reported by the usual check."""
+        if i0 == i1:
+            return EventArray.empty(self.sensor_size)
+        arrays, valid = self._decode(i0, i1)
+        if not valid:
+            super()._read_validated(i0, i1)  # raises FormatError with the usual message
+            raise FormatError(f"events {i0}..{i1} are unsorted or outside the sensor", self.path)
+        return EventArray(*arrays, self.sensor_size)
 
     def _close(self) -> None:
         self._records = None

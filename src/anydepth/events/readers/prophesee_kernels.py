@@ -22,18 +22,25 @@ Facts from Prophesee's public format documentation and OpenEB's decoders (hal/de
 
 Every stream kernel has one signature and one loop:
 
-    kernel(words, start, state, width, height, block_words, x, y, t, p, base_count,
+    kernel(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
            checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option) -> stop
 
-- words: one buffer of the stream; decoding starts at word `start` and returns the index it stopped
-  at (len(words), or earlier when the trigger buffer is full: call again from there).
+- words: one buffer of the stream; decoding starts at word `start` and returns the index of the
+  first word it did not decode: len(words), or earlier when it stopped (see below; call again from
+  there with the same state to go on).
 - state (STATE_SIZE,) int64: the decoder's state, updated in place (see the S_* indexes);
-  state[S_COUNT] counts the events decoded since the beginning of the stream.
-- x, y, t, p: outputs, written at state[S_COUNT] - base_count; empty arrays: count only.
+  state[S_COUNT] counts the events decoded since the beginning of the stream, state[S_LAST_T] is the
+  last event's time and state[S_UNSORTED] the number of the first event whose time is smaller than
+  the one before it (-1: none), so a caller validates the order without another pass.
+- x, y, t, p: outputs, written at state[S_COUNT] - base_count; empty arrays: count only. The kernel
+  stops before an event word once more than len(x) - MAX_PER_WORD[format] events are written, so
+  outputs of capacity + MAX_PER_WORD - 1 slots take at least `capacity` events (all of them when the
+  words end first). Writes are branch-free: slots past the last event may hold garbage.
+- t_stop: stop before the first event with t >= t_stop (time windows; INT64_MAX: never).
 - checkpoints (n, STATE_SIZE) int64: when not empty, a copy of the state is stored before every word
   whose index k is a multiple of block_words, in row checkpoint_base + k // block_words.
-- trig_*: EXT_TRIGGER events (t µs, id, value), appended at trig_count[0] while there is room
-  (empty arrays: not recorded).
+- trig_*: EXT_TRIGGER events (t µs, id, value), appended at trig_count[0]; the kernel stops before a
+  trigger when they are full (empty arrays: not recorded).
 - option: EVT 2.1 legacy endianness (1) or not (0); unused by the others.
 """
 
@@ -42,22 +49,39 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-S_TIME, S_HIGH, S_LOOPS, S_BASE_SET, S_Y, S_BASE_X, S_POL, S_IS_CD, S_COUNT, S_LAST_T, S_LOW = range(11)
-STATE_SIZE = 11
+(S_TIME, S_HIGH, S_LOOPS, S_BASE_SET, S_Y, S_BASE_X, S_POL, S_IS_CD, S_COUNT, S_LAST_T, S_LOW,
+ S_UNSORTED) = range(12)
+STATE_SIZE = 12
+NO_STOP = np.iinfo(np.int64).max
+MAX_PER_WORD = {"evt2": 1, "evt21": 32, "evt3": 12}
+# bit index of a 32-bit power of two: DE_BRUIJN[(bit * 0x077CB531) >> 27 & 31]
+DE_BRUIJN = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                      31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
 
 
 def new_state() -> np.ndarray:
     """The state of a decoder at the start of a stream: no time base, no event, no last time."""
     state = np.zeros(STATE_SIZE, np.int64)
     state[S_LAST_T] = -1
+    state[S_UNSORTED] = -1
     return state
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def popcount32(value):
+    """Set bits of a value below 2^32 (SWAR)."""
+    value = value - ((value >> 1) & 0x55555555)
+    value = (value & 0x33333333) + ((value >> 2) & 0x33333333)
+    value = (value + (value >> 4)) & 0x0F0F0F0F
+    return ((value * 0x01010101) & 0xFFFFFFFF) >> 24
+
+
 @numba.njit(cache=True, nogil=True)
-def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count,
+def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 2.0 (uint32 words); see the module docstring for the signature."""
     write = x.shape[0] > 0
+    limit = base_count + x.shape[0] - 1  # MAX_PER_WORD = 1
     record_triggers = trig_t.shape[0] > 0
     time_base = state[S_TIME]
     high = state[S_HIGH]
@@ -65,6 +89,7 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
     base_set = state[S_BASE_SET]
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
+    unsorted = state[S_UNSORTED]
     k = start
     n = words.shape[0]
     next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
@@ -77,25 +102,31 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
             state[S_BASE_SET] = base_set
             state[S_COUNT] = count
             state[S_LAST_T] = last_t
+            state[S_UNSORTED] = unsorted
             checkpoints[checkpoint_base + k // block_words, :] = state
-        word = np.uint32(words[k])
+        word = np.int64(words[k])
         kind = word >> 28
         if kind <= 1:
-            if base_set:
-                column = (word >> 11) & 0x7FF
-                row = word & 0x7FF
-                if column < width and row < height:
-                    stamp = time_base + ((word >> 22) & 0x3F)
-                    if write:
-                        i = count - base_count
-                        x[i] = column
-                        y[i] = row
-                        t[i] = stamp
-                        p[i] = kind
-                    count += 1
-                    last_t = stamp
+            column = (word >> 11) & 0x7FF
+            row = word & 0x7FF
+            if column < width and row < height and base_set:
+                stamp = time_base + ((word >> 22) & 0x3F)
+                if stamp >= t_stop:
+                    break
+                if write:
+                    if count > limit:
+                        break
+                    i = count - base_count
+                    x[i] = column
+                    y[i] = row
+                    t[i] = stamp
+                    p[i] = kind
+                if stamp < last_t and unsorted < 0:
+                    unsorted = count
+                count += 1
+                last_t = stamp
         elif kind == 0x8:
-            new_high = np.int64(word & 0x0FFFFFFF)
+            new_high = word & 0x0FFFFFFF
             if base_set and high - new_high >= (1 << 27):
                 loops += 1
             high = new_high
@@ -117,14 +148,16 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
     state[S_BASE_SET] = base_set
     state[S_COUNT] = count
     state[S_LAST_T] = last_t
+    state[S_UNSORTED] = unsorted
     return k
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count,
+def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                  checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 2.1 (uint64 words; option 1 = legacy endianness); see the module docstring."""
     write = x.shape[0] > 0
+    limit = base_count + x.shape[0] - 32  # MAX_PER_WORD = 32
     record_triggers = trig_t.shape[0] > 0
     time_base = state[S_TIME]
     high = state[S_HIGH]
@@ -132,6 +165,7 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
     base_set = state[S_BASE_SET]
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
+    unsorted = state[S_UNSORTED]
     k = start
     n = words.shape[0]
     next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
@@ -144,37 +178,44 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
             state[S_BASE_SET] = base_set
             state[S_COUNT] = count
             state[S_LAST_T] = last_t
+            state[S_UNSORTED] = unsorted
             checkpoints[checkpoint_base + k // block_words, :] = state
-        word = np.uint64(words[k])
+        word = words[k]
         if option == 1:
             word = (word >> np.uint64(32)) | (word << np.uint64(32))
-        head = np.uint32(word >> np.uint64(32))
+        head = np.int64(word >> np.uint64(32))
         kind = head >> 28
         if kind <= 1:
-            if base_set:
-                mask = np.int64(word & np.uint64(0xFFFFFFFF))
-                column = np.int64((head >> 11) & 0x7FF)
-                row = np.int64(head & 0x7FF)
+            mask = np.int64(word & np.uint64(0xFFFFFFFF))
+            column = (head >> 11) & 0x7FF
+            row = head & 0x7FF
+            if column + 32 > width:  # pixels past the sensor's width are skipped
+                mask &= (np.int64(1) << max(width - column, 0)) - 1
+            if mask and row < height and base_set:
                 stamp = time_base + ((head >> 22) & 0x3F)
-                while mask and row < height:
-                    if mask & 0xFF == 0:
-                        mask >>= 8
-                        column += 8
-                        continue
-                    if mask & 1:
-                        if column < width:
-                            if write:
-                                i = count - base_count
-                                x[i] = column
-                                y[i] = row
-                                t[i] = stamp
-                                p[i] = kind
-                            count += 1
-                            last_t = stamp
-                    mask >>= 1
-                    column += 1
+                if stamp >= t_stop:
+                    break
+                if write:
+                    if count > limit:
+                        break
+                    i = count - base_count
+                    while mask:
+                        low = mask & -mask
+                        x[i] = column + DE_BRUIJN[((low * 0x077CB531) >> 27) & 31]
+                        y[i] = row
+                        t[i] = stamp
+                        p[i] = kind
+                        i += 1
+                        mask ^= low
+                    fired = i - (count - base_count)
+                else:
+                    fired = popcount32(mask)
+                if stamp < last_t and unsorted < 0:
+                    unsorted = count
+                count += fired
+                last_t = stamp
         elif kind == 0x8:
-            new_high = np.int64(head & 0x0FFFFFFF)
+            new_high = head & 0x0FFFFFFF
             if base_set and high - new_high >= (1 << 27):
                 loops += 1
             high = new_high
@@ -196,14 +237,16 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
     state[S_BASE_SET] = base_set
     state[S_COUNT] = count
     state[S_LAST_T] = last_t
+    state[S_UNSORTED] = unsorted
     return k
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count,
+def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 3.0 (uint16 words); see the module docstring for the signature."""
     write = x.shape[0] > 0
+    limit = base_count + x.shape[0] - 12  # MAX_PER_WORD = 12
     record_triggers = trig_t.shape[0] > 0
     time = state[S_TIME]
     high = state[S_HIGH]
@@ -216,6 +259,7 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
     valid_row = state[S_IS_CD]  # a CD row inside the sensor, with a time base
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
+    unsorted = state[S_UNSORTED]
     k = start
     n = words.shape[0]
     next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
@@ -233,42 +277,54 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
             state[S_IS_CD] = valid_row
             state[S_COUNT] = count
             state[S_LAST_T] = last_t
+            state[S_UNSORTED] = unsorted
             checkpoints[checkpoint_base + k // block_words, :] = state
         word = np.int64(words[k])
         kind = word >> 12
-        if kind == 0x4 or kind == 0x5:  # VECT_12, VECT_8
-            size = 12 if kind == 0x4 else 8
-            if valid_row:
-                mask = word & ((1 << size) - 1)
-                column = base_x
-                while mask:
-                    if mask & 1:
-                        if column < width:
-                            if write:
-                                i = count - base_count
-                                x[i] = column
-                                y[i] = row
-                                t[i] = time
-                                p[i] = polarity
-                            count += 1
-                            last_t = time
-                    mask >>= 1
-                    column += 1
-            base_x += size
-        elif kind == 0x2:  # EVT_ADDR_X
+        if kind == 0x2:  # EVT_ADDR_X
             column = word & 0x7FF
             if valid_row and column < width:
+                if time >= t_stop:
+                    break
                 if write:
+                    if count > limit:
+                        break
                     i = count - base_count
                     x[i] = column
                     y[i] = row
                     t[i] = time
                     p[i] = (word >> 11) & 1
+                if time < last_t and unsorted < 0:
+                    unsorted = count
                 count += 1
                 last_t = time
         elif kind == 0x0:  # EVT_ADDR_Y, CD
             row = word & 0x7FF
             valid_row = 1 if (base_set and row < height) else 0
+        elif kind == 0x4 or kind == 0x5:  # VECT_12, VECT_8
+            size = 12 if kind == 0x4 else 8
+            if valid_row:
+                mask = word & ((1 << size) - 1)
+                if base_x + size > width:  # pixels past the sensor's width are skipped
+                    mask &= (np.int64(1) << max(width - base_x, 0)) - 1
+                if mask:
+                    if time >= t_stop:
+                        break
+                    if write:
+                        if count > limit:
+                            break
+                        i = count - base_count
+                        for bit in range(size):  # branch-free: every slot written, kept when it fired
+                            x[i] = base_x + bit
+                            y[i] = row
+                            t[i] = time
+                            p[i] = polarity
+                            i += (mask >> bit) & 1
+                    if time < last_t and unsorted < 0:
+                        unsorted = count
+                    count += popcount32(mask)
+                    last_t = time
+            base_x += size
         elif kind == 0x1:  # an exposure-measurement row
             valid_row = 0
         elif kind == 0x3:  # VECT_BASE_X
@@ -309,18 +365,34 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
     state[S_IS_CD] = valid_row
     state[S_COUNT] = count
     state[S_LAST_T] = last_t
+    state[S_UNSORTED] = unsorted
     return k
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_dat_cd(records, x, y, t, p):
-    """DAT CD events: records (N, 2) uint32 = (t µs, packed); x bits 13..0, y 27..14, p bit 28."""
+def decode_dat_cd(records, width, height, last_t, x, y, t, p):
+    """DAT CD events: records (N, 2) uint32 = (t µs, packed); x bits 13..0, y 27..14, p bit 28.
+
+    Validates while decoding: returns (the first event whose t is below the one before it, the first
+    event outside width x height), each -1 when there is none; last_t: the time of the event before
+    records[0] (-1: none)."""
+    unsorted = -1
+    outside = -1
     for i in range(records.shape[0]):
+        stamp = np.int64(records[i, 0])
         packed = records[i, 1]
-        t[i] = records[i, 0]
-        x[i] = packed & 0x3FFF
-        y[i] = (packed >> 14) & 0x3FFF
+        column = packed & 0x3FFF
+        row = (packed >> 14) & 0x3FFF
+        t[i] = stamp
+        x[i] = column
+        y[i] = row
         p[i] = (packed >> 28) & 1
+        if stamp < last_t and unsorted < 0:
+            unsorted = i
+        if (column >= width or row >= height) and outside < 0:
+            outside = i
+        last_t = stamp
+    return unsorted, outside
 
 
 KERNELS = {"evt2": (decode_evt2, np.dtype("<u4")), "evt21": (decode_evt21, np.dtype("<u8")),
