@@ -254,3 +254,20 @@ def test_cli_error_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr
+
+
+def test_bags_are_sequences_of_a_dataset(tmp_path):
+    """pseudolabel / train find their sequences with find_sequences and open them for training."""
+    from anydepth.distill.data import open_for_training
+    from anydepth.distill.sequences import find_sequences, sequence_name
+
+    root = tmp_path / "dataset"
+    root.mkdir()
+    _write_mvsec_like(root / "outdoor_day1.bag", ros2=False)
+    _write_mvsec_like(root / "outdoor_day2", ros2=True)
+    found = find_sequences(root)
+    assert found == [root / "outdoor_day1.bag", root / "outdoor_day2"]
+    assert [sequence_name(path, root) for path in found] == ["outdoor_day1", "outdoor_day2"]
+    for path in found:
+        with open_for_training(path, window_ms=50) as sequence:
+            assert sequence.frames is None and sequence[0].depth_m is not None and len(sequence[0].events)

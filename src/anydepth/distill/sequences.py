@@ -1,5 +1,5 @@
 """Finding the sequences of a dataset: a DSEC root (`train/<sequence>`), a folder of MVSEC pairs,
-a folder of voxel folders, or one sequence."""
+a folder of voxel folders, ROS bags (`.bag`, ROS2 bag folders), or one sequence."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from anydepth.events.readers.voxel_folders import is_voxel_folder
 
 
 def is_sequence(path: Path) -> bool:
-    """True for a DSEC sequence folder, a voxel folder, or an MVSEC *_data.hdf5."""
+    """True for a DSEC sequence folder, a voxel folder, an MVSEC *_data.hdf5 or a ROS bag (a ROS1
+    `.bag`, a ROS2 bag folder with its metadata.yaml)."""
     if path.is_dir():
-        return (path / "events" / "left" / "events.h5").is_file() or is_voxel_folder(path)
-    return path.is_file() and path.name.endswith("_data.hdf5")
+        return ((path / "events" / "left" / "events.h5").is_file() or is_voxel_folder(path)
+                or (path / "metadata.yaml").is_file())
+    return path.is_file() and (path.name.endswith("_data.hdf5") or path.suffix.lower() == ".bag")
 
 
 def find_sequences(path: str | Path, max_depth: int = 3) -> list[Path]:
@@ -38,15 +40,16 @@ def find_sequences(path: str | Path, max_depth: int = 3) -> list[Path]:
                     next_frontier.append(child)
         frontier = next_frontier
     if not found:
-        raise FormatError("no event sequences inside (DSEC sequence folders, MVSEC *_data.hdf5, voxel folders)", path)
+        raise FormatError("no event sequences inside (DSEC sequence folders, MVSEC *_data.hdf5, voxel folders, "
+                          "ROS bags)", path)
     return sorted(found)
 
 
 def sequence_name(sequence: Path, root: str | Path) -> str:
     """A stable name for a sequence relative to its dataset root ('.' when it is the root), with
-    MVSEC's `_data.hdf5` suffix removed."""
+    MVSEC's `_data.hdf5` and ROS's `.bag` suffixes removed."""
     root = Path(root)
-    name = sequence.name.removesuffix("_data.hdf5")
+    name = sequence.name.removesuffix("_data.hdf5").removesuffix(".bag")
     if sequence == root:
         return name
     relative = sequence.parent.relative_to(root) if root in sequence.parents else Path()
