@@ -330,3 +330,93 @@ def test_detection_by_signature_not_extension(tmp_path, dv_file):
     with pytest.raises(FormatError) as error:
         detect_format(fake)
     _one_line_error(error, fake)
+
+
+# ---- fast paths (numba kernels, LZ4 into a reused buffer) against the plain ones ------------------
+def _generic_read(reader, i0, i1):
+    """The plain validated read of EventReader (concatenate, then EventArray.from_arrays)."""
+    from anydepth.events.readers.base import EventReader
+    return EventReader._read_validated(reader, i0, i1)
+
+
+def _assert_same_events(a, b):
+    for name in ("x", "y", "t", "p"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert getattr(a, name).dtype == getattr(b, name).dtype, name
+
+
+@pytest.mark.parametrize("lz4_fast", [True, False])
+def test_aedat4_whole_file_equals_windows_and_dv_processing(tmp_path, monkeypatch, lz4_fast):
+    """dv-processing writes the file (LZ4, linked 64 KiB blocks); read_all, 50 ms-style windows,
+    random index ranges and dv-processing's own reader give the same events, with the LZ4 frame
+    decoded into the reused buffer and with lz4.frame.decompress."""
+    from anydepth.events.readers import aedat4
+    if not lz4_fast:
+        monkeypatch.setattr(aedat4.Lz4FrameDecoder, "_library", False)
+    path = tmp_path / "big.aedat4"
+    x, y, t, p = _random_events(60_000, 260, 346, seed=3, step=3)
+    _write_dv(path, [tuple(c[i:i + 7000] for c in (x, y, t, p)) for i in range(0, 60_000, 7000)])
+    recording, parts = dv.io.MonoCameraRecording(str(path)), []
+    while (batch := recording.getNextEventBatch()) is not None:
+        parts.append(batch.numpy())
+    theirs = np.concatenate(parts)
+    with open_events(path) as reader:
+        assert (reader._lz4._context.value is not None) == lz4_fast
+        events = reader.read_all()
+        np.testing.assert_array_equal(events.t, theirs["timestamp"])
+        np.testing.assert_array_equal(events.x, theirs["x"])
+        np.testing.assert_array_equal(events.y, theirs["y"])
+        np.testing.assert_array_equal(events.p, theirs["polarity"].astype(np.int8))
+        _check_windows(reader, x, y, t, p, window_us=5_000)
+        rng = np.random.default_rng(0)
+        for i0 in rng.integers(0, 60_000, 20):
+            i1 = int(i0 + rng.integers(0, 20_000))
+            _assert_same_events(reader.read_index(i0, i1), _generic_read(reader, int(i0), min(i1, 60_000)))
+
+
+def test_aedat4_fast_read_falls_back_to_the_plain_errors(dv_file, tmp_path):
+    """An event outside the sensor inside a packet: the checked copy gives up and the plain path
+    raises its message; windows before it still read."""
+    path, (x, y, t, p), _, _, _ = dv_file
+    bad = tmp_path / "outside.aedat4"
+    x = x.copy()
+    x[3100] = 400
+    _write_dv(bad, [tuple(c[i:i + 500] for c in (x, y, t, p)) for i in range(0, 6000, 500)])
+    with open_events(bad) as reader:
+        assert len(reader.read_index(0, 3000)) == 3000
+        with pytest.raises(FormatError) as error:
+            reader.read_index(3000, 3200)
+        assert "x = 400 outside the 260x346 sensor" in _one_line_error(error, bad)
+
+
+def test_aedat2_kernels_match_the_numpy_reference(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 5000
+    address = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    stamps = (np.cumsum(rng.integers(0, 3_000_000, n)) % (1 << 32)).astype(np.uint32)  # many wraps
+    words = np.stack([address, stamps], axis=1).astype(">u4").view(np.uint32).reshape(-1, 2)
+    for layout, reference in aedat2.DECODERS.items():
+        mask = aedat2.DVS_MASK[layout]
+        count = int(np.count_nonzero((address & np.uint32(mask)) == 0))
+        t = stamps.astype(np.int64)
+        t += np.concatenate([[0], np.cumsum(np.diff(t) < -(1 << 31))]) << 32
+        expected = reference(address, t, 260, 346)
+        got = aedat2.decode_block(words, count, 0, layout == "davis", 260, 346, aedat2.SWAP)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+        counts, t_last, wraps = (np.zeros(3, np.int64) for _ in range(3))
+        aedat2.index_blocks(words, 0, 2000, mask, aedat2.SWAP, counts, t_last, wraps, 0, 0)
+        assert counts.sum() == count and t_last[-1] == expected[2][-1]
+
+
+def test_aedat31_kernel_matches_the_numpy_reference():
+    from anydepth.events.readers import aedat31
+    rng = np.random.default_rng(6)
+    records = np.empty(3000, aedat31.POLARITY_RECORD)
+    records["data"] = rng.integers(0, 1 << 32, 3000, dtype=np.uint64).astype(np.uint32)
+    records["t"] = rng.integers(-(1 << 31), 1 << 31, 3000)
+    count = int(np.count_nonzero(records["data"] & 1))
+    expected = aedat31.decode_polarity(records, 5)
+    got = aedat31.decode_packet(records.view(np.uint32).reshape(-1, 2), count, 5)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)

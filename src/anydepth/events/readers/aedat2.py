@@ -16,12 +16,17 @@ raw y. Timestamps are unsigned 32-bit µs, unwrapped to int64 where they wrap (e
 
 The chip (and so the layout and sensor size) comes from the header line `# AEChip: <class>` (or
 `# HardwareInterface: ...`); `chip=` overrides it, and `sensor_size=(h, w)` overrides the size.
+
+The index and the block decoder are numba kernels over the records read in blocks (`index_blocks`,
+`decode_block`); `decode_dvs128` / `decode_davis` are their plain numpy references.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from anydepth.errors import FormatError, InputError
@@ -106,6 +111,69 @@ def decode_davis(address: np.ndarray, t: np.ndarray, height: int, width: int) ->
 
 DECODERS = {"dvs128": decode_dvs128, "davis": decode_davis}
 DVS_MASK = {"dvs128": 0x80008000, "davis": 0x80000400}
+SWAP = sys.byteorder == "little"  # the records are big-endian
+
+
+@numba.njit(cache=True, nogil=True)
+def _word(words, i, column, swap):
+    value = words[i, column]
+    if swap:
+        value = ((value & 0xFF) << 24) | ((value & 0xFF00) << 8) | ((value >> 8) & 0xFF00) | (value >> 24)
+    return np.int64(value)
+
+
+@numba.njit(cache=True, nogil=True)
+def index_blocks(words, first, block, mask, swap, counts, t_last, wraps_before, wraps, previous):
+    """Index records [first, first + N) given as words (N, 2) uint32 (address, t) as stored: per
+    block of `block` records, DVS events (counts), last DVS timestamp unwrapped to int64 µs
+    (t_last) and the number of 32-bit wraps before the block (a wrap is a step down of more than
+    2^31 µs). `wraps` and `previous` (the last raw timestamp) carry the state across calls;
+    returns their new values."""
+    for r in range(words.shape[0]):
+        i = first + r
+        k = i // block
+        t = _word(words, r, 1, swap)
+        if i > 0 and previous - t > np.int64(1) << 31:
+            wraps += 1
+        if i == k * block:
+            wraps_before[k] = wraps
+        previous = t
+        if (_word(words, r, 0, swap) & mask) == 0:
+            counts[k] += 1
+            t_last[k] = t + (np.int64(wraps) << 32)
+    return wraps, previous
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_block(words, count, wraps, davis, height, width, swap):
+    """The `count` DVS events of records words (N, 2) uint32 as stored, as x, y int32 (image
+    coordinates), t int64 µs (unwrapped from `wraps` wraps before the block), p int8; see the
+    module docstring."""
+    x = np.empty(count, np.int32)
+    y = np.empty(count, np.int32)
+    t = np.empty(count, np.int64)
+    p = np.empty(count, np.int8)
+    mask = 0x80000400 if davis else 0x80008000
+    j, previous = 0, np.int64(0)
+    for i in range(words.shape[0]):
+        stamp = _word(words, i, 1, swap)
+        if i > 0 and previous - stamp > np.int64(1) << 31:
+            wraps += 1
+        previous = stamp
+        address = _word(words, i, 0, swap)
+        if (address & mask) != 0 or j >= count:
+            continue
+        if davis:
+            x[j] = width - 1 - ((address >> 12) & 0x3FF)
+            y[j] = height - 1 - ((address >> 22) & 0x1FF)
+            p[j] = (address >> 11) & 1
+        else:
+            x[j] = width - 1 - ((address >> 1) & 0x7F)
+            y[j] = height - 1 - ((address >> 8) & 0x7F)
+            p[j] = 1 - (address & 1)
+        t[j] = stamp + (np.int64(wraps) << 32)
+        j += 1
+    return x, y, t, p
 
 
 class Aedat2Reader(ChunkedEventReader):
@@ -135,45 +203,48 @@ class Aedat2Reader(ChunkedEventReader):
         if size % RECORD.itemsize:
             raise FormatError(f"truncated AEDAT 2.0 file: {size % RECORD.itemsize} bytes after the last whole "
                               "8-byte record", path)
-        self._records = np.memmap(path, dtype=RECORD, mode="r", offset=data_offset,
-                                  shape=(size // RECORD.itemsize,)) if size else np.zeros(0, RECORD)
-        self._build_index()
-        if repair:
-            self._load_repaired()
+        self._n_records = size // RECORD.itemsize
+        self._data_offset = data_offset
+        self._handle = open(path, "rb")
+        try:
+            self._build_index()
+            if repair:
+                self._load_repaired()
+        except BaseException:
+            self._handle.close()
+            raise
+
+    def _words(self, start: int, stop: int, buffer: np.ndarray | None = None) -> np.ndarray:
+        """Records [start, stop) as (N, 2) uint32 (address, t), bytes as stored (big-endian); read
+        (not memory-mapped: page faults cost more than a read here)."""
+        words = np.empty((stop - start, 2), np.uint32) if buffer is None else buffer[:stop - start]
+        self._handle.seek(self._data_offset + start * RECORD.itemsize)
+        if self._handle.readinto(words) != words.nbytes:
+            raise FormatError("the file was truncated while it was read", self.path)
+        return words
 
     def _build_index(self) -> None:
         """One pass over the records: DVS events and last DVS timestamp per block, and the number of
         32-bit timestamp wraps before each block."""
-        n_blocks = -(-len(self._records) // BLOCK_RECORDS)
-        counts = np.zeros(n_blocks, np.int64)
-        t_last = np.zeros(n_blocks, np.int64)
+        block = self._block = BLOCK_RECORDS
+        n_blocks = -(-self._n_records // block)
+        counts, t_last = np.zeros(n_blocks, np.int64), np.zeros(n_blocks, np.int64)
         self._wraps = np.zeros(n_blocks, np.int64)
-        mask = np.uint32(DVS_MASK[self.layout])
-        wraps, previous = 0, None
-        for k in range(n_blocks):
-            block = self._records[k * BLOCK_RECORDS:(k + 1) * BLOCK_RECORDS]
-            t = block["t"].astype(np.int64)
-            self._wraps[k] = wraps
-            if previous is not None and previous - t[0] > 1 << 31:
-                self._wraps[k] = wraps = wraps + 1
-            drops = np.flatnonzero(np.diff(t) < -(1 << 31))
-            dvs = (block["address"] & mask) == 0
-            counts[k] = int(np.count_nonzero(dvs))
-            if counts[k]:
-                last = int(np.flatnonzero(dvs)[-1])
-                t_last[k] = t[last] + ((wraps + int(np.count_nonzero(drops < last))) << 32)
-            wraps += len(drops)
-            previous = int(t[-1])
+        wraps, previous = 0, 0
+        step = max(1, (1 << 20) // block) * block  # whole blocks per read (8 MiB at the default)
+        buffer = np.empty((min(step, self._n_records), 2), np.uint32)
+        for start in range(0, self._n_records, step):
+            words = self._words(start, min(start + step, self._n_records), buffer)
+            wraps, previous = index_blocks(words, start, block, DVS_MASK[self.layout], SWAP, counts, t_last,
+                                           self._wraps, wraps, previous)
         self._set_index(counts, t_last)
 
     def _decode_chunk(self, k: int) -> Arrays:
-        block = self._records[k * BLOCK_RECORDS:(k + 1) * BLOCK_RECORDS]
-        t = block["t"].astype(np.int64)
-        drops = np.diff(t) < -(1 << 31)
-        t += (self._wraps[k] + np.concatenate([[0], np.cumsum(drops)])) << 32
-        address = block["address"].astype(np.uint32)
-        return DECODERS[self.layout](address, t, *self.sensor_size)
+        start = k * self._block
+        words = self._words(start, min(self._n_records, start + self._block))
+        return decode_block(words, int(self._offsets[k + 1] - self._offsets[k]), int(self._wraps[k]),
+                            self.layout == "davis", *self.sensor_size, SWAP)
 
     def _close(self) -> None:
         super()._close()
-        self._records = None
+        self._handle.close()

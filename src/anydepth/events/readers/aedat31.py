@@ -11,13 +11,19 @@ top-left) and an int32 timestamp (µs) at eventTSOffset; the 64-bit time is
 
 Sensor size: from the `#Source <id>: <device>` header line of the chosen source (DVS128, DAVIS240,
 DAVIS346, DAVIS640, DVXplorer...), else `sensor_size=(h, w)`.
+
+The scan and the packet decoder are numba kernels (`scan_packets`, `decode_packet`) over bytes read
+in blocks; a packet the kernel does not accept is handed to the plain scan, whose checks give the
+errors. `decode_polarity` is the plain numpy reference of `decode_packet`.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from anydepth.errors import FormatError, InputError
@@ -73,6 +79,78 @@ def decode_polarity(records: np.ndarray, ts_overflow: int) -> Arrays:
         ((data >> 1) & 1).astype(np.int8)
 
 
+@numba.njit(cache=True, nogil=True)
+def _int32(buf, at):
+    value = np.int64(buf[at]) | (np.int64(buf[at + 1]) << 8) | (np.int64(buf[at + 2]) << 16) | (np.int64(buf[at + 3]) << 24)
+    return value - (np.int64(1) << 32) if value >= np.int64(1) << 31 else value
+
+
+@numba.njit(cache=True, nogil=True)
+def _int16(buf, at):
+    value = np.int64(buf[at]) | (np.int64(buf[at + 1]) << 8)
+    return value - (1 << 16) if value >= 1 << 15 else value
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_packets(buf, base, file_size, rows):
+    """Walk the packets of `buf` (uint8 bytes of the file from byte `base`) while each is whole and
+    plainly valid; rows (M, 6) int64 receive (offset, number, count, t_last, ts_overflow, source)
+    of the polarity packets. Returns (rows written, bytes consumed, stopped at a packet the plain
+    scan must judge)."""
+    position, n_rows = 0, 0
+    while base + position < file_size:
+        if position + 28 > len(buf):
+            return n_rows, position, base + position + 28 > file_size
+        kind, source = _int16(buf, position), _int16(buf, position + 2)
+        size, ts_offset, ts_overflow = _int32(buf, position + 4), _int32(buf, position + 8), _int32(buf, position + 12)
+        capacity, number, valid = _int32(buf, position + 16), _int32(buf, position + 20), _int32(buf, position + 24)
+        if size <= 0 or capacity < 0 or number > capacity or valid > number:
+            return n_rows, position, True
+        start = position + 28
+        end = start + size * capacity
+        if base + end > file_size:
+            return n_rows, position, True
+        if kind == 1:
+            if size != 8 or ts_offset != 4:
+                return n_rows, position, True
+            if start + 8 * number > len(buf) or n_rows == rows.shape[0]:
+                return n_rows, position, False
+            count, t_last = 0, np.int64(0)
+            for i in range(number):
+                if buf[start + 8 * i] & 1:
+                    count += 1
+                    t_last = _int32(buf, start + 8 * i + 4)
+            if count:
+                t_last = t_last | (np.int64(ts_overflow) << 31)
+            rows[n_rows, 0], rows[n_rows, 1], rows[n_rows, 2] = base + start, number, count
+            rows[n_rows, 3], rows[n_rows, 4], rows[n_rows, 5] = t_last, ts_overflow, source
+            n_rows += 1
+        position = end
+    return n_rows, position, False
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_packet(words, count, ts_overflow):
+    """The `count` valid events of one polarity packet's records, words (N, 2) uint32 (data, t):
+    x, y int32, t int64 µs, p int8 (see the module docstring)."""
+    x = np.empty(count, np.int32)
+    y = np.empty(count, np.int32)
+    t = np.empty(count, np.int64)
+    p = np.empty(count, np.int8)
+    high = np.int64(ts_overflow) << 31
+    j = 0
+    for i in range(words.shape[0]):
+        data = words[i, 0]
+        if (data & 1) == 0 or j >= count:
+            continue
+        x[j] = (data >> 17) & 0x7FFF
+        y[j] = (data >> 2) & 0x7FFF
+        p[j] = (data >> 1) & 1
+        t[j] = np.int64(np.int32(words[i, 1])) | high
+        j += 1
+    return x, y, t, p
+
+
 class Aedat31Reader(ChunkedEventReader):
     """Polarity events of a cAER AEDAT 3.1 file, read lazily (see module docstring).
 
@@ -115,6 +193,8 @@ class Aedat31Reader(ChunkedEventReader):
         file_size = path.stat().st_size
         rows = []
         handle = self._file
+        if sys.byteorder == "little":
+            offset = self._scan_fast(rows, offset, file_size)
         while offset < file_size:
             handle.seek(offset)
             raw = handle.read(PACKET_HEADER.itemsize)
@@ -146,11 +226,33 @@ class Aedat31Reader(ChunkedEventReader):
                           ("ts_overflow", np.int64), ("source", np.int64)])
         return np.array(rows, dtype=dtype)
 
+    def _scan_fast(self, rows: list, offset: int, file_size: int) -> int:
+        """scan_packets over blocks of the file; returns where the plain scan takes over."""
+        buffer = np.empty(min(8 << 20, max(file_size - offset, 0)), np.uint8)
+        table = np.empty((len(buffer) // PACKET_HEADER.itemsize + 1, 6), np.int64)
+        while offset < file_size:
+            self._file.seek(offset)
+            read = self._file.readinto(buffer)
+            n_rows, consumed, judge = scan_packets(buffer[:read], offset, file_size, table)
+            rows.extend(map(tuple, table[:n_rows].tolist()))
+            offset += consumed
+            if judge:
+                break
+            if not consumed:  # one packet larger than the buffer
+                if read < len(buffer):
+                    break
+                buffer = np.empty(2 * len(buffer), np.uint8)
+                table = np.empty((len(buffer) // PACKET_HEADER.itemsize + 1, 6), np.int64)
+        return offset
+
     def _decode_chunk(self, k: int) -> Arrays:
         packet = self._packets[k]
         self._file.seek(int(packet["offset"]))
-        records = np.frombuffer(self._file.read(int(packet["number"]) * POLARITY_RECORD.itemsize), POLARITY_RECORD)
-        return decode_polarity(records, int(packet["ts_overflow"]))
+        raw = self._file.read(int(packet["number"]) * POLARITY_RECORD.itemsize)
+        if sys.byteorder != "little" or len(raw) % POLARITY_RECORD.itemsize:
+            return decode_polarity(np.frombuffer(raw, POLARITY_RECORD), int(packet["ts_overflow"]))
+        words = np.frombuffer(raw, np.uint32).reshape(-1, 2)
+        return decode_packet(words, int(packet["count"]), int(packet["ts_overflow"]))
 
     def _close(self) -> None:
         super()._close()

@@ -5,18 +5,25 @@ stream id, int32 size, a flatbuffer compressed as the header says (none, LZ4, ZS
 Read lazily: the file data table at the end of the file (offset, stream, element count, first and
 last timestamp of every packet) is the index; a file without one (a recording cut short) is
 scanned once instead, decompressing one packet at a time. Reads decompress only the packets they
-touch. Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the
+touch: LZ4 packets straight into a reused buffer through liblz4's frame API (the library the `lz4`
+package ships, else the system's; `lz4.frame.decompress` when neither loads, and for any packet
+that fails or does not fit, so errors are those of `lz4`), and the validated read copies the
+events out of it (see chunked.py). Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the
 stream's `sizeY` x `sizeX`. Frame (FRME) and IMU (IMUS) streams are read by `frame_timestamps_us`
 / `read_frame` and `read_imu`; trigger streams are ignored.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import struct
+import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from anydepth.errors import FormatError, InputError
@@ -30,6 +37,32 @@ IMU_FIELDS = ("timestamp", "temperature", "accelerometer_x", "accelerometer_y", 
               "gyroscope_x", "gyroscope_y", "gyroscope_z", "magnetometer_x", "magnetometer_y", "magnetometer_z")
 IMU = np.dtype([("timestamp", np.int64)] + [(name, np.float32) for name in IMU_FIELDS[1:]])
 FRAME_CHANNELS = {0: 1, 16: 3, 24: 4}  # FrameFormat GRAY, BGR, BGRA
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def gather_events(words, start, stop, x_out, y_out, t_out, p_out, at, t_before, height, width):
+    """gather_checked (chunked.py) for AEDAT4 events seen as (N, 2) int64 words on a little-endian
+    host: word 0 = t µs, word 1 = x int16 | y int16 << 16 | on << 32. Simple loops that the
+    compiler vectorises; the bounds are checked on the uint16 copies (a negative int16 becomes
+    >= 32768, so this is exact)."""
+    n = stop - start
+    if n <= 0:
+        return True
+    t, x, y, p = t_out[at:at + n], x_out[at:at + n], y_out[at:at + n], p_out[at:at + n]
+    for i in range(n):
+        t[i] = words[start + i, 0]
+    for i in range(n):
+        word = words[start + i, 1]
+        x[i] = np.uint16(word & 0xFFFF)
+        y[i] = np.uint16((word >> 16) & 0xFFFF)
+        p[i] = np.int8((word >> 32) & 0xFF)
+    x_max, y_max, p_max = np.uint16(0), np.uint16(0), np.uint8(0)
+    for i in range(n):
+        x_max, y_max, p_max = max(x_max, x[i]), max(y_max, y[i]), max(p_max, np.uint8(p[i]))
+    unsorted = np.int64(0)
+    for i in range(1, n):
+        unsorted += t[i] < t[i - 1]
+    return unsorted == 0 and t[0] >= t_before and x_max < width and y_max < height and p_max <= 1
 
 
 # ---- minimal flatbuffer access (tables, scalars, vectors) -------------------------------------
@@ -66,6 +99,66 @@ def _root(buf: bytes, identifier: bytes) -> int:
     raise ValueError(f"flatbuffer is not {identifier.decode()}")
 
 
+class Lz4FrameDecoder:
+    """LZ4 frames decompressed into a reused buffer through liblz4's LZ4F API (ctypes); `decode`
+    returns None where the fast path does not apply (the caller then uses lz4.frame)."""
+
+    _library = None  # the loaded liblz4, False when none loads
+
+    def __init__(self, capacity: int = 1 << 20):
+        self.buffer = np.empty(capacity, np.uint8)
+        self._context = ctypes.c_void_p()
+        library = self._load()
+        if library and library.LZ4F_createDecompressionContext(ctypes.byref(self._context), 100) != 0:
+            self._context = ctypes.c_void_p()
+        self._options = (ctypes.c_uint * 4)(1, 0, 0, 0)  # stableDst: history stays in our buffer
+
+    @classmethod
+    def _load(cls):
+        if cls._library is None:
+            cls._library = False
+            import lz4.frame._frame
+            for name in (lz4.frame._frame.__file__, ctypes.util.find_library("lz4")):
+                try:
+                    library = ctypes.CDLL(name)
+                    decompress = library.LZ4F_decompress
+                    library.LZ4F_resetDecompressionContext
+                    library.LZ4F_freeDecompressionContext
+                except (OSError, AttributeError, TypeError):
+                    continue
+                decompress.restype = ctypes.c_size_t
+                decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                       ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
+                library.LZ4F_resetDecompressionContext.argtypes = [ctypes.c_void_p]
+                library.LZ4F_freeDecompressionContext.argtypes = [ctypes.c_void_p]
+                cls._library = library
+                break
+        return cls._library
+
+    def decode(self, frame: bytes) -> memoryview | None:
+        """The whole frame decompressed into `buffer` (valid until the next call), or None."""
+        if not self._context:
+            return None
+        written = ctypes.c_size_t(len(self.buffer))
+        read = ctypes.c_size_t(len(frame))
+        code = self._library.LZ4F_decompress(self._context, self.buffer.ctypes.data, ctypes.byref(written),
+                                              frame, ctypes.byref(read), self._options)
+        if code != 0 or read.value != len(frame):  # error, frame not finished, or bytes after it
+            self._library.LZ4F_resetDecompressionContext(self._context)
+            if code != 0 and written.value == len(self.buffer) and len(self.buffer) < 1 << 28:
+                self.buffer = np.empty(2 * len(self.buffer), np.uint8)  # did not fit: larger next time
+            return None
+        return memoryview(self.buffer)[:written.value]
+
+    def close(self) -> None:
+        if self._context:
+            self._library.LZ4F_freeDecompressionContext(self._context)
+            self._context = ctypes.c_void_p()
+
+    def __del__(self):
+        self.close()
+
+
 @dataclass(frozen=True)
 class Aedat4Stream:
     stream_id: int
@@ -86,6 +179,7 @@ class Aedat4Reader(ChunkedEventReader):
     def __init__(self, path: str | Path, stream_id: int | None = None, repair: bool = False):
         path = check_file(path)
         self._handle = open(path, "rb")
+        self._lz4 = None
         try:
             self._open(path, stream_id)
             if repair:
@@ -113,6 +207,8 @@ class Aedat4Reader(ChunkedEventReader):
             raise FormatError(f"truncated or corrupt AEDAT4 IO header ({first_line(error)})", path) from None
         if self._compression not in (0, 1, 2, 3, 4):
             raise FormatError(f"unknown AEDAT4 compression {self._compression}", path)
+        if self._compression in (1, 2):
+            self._lz4 = Lz4FrameDecoder()
         self._data_start = len(AEDAT4_SIGNATURE) + 6 + header_size
         self.streams = self._streams(info)
         event_streams = sorted(s.stream_id for s in self.streams.values() if s.kind == "EVTS")
@@ -165,14 +261,20 @@ class Aedat4Reader(ChunkedEventReader):
         import zstandard
         return zstandard.ZstdDecompressor().decompressobj().decompress(payload)
 
-    def _payload(self, offset: int, size: int) -> bytes:
-        """Decompressed flatbuffer of the packet whose payload is at `offset`, `size` bytes."""
+    def _payload(self, offset: int, size: int, transient: bool = False) -> bytes | memoryview:
+        """Decompressed flatbuffer of the packet whose payload is at `offset`, `size` bytes;
+        `transient`: may be a view of a reused buffer, valid until the next transient call."""
         if offset + size > self._file_size:
             raise FormatError(f"truncated or corrupt AEDAT4 file: the packet at byte {offset} needs "
                               f"{offset + size - self._file_size} more bytes", self.path)
         self._handle.seek(offset)
+        payload = self._handle.read(size)
+        if transient and self._lz4 is not None:
+            buf = self._lz4.decode(payload)
+            if buf is not None:
+                return buf
         try:
-            return self._decompress(self._handle.read(size))
+            return self._decompress(payload)
         except Exception as error:  # lz4 / zstandard raise their own error types
             raise FormatError(f"truncated or corrupt AEDAT4 file: packet at byte {offset} ({first_line(error)})", self.path) from None
 
@@ -212,7 +314,7 @@ class Aedat4Reader(ChunkedEventReader):
                                   self.path)
             count = t_start = t_end = 0
             if stream == self.stream_id:
-                t = self._decode_events(offset + 8, size)["t"]
+                t = self._decode_events(offset + 8, size, transient=True)["t"]
                 count = len(t)
                 if count:
                     t_start, t_end = int(t[0]), int(t[-1])
@@ -226,8 +328,8 @@ class Aedat4Reader(ChunkedEventReader):
                           ("t_start", np.int64), ("t_end", np.int64)])
         return np.array(rows, dtype=dtype)
 
-    def _decode_events(self, offset: int, size: int) -> np.ndarray:
-        buf = self._payload(offset, size)
+    def _decode_events(self, offset: int, size: int, transient: bool = False) -> np.ndarray:
+        buf = self._payload(offset, size, transient)
         try:
             root = _root(buf, b"EVTS")
             start, length = _vector(buf, root, 0)
@@ -238,12 +340,29 @@ class Aedat4Reader(ChunkedEventReader):
         return np.frombuffer(buf, EVENT, count=length, offset=start)
 
     def _decode_chunk(self, k: int) -> Arrays:
+        return self._chunk_events(k, transient=False)
+
+    def _decode_transient(self, k: int) -> Arrays:
+        return self._chunk_events(k, transient=True)
+
+    def _chunk_events(self, k: int, transient: bool) -> Arrays:
         packet = self._packets[k]
-        events = self._decode_events(int(packet["offset"]), int(packet["size"]))
+        events = self._decode_events(int(packet["offset"]), int(packet["size"]), transient=True)
+        if not transient and not isinstance(events.base, bytes):
+            events = events.copy()  # own the events: the reused buffer is overwritten by the next packet
         if len(events) != packet["count"]:
             raise FormatError(f"AEDAT4 packet at byte {int(packet['offset'])} holds {len(events)} events, its "
                               f"index says {int(packet['count'])}", self.path)
-        return events["x"], events["y"], events["t"].astype(np.int64), events["on"].astype(np.int8)
+        # Views into the decompressed packet (no copy): the validated read converts while it copies.
+        return events["x"], events["y"], events["t"], events["on"].view(np.int8)
+
+    def _gather(self, columns: Arrays, start: int, stop: int, outputs: Arrays, at: int, t_before: int) -> bool:
+        t = columns[2]
+        if sys.byteorder != "little" or t.strides != (EVENT.itemsize,):
+            return super()._gather(columns, start, stop, outputs, at, t_before)
+        words = np.lib.stride_tricks.as_strided(t, (len(t), 2), (EVENT.itemsize, 8))  # the 16-byte events
+        height, width = self.sensor_size
+        return gather_events(words, start, stop, *outputs, at, t_before, height, width)
 
     # ---- frames and IMU -----------------------------------------------------------------------
     def _stream_of(self, kind: str, stream_id: int | None) -> np.ndarray | None:
@@ -330,3 +449,5 @@ class Aedat4Reader(ChunkedEventReader):
     def _close(self) -> None:
         super()._close()
         self._handle.close()
+        if self._lz4 is not None:
+            self._lz4.close()

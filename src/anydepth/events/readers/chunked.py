@@ -3,6 +3,12 @@
 A chunked reader knows, per chunk, how many events it holds and its last timestamp; it decodes
 only the chunks a read touches (and keeps the last few decoded), so memory stays bounded by a
 window plus a few chunks whatever the file size. The iniVation readers (AEDAT 2.0, 3.1, 4) share it.
+
+A validated read copies the chunks' events straight into the window's arrays with one numba pass
+(`gather_checked`) that also checks order (against the event before the window too), coordinates
+and polarities; when that pass finds anything wrong, the read goes through the generic path of
+`EventReader` instead, which gives the usual error (or converts, e.g. -1/+1 polarities), so results
+and messages are those of the plain validation.
 """
 
 from __future__ import annotations
@@ -10,11 +16,34 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections import OrderedDict
 
+import numba
 import numpy as np
 
+from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader
 
 EMPTY_ARRAYS: Arrays = (np.zeros(0, np.uint16), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_checked(x, y, t, p, start, stop, x_out, y_out, t_out, p_out, at, t_before, height, width):
+    """Copy events [start, stop) of one chunk (integer x, y; int64 t µs; integer or bool p) to the
+    outputs from index `at` as uint16, uint16, int64, int8. Returns False (outputs then undefined)
+    when an event lies outside the height x width sensor, has a polarity other than 0 / 1, or a
+    timestamp below the one before it (the first is compared with `t_before`)."""
+    bad = False
+    previous = t_before
+    for i in range(start, stop):
+        xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
+        pi = np.int64(p[i])
+        bad |= (xi < 0) | (xi >= width) | (yi < 0) | (yi >= height) | (ti < previous) | (pi < 0) | (pi > 1)
+        j = at + i - start
+        x_out[j] = np.uint16(xi)
+        y_out[j] = np.uint16(yi)
+        t_out[j] = ti
+        p_out[j] = np.int8(pi)
+        previous = ti
+    return not bad
 
 
 class ChunkedEventReader(EventReader):
@@ -39,9 +68,23 @@ class ChunkedEventReader(EventReader):
     def _decode_chunk(self, k: int) -> Arrays:
         """Events of chunk k (exactly counts[k] of them)."""
 
-    def _chunk(self, k: int) -> Arrays:
+    def _decode_transient(self, k: int) -> Arrays:
+        """Events of chunk k that may live in a reused buffer, valid until the next decode."""
+        return self._decode_chunk(k)
+
+    def _gather(self, columns: Arrays, start: int, stop: int, outputs: Arrays, at: int, t_before: int) -> bool:
+        """gather_checked for one chunk's events (a reader may give a kernel for its own layout)."""
+        height, width = self.sensor_size
+        return gather_checked(*columns, start, stop, *outputs, at, t_before, height, width)
+
+    def _chunk(self, k: int, keep: bool = True) -> Arrays:
+        """Events of chunk k, from the cache or decoded (and cached when `keep`; otherwise possibly
+        transient: a validated read keeps only its first and last chunks, which the next searches
+        and reads touch again, and copies each inner chunk out before it decodes the next)."""
         arrays = self._cache.get(k)
         if arrays is None:
+            if not keep:
+                return self._decode_transient(k)
             arrays = self._decode_chunk(k)
             self._cache[k] = arrays
             while len(self._cache) > self.cached_chunks:
@@ -69,6 +112,33 @@ class ChunkedEventReader(EventReader):
         if len(parts) == 1:
             return tuple(column[start:stop] for column in parts[0])
         return tuple(np.concatenate(columns)[start:stop] for columns in zip(*parts))
+
+    def _read_validated(self, i0: int, i1: int) -> EventArray:
+        """Events [i0, i1) and the one before them, checked in the copy (see module docstring);
+        the generic path of EventReader when the check fails."""
+        if i1 <= i0:
+            return super()._read_validated(i0, i1)
+        before = max(i0 - 1, 0)
+        k0 = int(np.searchsorted(self._offsets, before, side="right")) - 1
+        k1 = int(np.searchsorted(self._offsets, i1 - 1, side="right")) - 1
+        count = i1 - before
+        x, y = np.empty(count, np.uint16), np.empty(count, np.uint16)
+        t, p = np.empty(count, np.int64), np.empty(count, np.int8)
+        t_before, at = np.iinfo(np.int64).min, 0
+        for k in range(k0, k1 + 1):
+            first, last = int(self._offsets[k]), int(self._offsets[k + 1])
+            if last == first:
+                continue
+            columns = self._chunk(k, keep=k in (k0, k1))
+            if any(column.dtype.kind not in "iub" for column in columns):
+                return super()._read_validated(i0, i1)  # fractional coordinates or timestamps
+            start, stop = max(before, first) - first, min(i1, last) - first
+            if not self._gather(columns, start, stop, (x, y, t, p), at, t_before):
+                return super()._read_validated(i0, i1)
+            at += stop - start
+            t_before = int(t[at - 1])
+        skip = i0 - before
+        return EventArray(x[skip:], y[skip:], t[skip:], p[skip:], self.sensor_size)
 
     def _close(self) -> None:
         self._cache.clear()
