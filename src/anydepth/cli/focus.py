@@ -62,23 +62,12 @@ def _models(args):
 
 def run_focus(args) -> int:
     from anydepth.focus.pipeline import TTO_MODES, estimate_depth, write_focus_outputs
-    from anydepth.focus.readers import DDFF12Samples, align_slices, check_focal_stacks
+    from anydepth.focus.readers import DDFF12Samples, align_slices, open_focal_stacks
 
-    from anydepth.cli.checks import check_output_dir
-
-    check_output_dir(args.out, "--out")
-    _prior_options(args)
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {args.limit}")
-    checked = check_focal_stacks(args.path, split=args.split, reduce=args.reduce, limit=args.limit)
-    failures = 0
-    for entry in checked:  # every stack is read and checked before any weights load
-        if entry.error is not None:
-            failures += 1
-            print(f"anydepth focus: error: {entry.error}", file=sys.stderr)
-    usable = [entry for entry in checked if entry.error is None]
-    if not usable:
-        return 1
+    stacks = open_focal_stacks(args.path, split=args.split, reduce=args.reduce)
+    count = len(stacks) if args.limit is None else min(args.limit, len(stacks))
+    if count == 0:
+        raise InputError("no focal stack found", args.path)
     model, dfv = _models(args)
     if isinstance(stacks, DDFF12Samples) and not stacks.has_ground_truth:
         print(f"DDFF-12 {stacks.split} split has no ground truth: writing depth maps, no scores")
@@ -131,7 +120,3 @@ def run_eval(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"samples": count, "table": table}, indent=2))
     return 0
-    from anydepth.cli.checks import check_output_file
-
-    if args.json:
-        check_output_file(args.json, "--json")
