@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
 from anydepth.cli.main import main
@@ -72,4 +73,6 @@ def test_render_rejects_bad_options(tmp_path):
     events = tmp_path / "events.npz"
     np.savez(events, x=np.array([0, 1], np.uint16), y=np.array([0, 1], np.uint16), t=np.array([0, 10], np.int64),
              p=np.array([1, 0], np.int8), sensor_size=np.array([2, 2]))
-    assert main(["events", "render", str(events), "--window-ms", "0", "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # a bad value of an option is a usage error (argparse, exit 2)
+        main(["events", "render", str(events), "--window-ms", "0", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and not (tmp_path / "o").exists()

@@ -21,8 +21,10 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from anydepth.cli.checks import check_output_dir
     from anydepth.demo import run_demo
 
+    check_output_dir(args.out, "--out")
     path = run_demo(args.out, quick=args.quick, weights=args.weights, rgbd=args.rgbd)
     if args.screenshot:
         from anydepth.report import screenshot

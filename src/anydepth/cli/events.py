@@ -7,6 +7,8 @@ import argparse
 from tqdm import tqdm
 
 from anydepth.cli import events_convert, events_eval, events_live, events_pseudolabel, events_train
+from anydepth.cli.checks import (add_repair, check_output_dir, check_output_file, positive_float, positive_int,
+                                 resolve_device)
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -37,17 +39,19 @@ def add_parser(commands) -> None:
     info = actions.add_parser("info", help="sensor size, event count, duration and rate of a recording")
     info.add_argument("file", help="recording")
     _add_sensor_size(info)
+    add_repair(info)
     info.set_defaults(run=run_info)
 
     render = actions.add_parser("render", help="one picture per time window (PNG, optional mp4/gif)")
     render.add_argument("file", help="recording")
     render.add_argument("--repr", default="tencode", choices=list(REPRESENTATIONS), help="representation (default tencode)")
-    render.add_argument("--window-ms", type=float, default=50.0, help="window length in ms (default 50)")
-    render.add_argument("--bins", type=int, default=5, help="voxel grid bins (default 5)")
+    render.add_argument("--window-ms", type=positive_float, default=50.0, help="window length in ms (default 50)")
+    render.add_argument("--bins", type=positive_int, default=5, help="voxel grid bins (default 5)")
     render.add_argument("--out", default="events-render", help="output folder (default ./events-render)")
     render.add_argument("--video", metavar="OUT.mp4|OUT.gif", help="also assemble the frames into a video")
-    render.add_argument("--fps", type=float, default=20.0, help="video frame rate (default 20)")
+    render.add_argument("--fps", type=positive_float, default=20.0, help="video frame rate (default 20)")
     _add_sensor_size(render)
+    add_repair(render)
     render.set_defaults(run=run_render)
 
     predict = actions.add_parser("predict", help="stream a recording through an event depth model",
@@ -60,12 +64,13 @@ def add_parser(commands) -> None:
     predict.add_argument("--weights", required=True, help="checkpoint of that model (official container or anydepth's)")
     predict.add_argument("--encoder", help="DepthAnyEvent encoder to expect (vits, vitb, vitl); checked against the file")
     window = predict.add_mutually_exclusive_group()
-    window.add_argument("--window-ms", type=float, help="time window per prediction (default 50 ms)")
-    window.add_argument("--window-events", type=int, help="events per prediction instead of a time window")
+    window.add_argument("--window-ms", type=positive_float, help="time window per prediction (default 50 ms)")
+    window.add_argument("--window-events", type=positive_int, help="events per prediction instead of a time window")
     predict.add_argument("--out", default="events-depth", help="output folder (default ./events-depth)")
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
     predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     _add_sensor_size(predict)
+    add_repair(predict)
     predict.set_defaults(run=run_predict)
     events_pseudolabel.add_action(actions)
     events_train.add_action(actions)
@@ -74,14 +79,18 @@ def add_parser(commands) -> None:
 
 
 def run_info(args) -> int:
-    for line in describe_recording(args.file, sensor_size=args.sensor_size).lines():
+    for line in describe_recording(args.file, sensor_size=args.sensor_size, repair=args.repair).lines():
         print(line)
     return 0
 
 
 def run_render(args) -> int:
-    total = count_windows(args.file, args.window_ms, sensor_size=args.sensor_size)
-    frames = list(tqdm(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins, args.sensor_size),
+    check_output_dir(args.out, "--out")
+    if args.video:
+        check_output_file(args.video, "--video", (".mp4", ".gif"))
+    total = count_windows(args.file, args.window_ms, sensor_size=args.sensor_size, repair=args.repair)
+    frames = list(tqdm(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins, args.sensor_size,
+                                        args.repair),
                        total=total, desc="render", unit="window", disable=None))
     print(f"{len(frames)} windows of {args.window_ms:g} ms rendered as {args.repr} in {args.out}")
     if args.video:
@@ -90,25 +99,30 @@ def run_render(args) -> int:
 
 
 def run_predict(args) -> int:
-    import torch
-
     from anydepth.eventdepth.stream import predict_recording
 
     if (args.file is None) == (args.live is None):
         raise InputError("give a recording or --live ADDRESS (one of the two)")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    check_output_dir(args.out, "--out")
+    if args.video:
+        check_output_file(args.video, "--video", (".mp4",))
+    device = resolve_device(args.device)
+    window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
+    if window_us is not None and window_us <= 0:
+        raise InputError(f"--window-ms {args.window_ms:g} is shorter than 1 µs")
+    total = None  # the recording is opened (and checked) before the model loads
+    if args.file is not None:
+        total = (-(-describe_recording(args.file, sensor_size=args.sensor_size, repair=args.repair).count
+                   // args.window_events) if args.window_events else count_windows(args.file, window_us / 1000, sensor_size=args.sensor_size,
+                                                          repair=args.repair))
     model = load_model(args.model, args.weights).to(device)
     if args.encoder and getattr(model.config, "encoder", args.encoder) != args.encoder:
         raise InputError(f"{args.weights}: holds a {model.config.encoder} model, not {args.encoder}")
     if args.live:
         return events_live.run_live(args, model, device)
-    window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
-    if window_us is not None and window_us <= 0:
-        raise InputError(f"window must be at least 1 µs, got {args.window_ms} ms")
-    total = None if args.window_events else count_windows(args.file, window_us / 1000, sensor_size=args.sensor_size)
     stream = DepthStream(model)
     results = predict_recording(args.file, model, window_us, args.window_events, args.out, args.video, stream=stream,
-                                sensor_size=args.sensor_size)
+                                sensor_size=args.sensor_size, repair=args.repair)
     count = sum(1 for _ in tqdm(results, total=total, desc="depth", unit="window", disable=None))
     print(f"{count} windows -> {args.out}; mean latency {stream.mean_latency_ms:.1f} ms per window "
           f"(first window {stream.first_latency_ms:.0f} ms; {args.model}, {device})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from anydepth.cli.checks import add_repair, check_output_file
+
 
 def add_action(actions) -> None:
     """Add `convert` to the ACTION subparsers of `anydepth events`."""
@@ -15,18 +17,21 @@ def add_action(actions) -> None:
     parser.add_argument("input", help="recording")
     parser.add_argument("output", help="DSEC-style .h5 to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_repair(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from anydepth.events.convert import convert_to_dsec
 
+    check_output_file(args.output, "OUTPUT", (".h5", ".hdf5"))
     with tqdm(desc="convert", unit="ev", unit_scale=True, disable=None) as bar:
         def progress(written: int, total: int) -> None:
             bar.total = total
             bar.update(written - bar.n)
 
-        report = convert_to_dsec(args.input, args.output, overwrite=args.overwrite, progress=progress)
+        report = convert_to_dsec(args.input, args.output, overwrite=args.overwrite, progress=progress,
+                                 repair=args.repair)
     span_s = 0.0 if report.t_start_us is None else (report.t_end_us - report.t_start_us) / 1e6
     print(f"{report.events} events ({span_s:.3f} s, sensor {report.sensor_size[0]}x{report.sensor_size[1]}) -> "
           f"{report.path} in {report.seconds:.2f} s ({report.events_per_second / 1e6:.1f} M events/s)")

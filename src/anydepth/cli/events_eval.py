@@ -53,8 +53,6 @@ def add_action(actions) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from anydepth.distill.evaluate import count_samples, evaluate_dataset
     from anydepth.eventdepth import load_model
     from anydepth.metrics.protocols import apply_trainer
@@ -63,7 +61,10 @@ def run(args) -> int:
         raise InputError("no such file or folder", args.dataset)
     if not args.window_ms > 0:
         raise InputError(f"window must be positive, got {args.window_ms} ms")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    from anydepth.cli.checks import check_output_dir, resolve_device
+
+    check_output_dir(args.out, "--out")
+    device = resolve_device(args.device)
     model = load_model(args.model, args.weights)
     try:
         model = model.to(device).eval()

@@ -50,6 +50,11 @@ def run(args) -> int:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 0:
         raise InputError(f"--limit must be >= 0, got {args.limit}")
+    from anydepth.cli.checks import check_output_dir, resolve_device
+
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    resolve_device(args.device)
     find_sequences(args.dataset)  # fail on a bad dataset before loading (or downloading) the teacher
 
     place = setup_distributed(args.device)

@@ -40,6 +40,12 @@ def run(args) -> int:
     from anydepth.distill.config import load_config
     from anydepth.distill.trainer import Trainer
 
+    from anydepth.cli.checks import check_output_dir, resolve_device
+
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    if args.device is not None:
+        resolve_device(args.device)
     overrides = dict(_override(text) for text in args.overrides)
     for key in ("out", "steps", "device"):
         if getattr(args, key) is not None:

@@ -64,6 +64,9 @@ def run_focus(args) -> int:
     from anydepth.focus.pipeline import TTO_MODES, estimate_depth, write_focus_outputs
     from anydepth.focus.readers import DDFF12Samples, align_slices, open_focal_stacks
 
+    from anydepth.cli.checks import check_output_dir
+
+    check_output_dir(args.out, "--out")
     stacks = open_focal_stacks(args.path, split=args.split, reduce=args.reduce)
     count = len(stacks) if args.limit is None else min(args.limit, len(stacks))
     if count == 0:
@@ -92,6 +95,10 @@ def run_eval(args) -> int:
     from anydepth.focus.readers import read_ddff12
     from anydepth.metrics import evaluate_ddff12
 
+    from anydepth.cli.checks import check_output_file
+
+    if args.json:
+        check_output_file(args.json, "--json")
     samples = read_ddff12(args.path, split=args.split)
     if not samples.has_ground_truth:
         raise InputError(f"the DDFF-12 {args.split} split has no ground truth (no disp_{args.split}) to score "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from anydepth.cli.checks import check_output_dir, check_output_file, resolve_device
 from anydepth.errors import InputError
 from anydepth.foundation import load_depth_anything
 from anydepth.foundation.config import ENCODERS
@@ -40,14 +41,6 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def run(args) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
@@ -55,6 +48,10 @@ def run(args) -> int:
         raise InputError(f"unknown output format(s) {', '.join(unknown)}; choose among {', '.join(OUTPUT_FORMATS)}")
     if args.input_size < 14:
         raise InputError(f"--input-size must be at least 14, got {args.input_size}")
+    check_output_dir(args.out, "--out")
+    if args.raw_out:
+        check_output_file(args.raw_out, "--raw-out", (".npy",))
+    device = resolve_device(args.device)
     images, problems = find_images(args.inputs)
     if args.raw_out and len(images) != 1:
         raise InputError(f"--raw-out needs exactly one input image, got {len(images)}")
@@ -63,7 +60,7 @@ def run(args) -> int:
     if not images:
         raise InputError("no images to process")
 
-    model = load_depth_anything(args.encoder, args.weights, variant=args.variant, device=_device(args.device))
+    model = load_depth_anything(args.encoder, args.weights, variant=args.variant, device=device)
     failures = len(problems)
     written = 0
     started = time.perf_counter()

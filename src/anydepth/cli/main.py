@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except AnydepthError as error:
-        print(f"{_command_name(args)}: error: {error}", file=sys.stderr)
+        print(f"{_command_name(args)}: error: {error.for_command(vars(args))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{_command_name(args)}: interrupted", file=sys.stderr)

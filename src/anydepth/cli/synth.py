@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from anydepth.cli.checks import check_output_dir, positive_float
 from anydepth.errors import InputError
 
 
@@ -27,11 +28,11 @@ def add_parser(commands) -> None:
     events = actions.add_parser("events", help="event sequences with frames and metric depth")
     events.add_argument("--out", required=True, help="output folder (one sub-folder per sequence)")
     events.add_argument("--sequences", type=int, default=1)
-    events.add_argument("--seconds", type=float, default=2.0)
+    events.add_argument("--seconds", type=positive_float, default=2.0)
     events.add_argument("--resolution", default="260x346", help="HxW (default 260x346)")
     events.add_argument("--seed", type=int, default=0)
     events.add_argument("--layout", default="dsec", choices=["dsec", "e2depth", "mvsec"], help="on-disk layout (default dsec)")
-    events.add_argument("--fps", type=float, default=1000.0, help="internal rendering rate fed to the simulator (default 1000)")
+    events.add_argument("--fps", type=positive_float, default=1000.0, help="internal rendering rate fed to the simulator (default 1000)")
     events.set_defaults(run=run_events)
 
     focus = actions.add_parser("focus", help="focal stacks with metric depth and the all-in-focus image")
@@ -49,7 +50,7 @@ def run_events(args) -> int:
     if args.sequences < 1:
         raise InputError(f"--sequences must be at least 1, got {args.sequences}")
     resolution = _resolution(args.resolution)
-    out = Path(args.out)
+    out = check_output_dir(args.out, "--out")
     frames_each = int(round(args.seconds * args.fps))
     with tqdm(total=args.sequences * frames_each, desc="synth events", unit="frame", disable=None) as bar:
         for index in range(args.sequences):
@@ -65,6 +66,9 @@ def run_events(args) -> int:
 def run_focus(args) -> int:
     from anydepth.synth.focus_sets import generate_focus_dataset
 
+    if args.samples < 1:
+        raise InputError(f"--samples must be at least 1, got {args.samples}")
+    check_output_dir(args.out, "--out")
     with tqdm(total=args.samples, desc="synth focus", unit="stack", disable=None) as bar:
         written = generate_focus_dataset(args.out, args.samples, args.layout, args.seed, args.from_rgbd, progress=bar.update)
     print(f"{args.samples} stacks in the {args.layout} layout: {len(written)} files under {args.out}")

@@ -67,16 +67,19 @@ def predict_recording(
     fps: float = 20.0,
     stream: DepthStream | None = None,
     sensor_size: tuple[int, int] | None = None,
+    repair: bool = False,
 ) -> Iterator[WindowDepth]:
     """Stream a recording window by window (by time, or by event count) through `model`, carrying
     its recurrent state. Writes, per window k, `depth_<k>.png` (colour) and `depth_<k>.npy` (raw
     float32) under `out_dir`, and a side-by-side (events | depth) mp4 to `video`. Pass a
     `DepthStream` to read its latencies afterwards. sensor_size: (height, width) for files that do
-    not state it."""
+    not state it; repair: sort and drop events outside the sensor first. Time windows skip gaps
+    (blocks of 1000 windows without events, with a warning: `EventReader.windows`); k counts the
+    windows written."""
     if (window_us is None) == (window_events is None):
         raise InputError("give exactly one of a time window or an event count per window")
     _check_video(video)
-    with open_events(path, sensor_size=sensor_size) as reader:
+    with open_events(path, sensor_size=sensor_size, repair=repair) as reader:
         windows = reader.windows(window_us=window_us) if window_us is not None else reader.windows(count=window_events)
         yield from predict_windows(windows, model, out_dir, video, fps, stream)
 

@@ -25,13 +25,15 @@ import h5py
 import numpy as np
 
 from anydepth.atomic import atomic_write
-from anydepth.errors import InputError
+from anydepth.errors import InputError, Remedy
 from anydepth.events.readers import open_events
 from anydepth.synth.writers import UINT32_MAX, blosc_zstd
 
 CHUNK_EVENTS = 1 << 16  # HDF5 chunk of the event datasets (DSEC's own files use chunks of this order)
 CHUNK_MS = 1 << 12  # HDF5 chunk of ms_to_idx
 WINDOW_EVENTS = 1 << 20  # events read and written per step (about 13 MB in memory)
+OVERWRITE = Remedy(python="pass overwrite=True to replace it", flag="overwrite", cli="--overwrite replaces it",
+                   elsewhere="remove it or choose another output")
 
 
 @dataclass
@@ -89,7 +91,7 @@ def convert_to_dsec(source: str | Path, target: str | Path, *, overwrite: bool =
     if target.suffix.lower() not in (".h5", ".hdf5"):
         raise InputError("the output must be an .h5 or .hdf5 file", target)
     if target.exists() and not overwrite:
-        raise InputError("exists (pass overwrite=True / --overwrite to replace it)", target)
+        raise InputError("exists", target, remedy=OVERWRITE)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise InputError("the output is the input file", target)
     if int(window_events) != window_events or window_events <= 0:

@@ -47,10 +47,11 @@ class RecordingInfo:
         ]
 
 
-def describe_recording(path: str | Path, sensor_size: tuple[int, int] | None = None) -> RecordingInfo:
+def describe_recording(path: str | Path, sensor_size: tuple[int, int] | None = None,
+                       repair: bool = False) -> RecordingInfo:
     """Format, sensor size, event count and time span of a recording. sensor_size: (height, width)
-    for files that do not state it."""
-    with open_events(path, sensor_size=sensor_size) as reader:
+    for files that do not state it; repair: sort and drop events outside the sensor first."""
+    with open_events(path, sensor_size=sensor_size, repair=repair) as reader:
         return RecordingInfo(Path(path), reader.format_name, reader.sensor_size, len(reader), reader.t_start, reader.t_end)
 
 
@@ -61,17 +62,20 @@ def render_recording(
     window_ms: float = 50.0,
     bins: int = 5,
     sensor_size: tuple[int, int] | None = None,
+    repair: bool = False,
 ) -> Iterator[Path]:
     """Write one PNG per consecutive window of `window_ms` (window_<k>.png, k from 0) and yield
-    each path. Empty windows give an empty picture, so frame k always covers
-    [t_start + k dT, t_start + (k + 1) dT). sensor_size: (height, width) for files that do not state it."""
+    each path. Empty windows give an empty picture, so frame k covers [t_start + k dT,
+    t_start + (k + 1) dT), except after a gap: a block of 1000 windows without events is skipped
+    with a warning (`EventReader.windows`), and numbering goes on after it. sensor_size: (height,
+    width) for files that do not state it; repair: sort and drop events outside the sensor first."""
     if representation not in REPRESENTATIONS:
         raise InputError(f"unknown representation {representation!r}; choose one of {', '.join(REPRESENTATIONS)}")
     window_us = _window_us(window_ms)
     options = {"bins": bins} if representation == "voxel" else {}
     convert = REPRESENTATIONS[representation]
     out_dir = Path(out_dir)
-    with open_events(path, sensor_size=sensor_size) as reader:
+    with open_events(path, sensor_size=sensor_size, repair=repair) as reader:
         for index, window in enumerate(reader.windows(window_us=window_us)):
             picture = viz.render_events(convert(window, **options), representation)
             target = out_dir / f"window_{index:06d}.png"
@@ -79,13 +83,12 @@ def render_recording(
             yield target
 
 
-def count_windows(path: str | Path, window_ms: float, sensor_size: tuple[int, int] | None = None) -> int:
-    """How many windows `render_recording` will write (for progress bars)."""
+def count_windows(path: str | Path, window_ms: float, sensor_size: tuple[int, int] | None = None,
+                  repair: bool = False) -> int:
+    """How many windows `render_recording` will write (for progress bars; gaps skipped as it skips them)."""
     window_us = _window_us(window_ms)
-    with open_events(path, sensor_size=sensor_size) as reader:
-        if reader.t_start is None:
-            return 0
-        return -(-(reader.t_end + 1 - reader.t_start) // window_us)
+    with open_events(path, sensor_size=sensor_size, repair=repair) as reader:
+        return reader.count_windows(window_us)
 
 
 def _window_us(window_ms: float) -> int:

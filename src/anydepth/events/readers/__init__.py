@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import FormatError, InputError, Remedy
 from anydepth.events.readers.aedat2 import AEDAT2_SIGNATURE, Aedat2Reader
 from anydepth.events.readers.aedat31 import AEDAT31_SIGNATURE, Aedat31Reader
 from anydepth.events.readers.aedat4 import AEDAT4_SIGNATURE, Aedat4Reader
@@ -40,6 +40,8 @@ from anydepth.events.readers.prophesee import (MetavisionH5Reader, PropheseeDatR
 from anydepth.events.readers.voxel_folders import is_voxel_folder
 
 ZIP_SIGNATURE = b"PK\x03\x04"
+VOXEL_FOLDER = Remedy(python="open it with anydepth.events.dataset.open_sequence", flag="",
+                      cli="", elsewhere="`anydepth events eval`, `pseudolabel` and `train` read such folders")
 ROS2_STORAGE_SIGNATURES = (b"SQLite format 3\x00", b"\x89MCAP")  # a ROS2 bag's .db3 / .mcap
 
 
@@ -185,8 +187,7 @@ def open_events(path: str | Path, format: str | None = None, **options) -> Event
         elif (path / "metadata.yaml").is_file():
             format = format or "rosbag"
         elif is_voxel_folder(path):
-            raise FormatError("this folder holds precomputed voxel grids, not events: open it with "
-                              "anydepth.events.dataset.open_sequence", path)
+            raise FormatError("this folder holds precomputed voxel grids, not events", path, remedy=VOXEL_FOLDER)
         else:
             raise FormatError("folder is not a DSEC sequence (no events/left/events.h5)", path)
     if format is None:
@@ -198,6 +199,10 @@ def open_events(path: str | Path, format: str | None = None, **options) -> Event
         del options["sensor_size"]
     if "sensor_size" in options and "sensor_size" not in inspect.signature(reader).parameters:
         raise InputError(f"{format} files state their sensor size; sensor_size (--sensor-size) does not apply", path)
+    if not options.get("repair", True):  # repair=False is every reader's default
+        del options["repair"]
+    if options.get("repair") and "repair" not in inspect.signature(reader).parameters:
+        raise InputError(f"{format} files are read as stored; repair (--repair) does not apply", path)
     return reader(path, **options)
 
 

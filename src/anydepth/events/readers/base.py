@@ -11,14 +11,17 @@ what it changed in `reader.repair_report`.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import REPAIR, AnydepthWarning, FormatError, InputError
 from anydepth.events.container import EventArray
+
+GAP_WINDOWS = 1000  # a block of this many time windows without any event is skipped (see EventReader.windows)
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, y, t (int64 µs), p (as stored)
 
@@ -130,10 +133,15 @@ class EventReader(ABC):
         return self.read_index(0, len(self))
 
     def windows(self, window_us: int | None = None, count: int | None = None,
-                t0_us: int | None = None, t1_us: int | None = None) -> Iterator[EventArray]:
+                t0_us: int | None = None, t1_us: int | None = None,
+                gap_windows: int | None = GAP_WINDOWS) -> Iterator[EventArray]:
         """Consecutive, non-overlapping windows that together hold every event of [t0, t1) once.
 
-        window_us: windows [t0 + k w, t0 + (k + 1) w) (the last ends at t1), empty ones included;
+        window_us: windows [t0 + k w, t0 + (k + 1) w) (the last ends at t1), empty ones included,
+        except across a gap: time is cut into blocks of `gap_windows` windows, and a block without
+        any event is skipped (with those after it, up to the window of the next event), with an
+        `AnydepthWarning` saying which stretch and how many windows; so one stray event days away
+        costs a warning, not millions of empty windows. None: never skip.
         count: windows of `count` events (the last may be shorter). Give exactly one of the two.
         Defaults: t0 = first event, t1 = last event + 1 µs. Read lazily, one window at a time.
         """
@@ -145,16 +153,20 @@ class EventReader(ABC):
         start = self.t_start if t0_us is None else int(t0_us)
         stop = self.t_end + 1 if t1_us is None else int(t1_us)
         if window_us is not None:
-            if window_us != int(window_us) or window_us <= 0:
-                raise InputError(f"window must be a positive whole number of µs, got {window_us}")
-            window_us = int(window_us)
+            window_us = _whole_window(window_us)
             steps = max(0, math.ceil((stop - start) / window_us))
-            first = self.index_of_time(start)
-            for k in range(steps):
-                edge = stop if k == steps - 1 else start + (k + 1) * window_us
-                last = self.index_of_time(edge)
-                yield self.read_index(first, last)
-                first = last
+            for k0, k1, skipped_from in self._window_runs(start, stop, window_us, gap_windows):
+                if skipped_from is not None:
+                    t_from, t_to = start + skipped_from * window_us, start + k0 * window_us
+                    warnings.warn(AnydepthWarning(
+                        f"{self.path}: no events for {_duration(t_to - t_from)} ({t_from} .. {t_to} µs): skipped "
+                        f"{k0 - skipped_from:,} empty windows of {window_us / 1000:g} ms"), stacklevel=2)
+                first = self.index_of_time(start + k0 * window_us)
+                for k in range(k0, k1):
+                    edge = stop if k == steps - 1 else start + (k + 1) * window_us
+                    last = self.index_of_time(edge)
+                    yield self.read_index(first, last)
+                    first = last
         else:
             if count != int(count) or count <= 0:
                 raise InputError(f"event count per window must be a positive integer, got {count}")
@@ -163,6 +175,39 @@ class EventReader(ABC):
             last = total if t1_us is None else self.index_of_time(stop)
             for i in range(first, last, count):
                 yield self.read_index(i, min(i + count, last))
+
+    def count_windows(self, window_us: int, t0_us: int | None = None, t1_us: int | None = None,
+                      gap_windows: int | None = GAP_WINDOWS) -> int:
+        """How many windows `windows(window_us=...)` yields (gaps skipped as it skips them), without
+        reading the events: one time search per block of `gap_windows` windows."""
+        if not len(self):
+            return 0
+        start = self.t_start if t0_us is None else int(t0_us)
+        stop = self.t_end + 1 if t1_us is None else int(t1_us)
+        return sum(k1 - k0 for k0, k1, _ in self._window_runs(start, stop, _whole_window(window_us), gap_windows))
+
+    def _window_runs(self, start: int, stop: int, window_us: int,
+                     gap_windows: int | None) -> Iterator[tuple[int, int, int | None]]:
+        """Runs [k0, k1) of window indices to produce, each with the first index of the empty
+        stretch skipped just before it (None when nothing was skipped)."""
+        steps = max(0, math.ceil((stop - start) / window_us))
+        block = steps if gap_windows is None else max(int(gap_windows), 1)
+        k, skipped_from = 0, None
+        while k < steps:
+            k_end = min(k + block, steps)
+            i0 = self.index_of_time(start + k * window_us)
+            i1 = self.index_of_time(stop if k_end == steps else start + k_end * window_us)
+            if i1 > i0 or gap_windows is None:
+                yield k, k_end, skipped_from
+                k, skipped_from = k_end, None
+                continue
+            if i0 >= len(self):
+                return  # nothing more before the end: the windows left would all be empty
+            t_next = int(self._memory.t[i0] if self._memory is not None else self._read_validated(i0, i0 + 1).t[0])
+            if t_next >= stop:
+                return
+            skipped_from = k if skipped_from is None else skipped_from
+            k = (t_next - start) // window_us
 
     def close(self) -> None:
         if not self._closed:
@@ -204,9 +249,12 @@ class EventReader(ABC):
             return EventArray.from_arrays(*arrays, self.sensor_size, validate=True, source=self.path)
         except FormatError as error:
             message = str(error).removeprefix(f"{self.path}: ")
-            for hint in ("repair with sort=True", "repair with drop_outside=True"):
-                message = message.replace(hint, "open with repair=True to sort and drop")
-            raise FormatError(message, self.path) from None
+            hints = (" (repair with sort=True)", "; repair with drop_outside=True")
+            if not any(hint in message for hint in hints):
+                raise
+            for hint in hints:
+                message = message.replace(hint, "")
+            raise FormatError(message, self.path, remedy=REPAIR) from None
 
 
 class InMemoryEventReader(EventReader):
@@ -221,6 +269,21 @@ class InMemoryEventReader(EventReader):
     def _read_arrays(self, i0: int, i1: int) -> Arrays:
         events = self._memory.slice_index(i0, i1)
         return events.x, events.y, events.t, events.p
+
+
+def _whole_window(window_us) -> int:
+    if window_us != int(window_us) or window_us <= 0:
+        raise InputError(f"window must be a positive whole number of µs, got {window_us}")
+    return int(window_us)
+
+
+def _duration(span_us: int) -> str:
+    """A time span for people: 3.2 days, 5.0 h, 12.0 min, 4.5 s."""
+    seconds = span_us / 1e6
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
 
 
 def search_sorted_lazily(read_t: Callable[[int, int], np.ndarray], count: int, t_us: int,

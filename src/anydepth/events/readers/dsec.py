@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import yaml
 
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import REPAIR, FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader
 from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
@@ -125,7 +125,7 @@ class DsecEventReader(EventReader):
         t = self._relative_t(start, stop)
         if len(t) > 1 and (np.diff(t) < 0).any():
             index = start + int(np.argmax(np.diff(t) < 0)) + 1
-            raise FormatError(f"timestamps are not sorted near event {index} (repair=True loads and sorts the file)", self.path)
+            raise FormatError(f"timestamps are not sorted near event {index}", self.path, remedy=REPAIR)
         for edge_ms in (ms, ms + 1):
             self._check_ms_to_idx(edge_ms, t, start)
         return start + int(np.searchsorted(t, relative, side="left"))

@@ -32,9 +32,9 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from anydepth.errors import FormatError
+from anydepth.errors import REPAIR, FormatError
 from anydepth.events.container import EventArray
-from anydepth.events.readers.base import Arrays, EventReader, search_sorted_lazily
+from anydepth.events.readers.base import GAP_WINDOWS, Arrays, EventReader, search_sorted_lazily
 from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.prophesee_kernels import (KERNELS, MAX_PER_WORD, NO_STOP, S_BASE_SET, S_COUNT, S_LAST_T,
                                                        S_UNSORTED, STATE_SIZE, decode_dat_cd, new_state)
@@ -127,15 +127,11 @@ def prophesee_signature(path: Path) -> str:
 
 
 class _Cursor:
-    """Where a sequential decode of a `.raw` stream stands: the decoder state, the next word, and the
-    chunk of words read around it (each cursor owns its buffer, so windows and reads interleave)."""
+    """Where a sequential decode of a `.raw` stream stands: the decoder state and the next word."""
 
-    def __init__(self, chunk_words: int, dtype: np.dtype):
+    def __init__(self):
         self.state = new_state()
         self.word = 0
-        self.chunk_first = -1
-        self.buffer = np.empty(chunk_words, dtype)
-        self.words = self.buffer[:0]
 
 
 class _Outputs:
@@ -179,7 +175,7 @@ class PropheseeRawReader(EventReader):
     """
 
     format_name = "prophesee-raw"
-    _chunk_words = 1 << 18  # words read at once by a sequential decode
+    _chunk_words = 1 << 24  # words per kernel call of a sequential decode (Python can interrupt between calls)
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None, repair: bool = False,
                  block_words: int = 1 << 16):
@@ -206,29 +202,26 @@ class PropheseeRawReader(EventReader):
                               f"number of {self._dtype.itemsize}-byte words", path)
         self._words = data_bytes // self._dtype.itemsize
         self._checkpoints: np.ndarray | None = None
-        self._handle = open(path, "rb")
-        try:
-            if repair:
-                self._load_repaired()
-        except BaseException:
-            self._handle.close()
-            raise
+        if self._words:
+            self._mapped = np.memmap(path, self._dtype, "r", self._data_offset, (self._words,))
+        else:
+            self._mapped = np.empty(0, self._dtype)
+            self._mapped.flags.writeable = False  # one array type for the kernels
+        if repair:
+            self._load_repaired()
 
     # ---- sequential decoding -------------------------------------------------------------------
-    def _read_words(self, first: int, count: int, buffer: np.ndarray | None = None) -> np.ndarray:
-        """Words [first, first + count), into `buffer` when given."""
-        self._handle.seek(self._data_offset + first * self._dtype.itemsize)
-        if buffer is None:
-            words = np.fromfile(self._handle, self._dtype, count)
-        else:
-            words = buffer[:self._handle.readinto(memoryview(buffer[:count]).cast("B")) // self._dtype.itemsize]
-        if len(words) != count:
-            raise FormatError(f"file shrank while reading: {len(words)} of {count} words at word {first}", self.path)
-        return words
+    def _words_until(self, stop: int) -> np.ndarray:
+        """The mapped words [0, stop), after checking that the file still holds them (a mapped file that
+        shrank would crash the process instead of raising)."""
+        size = self.path.stat().st_size
+        if size < self._data_offset + stop * self._dtype.itemsize:
+            raise FormatError(f"file shrank since it was opened: {size} bytes, word {stop} ends at byte "
+                              f"{self._data_offset + stop * self._dtype.itemsize}", self.path)
+        return self._mapped[:stop]
 
     def _cursor(self) -> _Cursor:
-        chunk = max(1, self._chunk_words // self._block) * self._block  # whole blocks, so checkpoints land in rows
-        return _Cursor(min(chunk, max(self._words, 1)), self._dtype)
+        return _Cursor()
 
     def _decode(self, cursor: _Cursor, outputs: _Outputs | None, base_count: int = 0, t_stop: int = NO_STOP,
                 checkpoints: np.ndarray = NO_CHECKPOINTS, triggers: list | None = None) -> bool:
@@ -239,18 +232,14 @@ class PropheseeRawReader(EventReader):
         recording = TRIGGER_CAPACITY if triggers is not None else 0
         trig = np.empty(recording, np.int64), np.empty(recording, np.uint8), np.empty(recording, np.int8)
         trig_count = np.zeros(1, np.int64)
-        chunk = len(cursor.buffer)
         try:
             while cursor.word < self._words:
-                first = cursor.word - cursor.word % chunk
-                if first != cursor.chunk_first:
-                    cursor.words = self._read_words(first, min(chunk, self._words - first), cursor.buffer)
-                    cursor.chunk_first = first
-                stop = self._kernel(cursor.words, cursor.word - first, cursor.state, self.sensor_size[1],
-                                    self.sensor_size[0], self._block, *columns, base_count, t_stop, checkpoints,
-                                    first // self._block, *trig, trig_count, self._option)
-                cursor.word = first + stop
-                if stop < len(cursor.words):
+                end = min(self._words, cursor.word + self._chunk_words)
+                stop = self._kernel(self._words_until(end), cursor.word, cursor.state, self.sensor_size[1],
+                                    self.sensor_size[0], self._block, *columns, base_count, t_stop, checkpoints, 0,
+                                    *trig, trig_count, self._option)
+                cursor.word = stop
+                if stop < end:
                     if recording and trig_count[0] == recording:
                         triggers.append(tuple(column[:recording].copy() for column in trig))
                         trig_count[0] = 0
@@ -289,8 +278,8 @@ class PropheseeRawReader(EventReader):
         return outputs.take(filled), ended
 
     def _unsorted(self, event: int) -> FormatError:
-        return FormatError(f"timestamps are not sorted: event {event} is earlier than the event before it "
-                           f"(open with repair=True to sort and drop)", self.path)
+        return FormatError(f"timestamps are not sorted: event {event} is earlier than the event before it",
+                           self.path, remedy=REPAIR)
 
     def _decode_everything(self, check_order: bool = True) -> Arrays:
         """Every event of the file in one pass, which also builds the index."""
@@ -349,21 +338,23 @@ class PropheseeRawReader(EventReader):
         return EventArray(*self._decode_everything(), self.sensor_size)
 
     def windows(self, window_us: int | None = None, count: int | None = None,
-                t0_us: int | None = None, t1_us: int | None = None) -> Iterator[EventArray]:
+                t0_us: int | None = None, t1_us: int | None = None,
+                gap_windows: int | None = GAP_WINDOWS) -> Iterator[EventArray]:
         """As `EventReader.windows`; over the whole file (no t0, t1) the stream is decoded once,
-        window after window, without the index."""
+        window after window, without the index (until the first empty window, from where the
+        indexed windows take over so that gaps are skipped)."""
         sequential = (self._memory is None and t0_us is None and t1_us is None and (window_us is None) != (count is None)
                       and all(value is None or (value == int(value) and value > 0) for value in (window_us, count)))
         if not sequential:
-            yield from super().windows(window_us, count, t0_us, t1_us)
+            yield from super().windows(window_us, count, t0_us, t1_us, gap_windows)
             return
         self._check_open()
         if window_us is not None:
-            yield from self._stream_by_time(int(window_us))
+            yield from self._stream_by_time(int(window_us), gap_windows)
         else:
             yield from self._stream_by_count(int(count))
 
-    def _stream_by_time(self, window_us: int) -> Iterator[EventArray]:
+    def _stream_by_time(self, window_us: int, gap_windows: int | None) -> Iterator[EventArray]:
         first = self._decode_until(self._cursor(), 1, grow=False)[0][2]
         if not len(first):
             return
@@ -372,6 +363,9 @@ class PropheseeRawReader(EventReader):
         expected = 1 << 16
         while True:
             arrays, ended = self._decode_until(cursor, expected, edge)
+            if not len(arrays[0]) and not ended and gap_windows is not None:  # a gap may start here
+                yield from super().windows(window_us, t0_us=edge - window_us, gap_windows=gap_windows)
+                return
             yield EventArray(*arrays, self.sensor_size)
             if ended:
                 return
@@ -406,7 +400,7 @@ class PropheseeRawReader(EventReader):
             return np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.int64), np.empty(0, np.int8)
         outputs = _Outputs(size, self._slack)
         first_word = first_block * self._block
-        words = self._read_words(first_word, min(stop_block * self._block, self._words) - first_word)
+        words = self._words_until(min(stop_block * self._block, self._words))[first_word:]
         state = self._checkpoints[first_block].copy()
         self._kernel(words, 0, state, self.sensor_size[1], self.sensor_size[0], self._block, outputs.x, outputs.y,
                      outputs.t, outputs.p, int(self._counts[first_block]), NO_STOP, NO_CHECKPOINTS, 0, *NO_TRIGGERS,
@@ -450,7 +444,7 @@ class PropheseeRawReader(EventReader):
         return EventArray(*self._read_arrays(i0, i1), self.sensor_size)
 
     def _close(self) -> None:
-        self._handle.close()
+        self._mapped = None
 
 
 class PropheseeDatReader(EventReader):
