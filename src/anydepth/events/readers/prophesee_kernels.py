@@ -53,7 +53,8 @@ import numpy as np
  S_UNSORTED) = range(12)
 STATE_SIZE = 12
 NO_STOP = np.iinfo(np.int64).max
-MAX_PER_WORD = {"evt2": 1, "evt21": 32, "evt3": 12}
+MAX_EVT2, MAX_EVT21, MAX_EVT3 = 1, 32, 12  # events one word can hold
+MAX_PER_WORD = {"evt2": MAX_EVT2, "evt21": MAX_EVT21, "evt3": MAX_EVT3}
 # bit index of a 32-bit power of two: DE_BRUIJN[(bit * 0x077CB531) >> 27 & 31]
 DE_BRUIJN = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
                       31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], np.int64)
@@ -81,7 +82,7 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 2.0 (uint32 words); see the module docstring for the signature."""
     write = x.shape[0] > 0
-    limit = base_count + x.shape[0] - 1  # MAX_PER_WORD = 1
+    capacity_limit = base_count + x.shape[0] - MAX_EVT2 if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
     time_base = state[S_TIME]
     high = state[S_HIGH]
@@ -90,58 +91,65 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
     unsorted = state[S_UNSORTED]
+    # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
+    limit = -1 if time_base + 63 >= t_stop else capacity_limit
     k = start
     n = words.shape[0]
-    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
-    while k < n:
-        if k == next_mark:
-            next_mark += block_words
-            state[S_TIME] = time_base
-            state[S_HIGH] = high
-            state[S_LOOPS] = loops
-            state[S_BASE_SET] = base_set
-            state[S_COUNT] = count
-            state[S_LAST_T] = last_t
-            state[S_UNSORTED] = unsorted
-            checkpoints[checkpoint_base + k // block_words, :] = state
-        word = np.int64(words[k])
-        kind = word >> 28
-        if kind <= 1:
-            column = (word >> 11) & 0x7FF
-            row = word & 0x7FF
-            if column < width and row < height and base_set:
-                stamp = time_base + ((word >> 22) & 0x3F)
-                if stamp >= t_stop:
-                    break
-                if write:
-                    if count > limit:
+    marking = checkpoints.shape[0] > 0
+    stopped = False
+    while k < n and not stopped:
+        segment_end = n
+        if marking:
+            if k % block_words == 0:
+                state[S_TIME] = time_base
+                state[S_HIGH] = high
+                state[S_LOOPS] = loops
+                state[S_BASE_SET] = base_set
+                state[S_COUNT] = count
+                state[S_LAST_T] = last_t
+                state[S_UNSORTED] = unsorted
+                checkpoints[checkpoint_base + k // block_words, :] = state
+            segment_end = min(n, (k // block_words + 1) * block_words)
+        while k < segment_end:
+            word = np.int64(words[k])
+            kind = word >> 28
+            if kind <= 1:
+                column = (word >> 11) & 0x7FF
+                row = word & 0x7FF
+                if base_set and column < width and row < height:
+                    stamp = time_base + ((word >> 22) & 0x3F)
+                    if count > limit and (stamp >= t_stop or count > capacity_limit):
+                        stopped = True
                         break
-                    i = count - base_count
-                    x[i] = column
-                    y[i] = row
-                    t[i] = stamp
-                    p[i] = kind
-                if stamp < last_t and unsorted < 0:
-                    unsorted = count
-                count += 1
-                last_t = stamp
-        elif kind == 0x8:
-            new_high = word & 0x0FFFFFFF
-            if base_set and high - new_high >= (1 << 27):
-                loops += 1
-            high = new_high
-            base_set = 1
-            time_base = (loops << 34) | (high << 6)
-        elif kind == 0xA:
-            if record_triggers and base_set:
-                j = trig_count[0]
-                if j == trig_t.shape[0]:
-                    break
-                trig_t[j] = time_base + ((word >> 22) & 0x3F)
-                trig_id[j] = (word >> 8) & 0x1F
-                trig_p[j] = word & 1
-                trig_count[0] = j + 1
-        k += 1
+                    if write:
+                        i = np.uint64(count - base_count)
+                        x[i] = column
+                        y[i] = row
+                        t[i] = stamp
+                        p[i] = kind
+                    if stamp < last_t and unsorted < 0:
+                        unsorted = count
+                    count += 1
+                    last_t = stamp
+            elif kind == 0x8:
+                new_high = word & 0x0FFFFFFF
+                if base_set and high - new_high >= (1 << 27):
+                    loops += 1
+                high = new_high
+                base_set = 1
+                time_base = (loops << 34) | (high << 6)
+                limit = -1 if time_base + 63 >= t_stop else capacity_limit
+            elif kind == 0xA:
+                if record_triggers and base_set:
+                    j = trig_count[0]
+                    if j == trig_t.shape[0]:
+                        stopped = True
+                        break
+                    trig_t[j] = time_base + ((word >> 22) & 0x3F)
+                    trig_id[j] = (word >> 8) & 0x1F
+                    trig_p[j] = word & 1
+                    trig_count[0] = j + 1
+            k += 1
     state[S_TIME] = time_base
     state[S_HIGH] = high
     state[S_LOOPS] = loops
@@ -150,14 +158,13 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
     state[S_LAST_T] = last_t
     state[S_UNSORTED] = unsorted
     return k
-
 
 @numba.njit(cache=True, nogil=True)
 def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                  checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 2.1 (uint64 words; option 1 = legacy endianness); see the module docstring."""
     write = x.shape[0] > 0
-    limit = base_count + x.shape[0] - 32  # MAX_PER_WORD = 32
+    capacity_limit = base_count + x.shape[0] - MAX_EVT21 if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
     time_base = state[S_TIME]
     high = state[S_HIGH]
@@ -166,71 +173,78 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
     unsorted = state[S_UNSORTED]
+    # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
+    limit = -1 if time_base + 63 >= t_stop else capacity_limit
     k = start
     n = words.shape[0]
-    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
-    while k < n:
-        if k == next_mark:
-            next_mark += block_words
-            state[S_TIME] = time_base
-            state[S_HIGH] = high
-            state[S_LOOPS] = loops
-            state[S_BASE_SET] = base_set
-            state[S_COUNT] = count
-            state[S_LAST_T] = last_t
-            state[S_UNSORTED] = unsorted
-            checkpoints[checkpoint_base + k // block_words, :] = state
-        word = words[k]
-        if option == 1:
-            word = (word >> np.uint64(32)) | (word << np.uint64(32))
-        head = np.int64(word >> np.uint64(32))
-        kind = head >> 28
-        if kind <= 1:
-            mask = np.int64(word & np.uint64(0xFFFFFFFF))
-            column = (head >> 11) & 0x7FF
-            row = head & 0x7FF
-            if column + 32 > width:  # pixels past the sensor's width are skipped
-                mask &= (np.int64(1) << max(width - column, 0)) - 1
-            if mask and row < height and base_set:
-                stamp = time_base + ((head >> 22) & 0x3F)
-                if stamp >= t_stop:
-                    break
-                if write:
-                    if count > limit:
+    marking = checkpoints.shape[0] > 0
+    stopped = False
+    while k < n and not stopped:
+        segment_end = n
+        if marking:
+            if k % block_words == 0:
+                state[S_TIME] = time_base
+                state[S_HIGH] = high
+                state[S_LOOPS] = loops
+                state[S_BASE_SET] = base_set
+                state[S_COUNT] = count
+                state[S_LAST_T] = last_t
+                state[S_UNSORTED] = unsorted
+                checkpoints[checkpoint_base + k // block_words, :] = state
+            segment_end = min(n, (k // block_words + 1) * block_words)
+        while k < segment_end:
+            word = words[k]
+            if option == 1:
+                word = (word >> np.uint64(32)) | (word << np.uint64(32))
+            head = np.int64(word >> np.uint64(32))
+            kind = head >> 28
+            if kind <= 1:
+                mask = np.int64(word & np.uint64(0xFFFFFFFF))
+                column = (head >> 11) & 0x7FF
+                row = head & 0x7FF
+                if column + 32 > width:  # pixels past the sensor's width are skipped
+                    mask &= (np.int64(1) << max(width - column, 0)) - 1
+                if base_set and mask and row < height:
+                    stamp = time_base + ((head >> 22) & 0x3F)
+                    if count > limit and (stamp >= t_stop or count > capacity_limit):
+                        stopped = True
                         break
-                    i = count - base_count
-                    while mask:
-                        low = mask & -mask
-                        x[i] = column + DE_BRUIJN[((low * 0x077CB531) >> 27) & 31]
-                        y[i] = row
-                        t[i] = stamp
-                        p[i] = kind
-                        i += 1
-                        mask ^= low
-                    fired = i - (count - base_count)
-                else:
-                    fired = popcount32(mask)
-                if stamp < last_t and unsorted < 0:
-                    unsorted = count
-                count += fired
-                last_t = stamp
-        elif kind == 0x8:
-            new_high = head & 0x0FFFFFFF
-            if base_set and high - new_high >= (1 << 27):
-                loops += 1
-            high = new_high
-            base_set = 1
-            time_base = (loops << 34) | (high << 6)
-        elif kind == 0xA:
-            if record_triggers and base_set:
-                j = trig_count[0]
-                if j == trig_t.shape[0]:
-                    break
-                trig_t[j] = time_base + ((head >> 22) & 0x3F)
-                trig_id[j] = (head >> 8) & 0x1F
-                trig_p[j] = head & 1
-                trig_count[0] = j + 1
-        k += 1
+                    if write:
+                        i = np.uint64(count - base_count)
+                        while mask:  # one event per set bit, lowest first
+                            bit = mask & -mask
+                            x[i] = column + DE_BRUIJN[((bit * 0x077CB531) >> 27) & 31]
+                            y[i] = row
+                            t[i] = stamp
+                            p[i] = kind
+                            i += np.uint64(1)
+                            mask ^= bit
+                        fired = np.int64(i) - (count - base_count)
+                    else:
+                        fired = popcount32(mask)
+                    if stamp < last_t and unsorted < 0:
+                        unsorted = count
+                    count += fired
+                    last_t = stamp
+            elif kind == 0x8:
+                new_high = head & 0x0FFFFFFF
+                if base_set and high - new_high >= (1 << 27):
+                    loops += 1
+                high = new_high
+                base_set = 1
+                time_base = (loops << 34) | (high << 6)
+                limit = -1 if time_base + 63 >= t_stop else capacity_limit
+            elif kind == 0xA:
+                if record_triggers and base_set:
+                    j = trig_count[0]
+                    if j == trig_t.shape[0]:
+                        stopped = True
+                        break
+                    trig_t[j] = time_base + ((head >> 22) & 0x3F)
+                    trig_id[j] = (head >> 8) & 0x1F
+                    trig_p[j] = head & 1
+                    trig_count[0] = j + 1
+            k += 1
     state[S_TIME] = time_base
     state[S_HIGH] = high
     state[S_LOOPS] = loops
@@ -240,13 +254,12 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
     state[S_UNSORTED] = unsorted
     return k
 
-
 @numba.njit(cache=True, nogil=True)
 def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
     """EVT 3.0 (uint16 words); see the module docstring for the signature."""
     write = x.shape[0] > 0
-    limit = base_count + x.shape[0] - 12  # MAX_PER_WORD = 12
+    capacity_limit = base_count + x.shape[0] - MAX_EVT3 if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
     time = state[S_TIME]
     high = state[S_HIGH]
@@ -260,100 +273,106 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
     count = state[S_COUNT]
     last_t = state[S_LAST_T]
     unsorted = state[S_UNSORTED]
+    limit = -1 if time >= t_stop else capacity_limit  # stop at an event past `limit`: t >= t_stop, or outputs full
     k = start
     n = words.shape[0]
-    next_mark = -(-k // block_words) * block_words if checkpoints.shape[0] else n
-    while k < n:
-        if k == next_mark:
-            next_mark += block_words
-            state[S_TIME] = time
-            state[S_HIGH] = high
-            state[S_LOW] = low
-            state[S_LOOPS] = loops
-            state[S_BASE_SET] = base_set
-            state[S_Y] = row
-            state[S_BASE_X] = base_x
-            state[S_POL] = polarity
-            state[S_IS_CD] = valid_row
-            state[S_COUNT] = count
-            state[S_LAST_T] = last_t
-            state[S_UNSORTED] = unsorted
-            checkpoints[checkpoint_base + k // block_words, :] = state
-        word = np.int64(words[k])
-        kind = word >> 12
-        if kind == 0x2:  # EVT_ADDR_X
-            column = word & 0x7FF
-            if valid_row and column < width:
-                if time >= t_stop:
-                    break
-                if write:
+    marking = checkpoints.shape[0] > 0
+    stopped = False
+    while k < n and not stopped:
+        segment_end = n
+        if marking:
+            if k % block_words == 0:
+                state[S_TIME] = time
+                state[S_HIGH] = high
+                state[S_LOW] = low
+                state[S_LOOPS] = loops
+                state[S_BASE_SET] = base_set
+                state[S_Y] = row
+                state[S_BASE_X] = base_x
+                state[S_POL] = polarity
+                state[S_IS_CD] = valid_row
+                state[S_COUNT] = count
+                state[S_LAST_T] = last_t
+                state[S_UNSORTED] = unsorted
+                checkpoints[checkpoint_base + k // block_words, :] = state
+            segment_end = min(n, (k // block_words + 1) * block_words)
+        while k < segment_end:
+            word = np.int64(words[k])
+            kind = word >> 12
+            if kind == 0x2:  # EVT_ADDR_X
+                column = word & 0x7FF
+                if valid_row and column < width:
                     if count > limit:
-                        break
-                    i = count - base_count
-                    x[i] = column
-                    y[i] = row
-                    t[i] = time
-                    p[i] = (word >> 11) & 1
-                if time < last_t and unsorted < 0:
-                    unsorted = count
-                count += 1
-                last_t = time
-        elif kind == 0x0:  # EVT_ADDR_Y, CD
-            row = word & 0x7FF
-            valid_row = 1 if (base_set and row < height) else 0
-        elif kind == 0x4 or kind == 0x5:  # VECT_12, VECT_8
-            size = 12 if kind == 0x4 else 8
-            if valid_row:
-                mask = word & ((1 << size) - 1)
-                if base_x + size > width:  # pixels past the sensor's width are skipped
-                    mask &= (np.int64(1) << max(width - base_x, 0)) - 1
-                if mask:
-                    if time >= t_stop:
+                        stopped = True
                         break
                     if write:
-                        if count > limit:
-                            break
-                        i = count - base_count
-                        for bit in range(size):  # branch-free: every slot written, kept when it fired
-                            x[i] = base_x + bit
-                            y[i] = row
-                            t[i] = time
-                            p[i] = polarity
-                            i += (mask >> bit) & 1
+                        i = np.uint64(count - base_count)
+                        x[i] = column
+                        y[i] = row
+                        t[i] = time
+                        p[i] = (word >> 11) & 1
                     if time < last_t and unsorted < 0:
                         unsorted = count
-                    count += popcount32(mask)
+                    count += 1
                     last_t = time
-            base_x += size
-        elif kind == 0x1:  # an exposure-measurement row
-            valid_row = 0
-        elif kind == 0x3:  # VECT_BASE_X
-            base_x = word & 0x7FF
-            polarity = (word >> 11) & 1
-        elif kind == 0x6:  # EVT_TIME_LOW
-            low = word & 0xFFF
-            time = (loops << 24) | (high << 12) | low
-        elif kind == 0x8:  # EVT_TIME_HIGH
-            new_high = word & 0xFFF
-            if base_set and high - new_high >= (1 << 11):
-                loops += 1
-            if new_high != high or not base_set:
-                low = 0
-            high = new_high
-            if not base_set:
-                base_set = 1
-                valid_row = 0  # a row must be addressed again after the time base is set
-            time = (loops << 24) | (high << 12) | low
-        elif kind == 0xA:  # EXT_TRIGGER
-            if record_triggers and base_set:
-                j = trig_count[0]
-                if j == trig_t.shape[0]:
-                    break
-                trig_t[j] = time
-                trig_id[j] = (word >> 8) & 0xF
-                trig_p[j] = word & 1
-                trig_count[0] = j + 1
-        k += 1
+            elif kind == 0x0:  # EVT_ADDR_Y, CD
+                row = word & 0x7FF
+                valid_row = 1 if (base_set and row < height) else 0
+            elif kind == 0x4 or kind == 0x5:  # VECT_12, VECT_8
+                size = 12 if kind == 0x4 else 8
+                if valid_row:
+                    mask = word & ((1 << size) - 1)
+                    if base_x + size > width:  # pixels past the sensor's width are skipped
+                        mask &= (np.int64(1) << max(width - base_x, 0)) - 1
+                    if mask:
+                        if count > limit:
+                            stopped = True
+                            break
+                        if write:
+                            i = np.uint64(count - base_count)
+                            for bit in range(size):  # branch-free: every slot written, kept when it fired
+                                x[i] = base_x + bit
+                                y[i] = row
+                                t[i] = time
+                                p[i] = polarity
+                                i += np.uint64((mask >> bit) & 1)
+                        if time < last_t and unsorted < 0:
+                            unsorted = count
+                        count += popcount32(mask)
+                        last_t = time
+                base_x += size
+            elif kind == 0x1:  # an exposure-measurement row
+                valid_row = 0
+            elif kind == 0x3:  # VECT_BASE_X
+                base_x = word & 0x7FF
+                polarity = (word >> 11) & 1
+            elif kind == 0x6:  # EVT_TIME_LOW
+                low = word & 0xFFF
+                time = (loops << 24) | (high << 12) | low
+                limit = -1 if time >= t_stop else capacity_limit
+            elif kind == 0x8:  # EVT_TIME_HIGH
+                new_high = word & 0xFFF
+                if base_set and high - new_high >= (1 << 11):
+                    loops += 1
+                if new_high != high or not base_set:
+                    low = 0
+                high = new_high
+                if not base_set:
+                    base_set = 1
+                    valid_row = 0  # a row must be addressed again after the time base is set
+                time = (loops << 24) | (high << 12) | low
+                limit = -1 if time >= t_stop else capacity_limit
+            elif kind == 0xA:  # EXT_TRIGGER
+                if record_triggers and base_set:
+                    j = trig_count[0]
+                    if j == trig_t.shape[0]:
+                        stopped = True
+                        break
+                    trig_t[j] = time
+                    trig_id[j] = (word >> 8) & 0xF
+                    trig_p[j] = word & 1
+                    trig_count[0] = j + 1
+            k += 1
     state[S_TIME] = time
     state[S_HIGH] = high
     state[S_LOW] = low
