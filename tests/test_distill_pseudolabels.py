@@ -12,8 +12,9 @@ import torch
 from anydepth.cli.main import main
 from anydepth.distill.pseudolabels import (
     default_out,
+    check_label,
     generate_pseudolabels,
-    predict_batch,
+    predict_label,
     pseudolabel_path,
     read_pseudolabel,
     teacher_fingerprint,
@@ -60,7 +61,7 @@ def frames_of(dataset: Path) -> dict[tuple[str, int], tuple[np.ndarray, int]]:
 
 def test_labels_for_every_sample_match_infer_image(dataset, teacher, tmp_path):
     out = tmp_path / "labels"
-    summary = generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, batch_size=4)
+    summary = generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE)
     frames = frames_of(dataset)
     assert (summary.computed, summary.skipped, summary.no_frame) == (len(frames), 0, 0) == (12, 0, 0)
     assert summary.teacher == "vitp"
@@ -79,11 +80,63 @@ def test_labels_for_every_sample_match_infer_image(dataset, teacher, tmp_path):
     assert not list(out.rglob(".*"))
 
 
-def test_grey_frames_batch_like_infer_image(teacher):
+def test_grey_frames_label_like_infer_image(teacher):
     rng = np.random.default_rng(0)
-    grey = [rng.integers(0, 256, (30, 40), dtype=np.uint8) for _ in range(3)]
-    for frame, depth in zip(grey, predict_batch(teacher, grey, INPUT_SIZE)):
-        np.testing.assert_allclose(depth, teacher.infer_image(frame, INPUT_SIZE), rtol=1e-4, atol=1e-5)
+    for frame in [rng.integers(0, 256, (30, 40), dtype=np.uint8) for _ in range(3)]:
+        np.testing.assert_allclose(predict_label(teacher, frame, INPUT_SIZE), teacher.infer_image(frame, INPUT_SIZE),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_labels_are_bit_identical_however_the_run_is_cut(dataset, teacher, tmp_path):
+    """A label depends on its frame alone: labelling every sample in one run, in pieces (a limit,
+    then the rest), one sample at a time, or with the samples split between two ranks gives the same
+    bytes. (Batched forwards would not: a batch of 4 rounds differently from a frame alone.)"""
+    whole = generate_pseudolabels(dataset, teacher, tmp_path / "whole", input_size=INPUT_SIZE).out
+    pieces = tmp_path / "pieces"
+    for limit in (1, 5, 12):
+        generate_pseudolabels(dataset, teacher, pieces, input_size=INPUT_SIZE, limit=limit)
+    ranks = tmp_path / "ranks"
+    for rank in range(3):
+        generate_pseudolabels(dataset, teacher, ranks, input_size=INPUT_SIZE, rank=rank, world_size=3)
+    frame = frames_of(dataset)[(NAMES[1], 4)][0]
+    alone = predict_label(teacher, frame, INPUT_SIZE)
+    for name in NAMES:
+        for index in range(6):
+            depth = read_pseudolabel(pseudolabel_path(whole, name, index)).depth
+            for other in (pieces, ranks):
+                assert read_pseudolabel(pseudolabel_path(other, name, index)).depth.tobytes() == depth.tobytes()
+    assert read_pseudolabel(pseudolabel_path(whole, NAMES[1], 4)).depth.tobytes() == alone.tobytes()
+
+
+def test_check_label_refuses_another_recording_or_frame_rate(dataset, teacher, tmp_path):
+    out = tmp_path / "labels"
+    generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, limit=2)
+    frames = frames_of(dataset)
+    label = read_pseudolabel(pseudolabel_path(out, NAMES[0], 1))
+    frame, timestamp_us = frames[(NAMES[0], 1)]
+    check_label(label, timestamp_us, frame, out, NAMES[0], 1)  # its own sample
+    with pytest.raises(InputError, match="another frame rate") as error:
+        check_label(label, timestamp_us + 25_000, frame, out, NAMES[0], 1)
+    assert str(error.value).startswith(f"{out}: labels of sequence {NAMES[0]}") and "\n" not in str(error.value)
+    other_frame = frames[(NAMES[1], 1)][0]
+    with pytest.raises(InputError, match="another recording"):
+        check_label(label, timestamp_us, other_frame, out, NAMES[0], 1)
+
+
+def test_nothing_to_label_is_an_error(tmp_path, teacher):
+    """A sequence without frames (events and depth only) has nothing for the teacher to see."""
+    root = tmp_path / "ds"
+    spec = EventSequenceSpec(seconds=0.2, resolution=(48, 64), internal_fps=300, frame_hz=20, depth_hz=20, seed=0)
+    write_event_sequence(generate_event_sequence(spec), root / "train" / "a", "dsec")
+    import shutil
+
+    shutil.rmtree(root / "train" / "a" / "images")
+    with pytest.raises(InputError, match="no frames to label") as error:
+        generate_pseudolabels(root, teacher, tmp_path / "labels", input_size=INPUT_SIZE)
+    assert str(root) in str(error.value)
+    assert not (tmp_path / "labels").exists()
+    with pytest.raises(InputError, match="nothing to label"):
+        generate_pseudolabels(root, teacher, tmp_path / "labels", input_size=INPUT_SIZE, limit=0)
 
 
 def test_resume_after_interrupt(dataset, teacher, tmp_path):
@@ -96,12 +149,12 @@ def test_resume_after_interrupt(dataset, teacher, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, batch_size=4, progress=killer)
+        generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, progress=killer)
     files = sorted(out.rglob("*.npz"))
     assert len(files) == 3 and not list(out.rglob(".*")) and not (out / "manifest.json").exists()
     mtimes = {path: path.stat().st_mtime_ns for path in files}
 
-    summary = generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, batch_size=4)
+    summary = generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE)
     assert (summary.computed, summary.skipped) == (9, 3)
     assert {path: path.stat().st_mtime_ns for path in files} == mtimes
     assert len(list(out.rglob("*.npz"))) == 12
@@ -112,13 +165,19 @@ def test_resume_after_interrupt(dataset, teacher, tmp_path):
 
 
 def test_limit_and_stale_temporaries(dataset, teacher, tmp_path):
+    """Temporaries a killed run left (atomic_write's naming rule) for this run's samples and the
+    manifest go; a user's files that merely look alike, and other ranks' temporaries, stay."""
     out = tmp_path / "labels"
-    stale = out / NAMES[0] / ".000001.npz.abcd.npz"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"half")
+    stale = [out / NAMES[0] / ".000001.npz.abcd_123.partial.npz", out / ".manifest.json.x1y2z3w4.partial.json"]
+    kept = [out / NAMES[0] / ".000001.npz.notes", out / NAMES[0] / ".000007.npz.abcd_123.partial.npz",
+            out / NAMES[0] / "000001.npz.abcd_123.partial.npz"]
+    stale[0].parent.mkdir(parents=True)
+    for path in stale + kept:
+        path.write_bytes(b"half")
     summary = generate_pseudolabels(dataset, teacher, out, input_size=INPUT_SIZE, limit=2)
-    assert summary.computed == 2 and not stale.exists()
-    assert sorted(p.name for p in out.rglob("*.npz")) == ["000000.npz", "000001.npz"]
+    assert summary.computed == 2 and not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+    assert sorted(p.name for p in out.rglob("??????.npz")) == ["000000.npz", "000001.npz"]
 
 
 def test_corrupt_label_detected_and_recomputed(dataset, teacher, tmp_path):
@@ -177,7 +236,7 @@ def test_bad_arguments(dataset, teacher, tmp_path):
 def test_cli(dataset, checkpoint, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["events", "pseudolabel", str(dataset), "--weights", str(checkpoint), "--out", str(out),
-                 "--input-size", str(INPUT_SIZE), "--batch-size", "3", "--device", "cpu", "--limit", "8"]) == 0
+                 "--input-size", str(INPUT_SIZE), "--device", "cpu", "--limit", "8"]) == 0
     printed = capsys.readouterr().out
     assert "8 computed, 0 skipped" in printed and str(out) in printed
     assert len(list(out.rglob("*.npz"))) == 8

@@ -255,7 +255,7 @@ def distilled(dataset, tmp_path_factory) -> dict:
     teacher = load_depth_anything_file(folder / "official.pth")
     save_checkpoint(teacher, folder / "teacher_vitp.pth")
     labels = folder / "pseudolabels_vitp"
-    summary = generate_pseudolabels(dataset, teacher, labels, input_size=56, batch_size=4)
+    summary = generate_pseudolabels(dataset, teacher, labels, input_size=56)
     assert summary.computed > 0
     return {"teacher": folder / "teacher_vitp.pth", "labels": labels}
 

@@ -1,14 +1,25 @@
-"""Atomic file writes: nothing half-written is ever left at the target path."""
+"""Atomic file writes: nothing half-written is ever left at the target path.
+
+A write goes to a temporary file beside the target, named by one rule that no user file follows:
+`.<target name>.<8 random characters>.partial<target suffix>` (e.g. `.last.pt.k3j9_x0a.partial.pt`),
+then is renamed onto the target. A process killed with SIGKILL cannot remove its temporary; the
+process that owns the targets removes such leftovers when it starts again
+(`remove_stale_temporaries`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+TEMPORARY_MARK = ".partial"
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}" + re.escape(TEMPORARY_MARK) + r"(?P<suffix>\.[^.]*)?$")
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
@@ -17,7 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     failure the temporary file is removed and `path` keeps its old content. Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_MARK + path.suffix)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -29,6 +40,31 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def temporary_target(name: str) -> str | None:
+    """The target file name when `name` is the name of an `atomic_write` temporary, else None."""
+    match = _TEMPORARY.match(name)
+    if match is None or (match["suffix"] or "") != Path(match["target"]).suffix:
+        return None
+    return match["target"]
+
+
+def remove_stale_temporaries(folder: str | Path, owns: Callable[[str], bool] = lambda target: True,
+                             recursive: bool = False) -> list[Path]:
+    """Delete the `atomic_write` temporaries in `folder` (and below it with `recursive`) whose target
+    name `owns(target)` accepts: what a killed writer left. Only the process that writes those
+    targets may call this, when no write of its own is under way. Returns the paths removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.rglob(".*") if recursive else folder.glob(".*")):
+        target = temporary_target(path.name)
+        if target is not None and path.is_file() and owns(target):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def json_ready(value):

@@ -17,7 +17,8 @@ def add_action(actions) -> None:
         description="Run a relative Depth Anything V2 teacher on the frame of every aligned sample of every "
         "sequence of DATASET and store one label per sample: OUT/<sequence>/<index:06d>.npz (key 'depth': "
         "float32 relative inverse depth at the frame size; plus timestamp_us, teacher, input_size, frame_sha1, "
-        "label_sha1, weights_sha1) and OUT/manifest.json. Resumable: finished labels are skipped. "
+        "label_sha1, weights_sha1) and OUT/manifest.json. Each frame runs alone, so a label does not depend on "
+        "the others. Resumable: finished labels are skipped, and a killed run leaves no partial file. "
         "Shards across GPUs under torchrun (torchrun --nproc-per-node N -m anydepth events pseudolabel ...).",
     )
     parser.add_argument("dataset", metavar="DATASET", help="a DSEC root or sequence, MVSEC files, or voxel folders")
@@ -27,7 +28,6 @@ def add_action(actions) -> None:
                         "default: the official relative release from the cache ($ANYDEPTH_CACHE) or the hub")
     parser.add_argument("--out", help="output folder (default DATASET/pseudolabels_<teacher>, beside DATASET for a file)")
     parser.add_argument("--input-size", type=int, default=518, help="shorter network side, rounded to 14 (default 518)")
-    parser.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available; "
                         "cuda:LOCAL_RANK under torchrun)")
     parser.add_argument("--limit", type=int, help="only the first N samples of the dataset (all sequences, sorted)")
@@ -46,10 +46,8 @@ def run(args) -> int:
 
     if args.input_size < 14:
         raise InputError(f"--input-size must be at least 14, got {args.input_size}")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 0:
-        raise InputError(f"--limit must be >= 0, got {args.limit}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
     from anydepth.cli.checks import check_output_dir, resolve_device
 
     if args.out is not None:
@@ -73,8 +71,8 @@ def run(args) -> int:
             bar.reset(total=total)
 
         try:
-            summary = generate_pseudolabels(args.dataset, model, args.out, teacher, args.input_size, args.batch_size,
-                                            bar.update, rank, world_size, args.limit,
+            summary = generate_pseudolabels(args.dataset, model, args.out, teacher, args.input_size, bar.update,
+                                            rank, world_size, args.limit,
                                             on_start=start)
         finally:
             bar.close()

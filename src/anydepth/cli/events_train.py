@@ -24,7 +24,8 @@ def add_action(actions) -> None:
     parser = actions.add_parser(
         "train", help="train a student (synth / distilled / supervised / mixed) from a YAML config",
         description="Train an event depth student from a YAML config (see configs/ for the paper's recipes). "
-                    "Resumes from OUT/checkpoints/last.pt when it exists. Writes OUT/student.pth (the model's "
+                    "Resumes from OUT/checkpoints/last.pt when it exists (a run killed at any moment resumes "
+                    "exactly and leaves no partial file); every config value is checked against its type. Writes OUT/student.pth (the model's "
                     "official container), history.jsonl, loss.png and TensorBoard logs. Multi-GPU: "
                     "torchrun --nproc_per_node N -m anydepth events train CONFIG.yaml")
     parser.add_argument("config", help="YAML training config")
@@ -50,7 +51,7 @@ def run(args) -> int:
     for key in ("out", "steps", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, check=True)
     trainer = Trainer(config)
     result = trainer.run()
     if not trainer.distributed.is_main:

@@ -4,6 +4,11 @@ resolution with their labels in the loss's space, augmented identically (scale, 
 Every random choice of a clip (source, sequence, start, augmentation) is drawn from a generator
 seeded by (seed, step, rank, slot), so the data position of a run is its step number: resuming at
 step k gives exactly the batches an uninterrupted run would have seen, with no iterator state.
+
+Pseudo-labels are checked against the samples they are used for (`pseudolabels.check_label`): the
+first label of every sequence when the clips are set up (so a folder of another recording or frame
+rate is refused before the first step), then every label when a clip uses it, by timestamp each
+time and by frame checksum once per label.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
+
 import cv2
 import numpy as np
 import torch
 
 from anydepth.distill.adapters import event_image
 from anydepth.distill.config import DataConfig, DataSource
-from anydepth.distill.pseudolabels import pseudolabel_path, read_pseudolabel
+from anydepth.distill.pseudolabels import MANIFEST, check_label, pseudolabel_path, read_pseudolabel
 from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import InputError
 from anydepth.eventdepth.base import EventDepthModel
@@ -72,16 +79,21 @@ class TrainingClips:
         self.seed = int(seed)
         self.length = max(1, int(config.sequence_length))
         self._open: dict[Path, AlignedSequence] = {}
+        self._with_frames: dict[Path, AlignedSequence] = {}
+        self._checked: set[tuple[Path, int]] = set()  # (sequence, index) whose label's frame checksum matched
         self.entries: list[SequenceEntry] = []
         for source in config.sources:
             for path in find_sequences(source.path):
                 indices = self._labelled_indices(source, path)
                 entry = SequenceEntry(source, path, sequence_name(path, source.path), indices)
+                if source.labels == "pseudo" and len(indices):
+                    self.label(entry, int(indices[0]), self.sequence(path)[int(indices[0])])
                 if entry.clip_starts(self.length):
                     self.entries.append(entry)
         if not self.entries:
+            labels = [f"labels in {s.pseudolabels}" for s in config.sources if s.labels == "pseudo"]
             raise InputError(f"no sequence of the training sources has {self.length} consecutive labelled samples "
-                             f"({', '.join(s.path for s in config.sources)})")
+                             f"({', '.join([s.path for s in config.sources] + labels)})")
         self.source_weights = np.array([s.weight for s in config.sources], dtype=np.float64)
 
     def _labelled_indices(self, source: DataSource, path: Path) -> np.ndarray:
@@ -90,22 +102,46 @@ class TrainingClips:
             return np.arange(count)
         if source.pseudolabels is None:
             raise InputError(f"data source {source.path}: labels: pseudo needs `pseudolabels: FOLDER`")
+        folder = Path(source.pseudolabels)
+        if not folder.is_dir():
+            raise InputError(f"no such labels folder (the pseudo-labels of {source.path}; make them with "
+                             "anydepth events pseudolabel)", folder)
         name = sequence_name(path, source.path)
+        listed = self._manifest_sequences(folder)
+        if listed is not None and name not in listed:
+            raise InputError(f"labels of another dataset: its manifest.json has no sequence {name} "
+                             f"(it has {', '.join(sorted(listed)[:5]) or 'none'})", folder)
         present = [i for i in range(count) if pseudolabel_path(source.pseudolabels, name, i).is_file()]
         return np.asarray(present, dtype=np.int64)
+
+    @staticmethod
+    def _manifest_sequences(folder: Path) -> set[str] | None:
+        """The sequence names a labels folder's manifest lists (None without a readable manifest: a
+        run still under way or killed; the labels themselves are still checked)."""
+        try:
+            return set(json.loads((folder / MANIFEST).read_text())["sequences"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def sequence(self, path: Path) -> AlignedSequence:
         if path not in self._open:
             self._open[path] = open_for_training(path, self.config.window_ms)
         return self._open[path]
 
+    def frame(self, path: Path, index: int) -> np.ndarray | None:
+        """The frame of sample `index` (the sequence opened a second time, with frames)."""
+        if path not in self._with_frames:
+            self._with_frames[path] = open_sequence(path, window_ms=self.config.window_ms)
+        return self._with_frames[path][index].frame
+
     def close(self) -> None:
-        for sequence in self._open.values():
+        for sequence in [*self._open.values(), *self._with_frames.values()]:
             sequence.close()
         self._open.clear()
+        self._with_frames.clear()
 
     def __getstate__(self):  # sequences hold open files: reopen them in each worker
-        return {**self.__dict__, "_open": {}}
+        return {**self.__dict__, "_open": {}, "_with_frames": {}}
 
     # ---- one clip ------------------------------------------------------------------------------
     def choose(self, rng: np.random.Generator) -> tuple[SequenceEntry, int]:
@@ -118,7 +154,12 @@ class TrainingClips:
 
     def label(self, entry: SequenceEntry, index: int, sample) -> np.ndarray:
         if entry.source.labels == "pseudo":
-            return read_pseudolabel(pseudolabel_path(entry.source.pseudolabels, entry.name, index)).depth.astype(np.float32)
+            label = read_pseudolabel(pseudolabel_path(entry.source.pseudolabels, entry.name, index))
+            unchecked = (entry.path, index) not in self._checked
+            frame = self.frame(entry.path, index) if unchecked else None
+            check_label(label, sample.timestamp_us, frame, entry.source.pseudolabels, entry.name, index)
+            self._checked.add((entry.path, index))
+            return label.depth.astype(np.float32)
         if sample.depth_m is None:
             return None
         return label_to_space(sample.depth_m, self.space, self.model)

@@ -206,7 +206,7 @@ def run_experiment(out: str | Path, size: ExperimentSize | str = "claim", teache
     started = time.perf_counter()
     labels = out / "pseudolabels"
     summary = generate_pseudolabels(folders["target_train"], teacher, labels, teacher.config.encoder,
-                                    input_size=size.teacher_input, batch_size=8)
+                                    input_size=size.teacher_input)
     log(f"pseudo-labels: {summary.computed} computed, {summary.skipped} already there ({labels})")
     seconds["pseudolabels"] = time.perf_counter() - started
 

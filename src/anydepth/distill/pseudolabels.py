@@ -18,10 +18,20 @@ Keys of each `.npz` (plain arrays, readable with `allow_pickle=False`):
     weights_sha1   short hash of the teacher's config and state dict: labels of other weights
                    are never reused
 
+Every frame runs through the teacher alone (a batch of one): batched matrix products round
+differently with the batch size and even with a frame's position in a padded batch (measured on CPU
+and on an H200, `benchmarks/pseudolabel_batching.py`), so a label depends only on its frame and the
+teacher, and a resumed run writes exactly the labels an uninterrupted one would. The cost of giving
+up batching is about 1.3x on an H200 at 518 and none on a CPU.
+
 Runs are resumable: a sample whose label exists, reads back with a valid checksum and matches the
-teacher, weights, input size and frame is skipped; every label is written atomically, so a killed
-run leaves no partial file. With `torchrun`, sample k of the global order (all sequences, sorted)
-goes to rank k % world_size.
+teacher, weights, input size and frame is skipped; every label is written atomically, and a run
+first removes the temporaries a killed run left (`anydepth.atomic.remove_stale_temporaries`), so no
+partial file remains. With `torchrun`, sample k of the global order (all sequences, sorted) goes to
+rank k % world_size.
+
+Training checks each label against the sample it is used for (`check_label`): its timestamp and
+the checksum of its frame, so labels of another recording or another frame rate are refused.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anydepth.atomic import atomic_write
+from anydepth.atomic import atomic_write, remove_stale_temporaries
 from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
@@ -174,27 +184,27 @@ def _is_done(path: Path, teacher: str, weights_sha1: str, input_size: int, frame
 
 
 @torch.inference_mode()
-def predict_batch(model: torch.nn.Module, frames: list[np.ndarray], input_size: int = 518) -> list[np.ndarray]:
-    """`infer_image` on several frames of one size at once: BGR (or grey) uint8 frames -> float32
-    (H, W) predictions at the frames' resolution."""
-    if not frames:
-        return []
-    height, width = frames[0].shape[:2]
+def predict_label(model: torch.nn.Module, frame: np.ndarray, input_size: int = 518) -> np.ndarray:
+    """`infer_image` on one frame, alone: BGR (or grey) uint8 (H, W[, 3]) -> float32 (H, W) relative
+    inverse depth at the frame's resolution. Never batched, so the result does not depend on which
+    other frames were being labelled (see the module docstring)."""
+    height, width = frame.shape[:2]
     parameter = next(model.parameters())
-    x = torch.cat([image_to_tensor(as_bgr_uint8(frame), input_size) for frame in frames])
-    x = x.to(device=parameter.device, dtype=parameter.dtype)
-    prediction = resize_prediction(model(x), height, width)
-    return list(prediction.float().cpu().numpy())
+    x = image_to_tensor(as_bgr_uint8(frame), input_size).to(device=parameter.device, dtype=parameter.dtype)
+    return resize_prediction(model(x), height, width)[0].float().cpu().numpy()
 
 
-def _remove_stale_temporaries(folder: Path, mine: set[int]) -> None:
-    """Temporary files of a killed run (`.<index>.npz.<random>.npz`) for this rank's samples."""
-    if not folder.is_dir():
-        return
-    for path in folder.glob(".*.npz.*"):
-        stem = path.name[1:].split(".", 1)[0]
-        if stem.isdigit() and int(stem) in mine:
-            path.unlink(missing_ok=True)
+def check_label(label: PseudoLabel, timestamp_us: int, frame: np.ndarray | None, labels: str | Path, sequence: str,
+                index: int) -> None:
+    """InputError (one line naming the labels folder and the sequence) unless `label` was made for
+    the sample at `timestamp_us` with this `frame` (checked when given)."""
+    if label.timestamp_us != int(timestamp_us):
+        raise InputError(f"labels of sequence {sequence} do not belong to it: sample {index} is at "
+                         f"{int(timestamp_us)} us, its label at {label.timestamp_us} us (labels of another recording "
+                         "or another frame rate?)", labels)
+    if frame is not None and label.frame_sha1 != sha1_bytes(np.asarray(frame)):
+        raise InputError(f"labels of sequence {sequence} do not belong to it: the label of sample {index} was made "
+                         "from another frame (labels of another recording?)", labels)
 
 
 def _sequence_lengths(sequences: list[Path]) -> list[int]:
@@ -211,7 +221,6 @@ def generate_pseudolabels(
     out: str | Path | None = None,
     teacher_name: str | None = None,
     input_size: int = 518,
-    batch_size: int = 4,
     progress: Callable[[int], object] | None = None,
     rank: int = 0,
     world_size: int = 1,
@@ -223,18 +232,17 @@ def generate_pseudolabels(
 
     teacher_model: a relative `DepthAnythingV2` (in eval mode, on the device to run on).
     out: default `default_out(dataset, teacher_name)`. teacher_name: default the model's encoder.
-    batch_size: frames of one size per forward pass. progress: called with 1 after each sample of
+    progress: called with 1 after each sample of
     this rank (computed, skipped or without a frame). limit: only the first `limit` samples of the
     global order. weights_sha1: default `teacher_fingerprint(teacher_model)`. on_start: called
     once, before any work, with the number of samples of this rank (e.g. a progress bar's total).
     rank / world_size: this process's shard (sample k goes to rank k % world_size); with
     torch.distributed initialised (torchrun), all ranks meet at a barrier before rank 0
-    writes the manifest.
+    writes the manifest. InputError when there is nothing to label (no aligned sample, or no
+    sample with a frame).
     """
     if input_size < 14:
         raise InputError(f"input size must be at least 14, got {input_size}")
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
     if world_size < 1 or not 0 <= rank < world_size:
         raise InputError(f"rank {rank} outside world size {world_size}")
     if limit is not None and limit < 0:
@@ -254,19 +262,16 @@ def generate_pseudolabels(
     summary = PseudoLabelSummary(out, teacher_name, input_size, weights_sha1, rank=rank, world_size=world_size)
     remaining = sum(lengths) if limit is None else min(limit, sum(lengths))
 
+    if remaining == 0:
+        raise InputError("nothing to label: no aligned samples" + (" (limit 0)" if limit == 0 else ""), dataset)
+    if rank == 0:
+        remove_stale_temporaries(out, lambda target: target == MANIFEST)
     if on_start is not None:
         on_start(sum(1 for k in range(remaining) if k % world_size == rank))
-    pending: list[tuple[Path, np.ndarray, int, str, dict]] = []
 
-    def flush() -> None:
-        frames = [item[1] for item in pending]
-        for (path, _, timestamp_us, frame_sha1, counts), depth in zip(pending, predict_batch(teacher_model, frames, input_size)):
-            write_pseudolabel(path, depth, timestamp_us, teacher_name, input_size, frame_sha1, weights_sha1)
-            summary.computed += 1
-            counts["computed"] += 1
-            if progress is not None:
-                progress(1)
-        pending.clear()
+    def advance() -> None:
+        if progress is not None:
+            progress(1)
 
     start = 0  # global position of the sequence's first sample
     for path, name, length in zip(sequences, names, lengths):
@@ -276,31 +281,28 @@ def generate_pseudolabels(
         counts = summary.sequences.setdefault(name, {"samples": len(mine), "computed": 0, "skipped": 0, "no_frame": 0})
         if not mine:
             continue
-        _remove_stale_temporaries(out / name, set(mine))
+        owned = {pseudolabel_path(out, name, index).name for index in mine}
+        remove_stale_temporaries(out / name, owned.__contains__)
         with open_sequence(path) as sequence:
             for index in mine:
                 sample = sequence[index]
-                if sample.frame is None:
-                    summary.no_frame += 1
-                    counts["no_frame"] += 1
-                    if progress is not None:
-                        progress(1)
-                    continue
-                frame = np.asarray(sample.frame)
-                frame_sha1 = sha1_bytes(frame)
-                target = pseudolabel_path(out, name, sample.index)
-                if _is_done(target, teacher_name, weights_sha1, input_size, frame_sha1):
-                    summary.skipped += 1
-                    counts["skipped"] += 1
-                    if progress is not None:
-                        progress(1)
-                    continue
-                if pending and pending[0][1].shape[:2] != frame.shape[:2]:
-                    flush()
-                pending.append((target, frame, int(sample.timestamp_us), frame_sha1, counts))
-                if len(pending) >= batch_size:
-                    flush()
-    flush()
+                kind = "no_frame"
+                if sample.frame is not None:
+                    frame = np.asarray(sample.frame)
+                    frame_sha1 = sha1_bytes(frame)
+                    target = pseudolabel_path(out, name, sample.index)
+                    kind = "skipped"
+                    if not _is_done(target, teacher_name, weights_sha1, input_size, frame_sha1):
+                        depth = predict_label(teacher_model, frame, input_size)
+                        write_pseudolabel(target, depth, int(sample.timestamp_us), teacher_name, input_size,
+                                          frame_sha1, weights_sha1)
+                        kind = "computed"
+                setattr(summary, kind, getattr(summary, kind) + 1)
+                counts[kind] += 1
+                advance()
+    if summary.total and summary.computed + summary.skipped == 0:
+        raise InputError(f"no frames to label: none of the {summary.no_frame} samples has a frame beside its events "
+                         "(pseudo-labels need the frames, e.g. DSEC images/left/rectified, MVSEC image_raw)", dataset)
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -337,7 +339,8 @@ __all__ = [
     "PseudoLabelSummary",
     "default_out",
     "generate_pseudolabels",
-    "predict_batch",
+    "check_label",
+    "predict_label",
     "pseudolabel_path",
     "read_pseudolabel",
     "teacher_fingerprint",

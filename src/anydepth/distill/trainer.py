@@ -9,7 +9,9 @@ schedule, gradient-norm clipping, bf16 autocast on GPU.
 Checkpoints (`OUT/checkpoints/step_XXXXXXX.pt` and `last.pt`, written atomically every
 `checkpoint_every` steps and at the end) hold the model, optimiser, scheduler, step, loss history
 and RNG states; the data position is the step (see `data.py`), so a resumed run continues exactly
-where the interrupted one would have been. The trained student is written in its official
+where the interrupted one would have been. A run killed at any moment (even SIGKILL in the middle of
+a write) leaves at most `atomic_write` temporaries of its own outputs; the next run in the same OUT
+removes them before it resumes (`clean_stale_temporaries`). The trained student is written in its official
 container (`OUT/student.pth`), with `history.jsonl`, `loss.png` and TensorBoard logs
 (`OUT/tensorboard`: losses, learning rate, sample depth images).
 
@@ -23,6 +25,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anydepth.atomic import atomic_write, json_ready
+from anydepth.atomic import atomic_write, json_ready, remove_stale_temporaries
 from anydepth.distill.adapters import run_network, to_space
 from anydepth.distill.config import TrainConfig
 from anydepth.distill.data import TrainingClips
@@ -40,13 +43,23 @@ from anydepth.distill.losses import DistillationLoss, e2depth_loss, silog_loss
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, init_from_dav2
-from anydepth.eventdepth.registry import load_model, save_model
+from anydepth.eventdepth.registry import get_entry, load_model, save_model
 from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
 from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.weights import resolve_weights
 from anydepth.metrics.align import align_scale_shift
 
 CHECKPOINT_FORMAT = "anydepth-train-v1"
+OUTPUTS = ("student.pth", "history.jsonl", "loss.png")  # written in OUT at the end of a run
+CHECKPOINT_NAME = re.compile(r"^(last|step_\d{7})\.pt$")  # written in OUT/checkpoints
+
+
+def clean_stale_temporaries(out: str | Path) -> list[Path]:
+    """Remove the `atomic_write` temporaries a killed run left for the trainer's own outputs in
+    `out` and `out/checkpoints` (nothing else: other files keep their place). Returns them."""
+    out = Path(out)
+    return (remove_stale_temporaries(out, OUTPUTS.__contains__)
+            + remove_stale_temporaries(out / "checkpoints", lambda name: CHECKPOINT_NAME.match(name) is not None))
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
@@ -54,6 +67,10 @@ def build_student(config: TrainConfig) -> EventDepthModel:
     """The student of `config.model`: from its weights, or fresh (DepthAnyEvent optionally with
     DAv2 weights in its encoder and head)."""
     spec = config.model
+    known = {f.name for f in dataclasses.fields(get_entry(spec.name).resolve("config_class"))}
+    unknown = sorted(set(spec.config) - known)
+    if unknown:
+        raise InputError(f"model.config: unknown key {unknown[0]} for {spec.name} (known: {', '.join(sorted(known))})")
     model = load_model(spec.name, spec.weights, **spec.config)
     if spec.init_dav2 is not None:
         if not isinstance(model, DepthAnyEvent):
@@ -215,8 +232,10 @@ class Trainer:
                                       weight_decay=config.optim.weight_decay)
         scheduler = make_scheduler(optimizer, config)
         loss_fn = make_loss(config)
+        if self.distributed.is_main:
+            clean_stale_temporaries(self.out)
         start, history = self.load_checkpoint(student, optimizer, scheduler)
-        writer = self._writer() if self.distributed.is_main else None
+        writer = self._writer(start) if self.distributed.is_main else None
         autocast = config.amp and self.device.type == "cuda"
         end = config.steps if self.stop_after is None else min(config.steps, start + self.stop_after)
         bar = None
@@ -268,12 +287,14 @@ class Trainer:
         return result
 
     # ---- logs ---------------------------------------------------------------------------------
-    def _writer(self):
+    def _writer(self, start: int = 0):
+        """TensorBoard writer; on resume (start > 0) it purges what an interrupted run logged after
+        its last checkpoint, so the logs read as one run."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard not installed: history.jsonl and loss.png still written
             return None
-        return SummaryWriter(str(self.out / "tensorboard"))
+        return SummaryWriter(str(self.out / "tensorboard"), purge_step=start + 1 if start else None)
 
     def _log(self, writer, record: dict, step: int, prediction, target, mask) -> None:
         config = self.config
