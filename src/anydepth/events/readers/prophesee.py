@@ -498,7 +498,7 @@ class PropheseeDatReader(EventReader):
         t, p = np.empty(size, np.int64), np.empty(size, np.int8)
         last_t = int(self._records[i0 - 1, 0]) if i0 else -1
         unsorted, outside = decode_dat_cd(records, self.sensor_size[1], self.sensor_size[0], last_t, x, y, t, p)
-        return (x, y, t, p), unsorted < 0 and outside < 0
+        return (x, y, t, p), not (unsorted or outside)
 
     def _read_arrays(self, i0: int, i1: int) -> Arrays:
         return self._decode(i0, i1)[0]

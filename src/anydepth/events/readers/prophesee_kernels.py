@@ -392,13 +392,18 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
 def decode_dat_cd(records, width, height, last_t, x, y, t, p):
     """DAT CD events: records (N, 2) uint32 = (t µs, packed); x bits 13..0, y 27..14, p bit 28.
 
-    Validates while decoding: returns (the first event whose t is below the one before it, the first
-    event outside width x height), each -1 when there is none; last_t: the time of the event before
+    Validates while decoding (reductions, no branch per event): returns (whether a t is below the one
+    before it, whether an event lies outside width x height); last_t: the time of the event before
     records[0] (-1: none)."""
-    unsorted = -1
-    outside = -1
-    for i in range(records.shape[0]):
-        stamp = np.int64(records[i, 0])
+    n = records.shape[0]
+    if n == 0:
+        return False, False
+    decreasing = np.int64(records[0, 0]) < last_t
+    largest_x = 0
+    largest_y = 0
+    previous = records[0, 0]
+    for i in range(n):
+        stamp = records[i, 0]
         packed = records[i, 1]
         column = packed & 0x3FFF
         row = (packed >> 14) & 0x3FFF
@@ -406,12 +411,11 @@ def decode_dat_cd(records, width, height, last_t, x, y, t, p):
         x[i] = column
         y[i] = row
         p[i] = (packed >> 28) & 1
-        if stamp < last_t and unsorted < 0:
-            unsorted = i
-        if (column >= width or row >= height) and outside < 0:
-            outside = i
-        last_t = stamp
-    return unsorted, outside
+        decreasing |= stamp < previous
+        previous = stamp
+        largest_x = max(largest_x, column)
+        largest_y = max(largest_y, row)
+    return decreasing, largest_x >= width or largest_y >= height
 
 
 KERNELS = {"evt2": (decode_evt2, np.dtype("<u4")), "evt21": (decode_evt21, np.dtype("<u8")),
