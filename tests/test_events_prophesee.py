@@ -8,11 +8,13 @@ triggers) and expelliarmus (x, y, p) on the same bytes.
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
 
-from anydepth.errors import FormatError
+from anydepth.errors import AnydepthWarning, FormatError
 from anydepth.events.readers import (READERS, MetavisionH5Reader, PropheseeDatReader, PropheseeRawReader,
                                      detect_format, open_events)
 
@@ -385,3 +387,134 @@ def test_unsorted_stream_raises(tmp_path):
             reader.read_all()
     with open_events(path, repair=True) as reader:
         np.testing.assert_array_equal(reader.read_all().t, t)
+
+
+# ---- one-pass paths against the index ------------------------------------------------------------
+def paths_of(reader_class, path, window_us, count, **options):
+    """(read_all in one pass, read_all through the index, streamed time windows, streamed count
+    windows, time windows read through the index) of one file."""
+    with reader_class(path, **options) as reader:
+        whole = reader.read_all()
+        streamed = list(reader.windows(window_us=window_us))
+        counted = list(reader.windows(count=count))
+    with reader_class(path, **options) as reader:
+        assert len(reader) == len(whole)  # builds the index first
+        indexed = reader.read_all()
+        by_index = list(reader.windows(window_us=window_us, t0_us=reader.t_start, t1_us=reader.t_end + 1))
+    return whole, indexed, streamed, counted, by_index
+
+
+@pytest.mark.parametrize("encoding", ["evt3", "evt2", "evt21", "dat"])
+def test_one_pass_and_indexed_paths_agree(tmp_path, encoding):
+    x, y, t, p = events_of(30_000, seed=10, t0=(1 << 24) - 500_000, span=1_000_000, runs=encoding != "evt2")
+    options = {"block_words": 512} if encoding != "dat" else {}
+    if encoding == "evt3":
+        path, reader_class = write_raw(tmp_path / "a.raw", EVT3_HEADER, encode_evt3(x, y, t, p)), PropheseeRawReader
+    elif encoding == "evt2":
+        header = b"% format EVT2;height=720;width=1280\n% end\n"
+        path, reader_class = write_raw(tmp_path / "a.raw", header, encode_evt2(x, y, t, p)), PropheseeRawReader
+    elif encoding == "evt21":
+        order = evt21_order(x, y, t, p)
+        header = b"% format EVT21;height=720;width=1280\n% end\n"
+        path, reader_class = write_raw(tmp_path / "a.raw", header, encode_evt21(x, y, t, p)), PropheseeRawReader
+        x, y, t, p = (a[order] for a in (x, y, t, p))
+    else:
+        path, reader_class = write_dat(tmp_path / "a.dat", x, y, t, p, height=720, width=1280), PropheseeDatReader
+    whole, indexed, streamed, counted, by_index = paths_of(reader_class, path, 7_001, 999, **options)
+    for events in (whole, indexed):
+        assert_events(events, x, y, t, p)
+    assert [len(w) for w in streamed] == [len(w) for w in by_index]
+    assert len(streamed) == -(-(int(t[-1]) + 1 - int(t[0])) // 7_001)
+    assert [len(w) for w in counted] == [999] * (len(t) // 999) + ([len(t) % 999] if len(t) % 999 else [])
+    for windows in (streamed, counted, by_index):
+        assert_events(type(whole)(*(np.concatenate([getattr(w, a) for w in windows]) for a in "xytp"), whole.sensor_size),
+                      x, y, t, p)
+    for k, window in enumerate(streamed):
+        assert len(window) == 0 or (window.t[0] >= t[0] + k * 7_001 and window.t[-1] < t[0] + (k + 1) * 7_001)
+
+
+def test_count_windows_split_vectors(evt3_file):
+    path, (x, y, t, p), _ = evt3_file
+    with PropheseeRawReader(path) as reader:
+        windows = list(reader.windows(count=1))
+    assert len(windows) == len(t) and all(len(w) == 1 for w in windows)
+    np.testing.assert_array_equal(np.concatenate([w.x for w in windows]), x)
+
+
+def test_one_pass_collects_triggers_and_the_index(evt3_file):
+    path, (x, y, t, p), triggers = evt3_file
+    with PropheseeRawReader(path, block_words=1000) as reader:
+        reader.read_all()
+        one_pass = reader.checkpoints.copy(), reader.triggers
+    with PropheseeRawReader(path, block_words=1000) as reader:
+        np.testing.assert_array_equal(reader.checkpoints, one_pass[0])  # the counting pass
+    np.testing.assert_array_equal(one_pass[1].t, [s for s, _, _ in triggers])
+
+
+def test_events_outside_the_sensor_are_skipped_on_every_path(tmp_path):
+    x, y, t, p = events_of(20_000, seed=11)  # up to 1279 x 719, vectors straddling x = 640
+    header = b"% format EVT3;height=480;width=640\n% end\n"
+    path = write_raw(tmp_path / "a.raw", header, encode_evt3(x, y, t, p))
+    inside = (x < 640) & (y < 480)
+    whole, indexed, streamed, counted, by_index = paths_of(PropheseeRawReader, path, 5_003, 777, block_words=300)
+    for events in (whole, indexed):
+        assert_events(events, *(a[inside] for a in (x, y, t, p)))
+    for windows in (streamed, counted, by_index):
+        np.testing.assert_array_equal(np.concatenate([w.x for w in windows]), x[inside])
+
+
+def test_unsorted_raw_raises_on_every_path(tmp_path):
+    x, y, t, p = events_of(2_000, seed=9)
+    words = np.concatenate([encode_evt3(x[1000:], y[1000:], t[1000:], p[1000:]), encode_evt3(x[:1000], y[:1000], t[:1000], p[:1000])])
+    path = write_raw(tmp_path / "a.raw", EVT3_HEADER, words)
+    for use in (lambda r: r.read_all(), len, lambda r: list(r.windows(window_us=10_000)), lambda r: list(r.windows(count=100))):
+        with pytest.raises(FormatError, match="not sorted.*repair=True"):
+            with open_events(path) as reader:
+                use(reader)
+
+
+@pytest.mark.parametrize("damage", ["unsorted", "outside"])
+def test_dat_validation_in_the_kernel(tmp_path, damage):
+    x, y, t, p = events_of(5_000, seed=12, height=480, width=640, runs=False)
+    if damage == "unsorted":
+        t = t.copy()
+        t[3_000] = t[2_000]
+    else:
+        x = x.copy()
+        x[4_999] = 700
+    path = write_dat(tmp_path / "a.dat", x, y, t, p)
+    with open_events(path) as reader:
+        assert_events(reader.read_index(0, 2_500), *(a[:2_500] for a in (x, y, t, p)))
+        with pytest.raises(FormatError, match="repair=True"):
+            reader.read_all()
+        with pytest.raises(FormatError, match="repair=True"):
+            list(reader.windows(count=1_000))
+    with open_events(path, repair=True) as reader:
+        assert len(reader.read_all()) == (5_000 if damage == "unsorted" else 4_999)
+
+
+def test_shrunk_raw_file_raises(tmp_path, evt3_file):
+    path = tmp_path / "a.raw"
+    path.write_bytes(evt3_file[0].read_bytes())
+    with open_events(path) as reader:
+        with open(path, "r+b") as handle:
+            handle.truncate(len(EVT3_HEADER) + 1000)
+        with pytest.raises(FormatError, match="shrank"):
+            reader.read_all()
+
+
+def test_streamed_windows_follow_the_gap_rule(tmp_path):
+    x, y, t, p = events_of(3_000, seed=13, span=200_000, runs=False)
+    t = np.concatenate([t, t[-1] + 5_000_000 + np.arange(10)])  # a gap of 5 s, then 10 events
+    x, y, p = np.concatenate([x, x[:10]]), np.concatenate([y, y[:10]]), np.concatenate([p, p[:10]])
+    path = write_raw(tmp_path / "a.raw", b"% format EVT2;height=720;width=1280\n% end\n", encode_evt2(x, y, t, p))
+    for gap_windows in (None, 3, 1000):  # the gap is 4,999 windows of 1 ms
+        with pytest.warns(AnydepthWarning, match="skipped 4,999") if gap_windows else warnings.catch_warnings():
+            with PropheseeRawReader(path) as reader:
+                streamed = list(reader.windows(window_us=1_000, gap_windows=gap_windows))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PropheseeRawReader(path) as reader:
+                by_index = list(reader.windows(window_us=1_000, gap_windows=gap_windows, t0_us=int(t[0])))
+        assert [len(w) for w in streamed] == [len(w) for w in by_index]
+        np.testing.assert_array_equal(np.concatenate([w.t for w in streamed]), t)

@@ -25,6 +25,7 @@ wraps.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -341,8 +342,8 @@ class PropheseeRawReader(EventReader):
                 t0_us: int | None = None, t1_us: int | None = None,
                 gap_windows: int | None = GAP_WINDOWS) -> Iterator[EventArray]:
         """As `EventReader.windows`; over the whole file (no t0, t1) the stream is decoded once,
-        window after window, without the index (until the first empty window, from where the
-        indexed windows take over so that gaps are skipped)."""
+        window after window, without the index; before a stretch of `gap_windows` empty windows the
+        windows of `EventReader.windows` take over, so that its rule for gaps holds."""
         sequential = (self._memory is None and t0_us is None and t1_us is None and (window_us is None) != (count is None)
                       and all(value is None or (value == int(value) and value > 0) for value in (window_us, count)))
         if not sequential:
@@ -354,23 +355,30 @@ class PropheseeRawReader(EventReader):
         else:
             yield from self._stream_by_count(int(count))
 
+    def _next_time(self, cursor: _Cursor) -> int | None:
+        """Time of the next event after the cursor (None: none), without moving the cursor."""
+        ahead = _Cursor()
+        ahead.state[:], ahead.word = cursor.state, cursor.word
+        t = self._decode_until(ahead, 1, grow=False, check_order=False)[0][2]
+        return int(t[0]) if len(t) else None
+
     def _stream_by_time(self, window_us: int, gap_windows: int | None) -> Iterator[EventArray]:
-        first = self._decode_until(self._cursor(), 1, grow=False)[0][2]
-        if not len(first):
+        start = self._next_time(self._cursor())
+        if start is None:
             return
         cursor = self._cursor()
-        edge = int(first[0]) + window_us
         expected = 1 << 16
-        while True:
-            arrays, ended = self._decode_until(cursor, expected, edge)
-            if not len(arrays[0]) and not ended and gap_windows is not None:  # a gap may start here
-                yield from super().windows(window_us, t0_us=edge - window_us, gap_windows=gap_windows)
-                return
+        for k in itertools.count():
+            arrays, ended = self._decode_until(cursor, expected, start + (k + 1) * window_us)
+            if not len(arrays[0]) and gap_windows is not None:  # (an event follows: the kernel stopped before it)
+                empty = (self._next_time(cursor) - start) // window_us - k  # empty windows from this one on
+                if empty >= gap_windows:  # EventReader.windows may skip some: continue with its windows
+                    yield from itertools.islice(super().windows(window_us, gap_windows=gap_windows), k, None)
+                    return
             yield EventArray(*arrays, self.sensor_size)
             if ended:
                 return
-            expected = max(expected, len(arrays[0]) + len(arrays[0]) // 4)
-            edge += window_us
+            expected = len(arrays[0]) + len(arrays[0]) // 4 + 1024
 
     def _stream_by_count(self, count: int) -> Iterator[EventArray]:
         cursor = self._cursor()
