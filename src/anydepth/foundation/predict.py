@@ -73,6 +73,6 @@ def predict_images(
             if raw_out is not None:
                 imageio.write_npy(raw_out, result.prediction)
                 result.written.append(Path(raw_out))
-        except AnydepthError as error:
-            result.error = str(error)
+        except AnydepthError as error:  # named after the image when the problem is in it, not in a file
+            result.error = str(error) if error.path else f"{source}: {error}"
         yield result

@@ -189,25 +189,36 @@ class EventReader(ABC):
     def _window_runs(self, start: int, stop: int, window_us: int,
                      gap_windows: int | None) -> Iterator[tuple[int, int, int | None]]:
         """Runs [k0, k1) of window indices to produce, each with the first index of the empty
-        stretch skipped just before it (None when nothing was skipped)."""
+        stretch skipped just before it (None when nothing was skipped). A stretch is skipped when
+        the `gap_windows` windows after an event's window hold no event."""
         steps = max(0, math.ceil((stop - start) / window_us))
-        block = steps if gap_windows is None else max(int(gap_windows), 1)
+        if gap_windows is None:
+            if steps:
+                yield 0, steps, None
+            return
+        block = max(int(gap_windows), 1)
         k, skipped_from = 0, None
         while k < steps:
             k_end = min(k + block, steps)
             i0 = self.index_of_time(start + k * window_us)
             i1 = self.index_of_time(stop if k_end == steps else start + k_end * window_us)
-            if i1 > i0 or gap_windows is None:
-                yield k, k_end, skipped_from
-                k, skipped_from = k_end, None
+            if i1 == i0 and k_end - k == block:  # `block` empty windows: skip to the next event's window
+                t_next = self._time_at(i0) if i0 < len(self) else stop
+                if t_next >= stop:
+                    return
+                skipped_from = k if skipped_from is None else skipped_from
+                k = (t_next - start) // window_us
                 continue
-            if i0 >= len(self):
-                return  # nothing more before the end: the windows left would all be empty
-            t_next = int(self._memory.t[i0] if self._memory is not None else self._read_validated(i0, i0 + 1).t[0])
-            if t_next >= stop:
-                return
-            skipped_from = k if skipped_from is None else skipped_from
-            k = (t_next - start) // window_us
+            # up to the window of the last event of the block (the empty ones after it may start a gap)
+            k_next = k_end if k_end == steps else (self._time_at(i1 - 1) - start) // window_us + 1
+            yield k, k_next, skipped_from
+            k, skipped_from = k_next, None
+
+    def _time_at(self, index: int) -> int:
+        """Timestamp (µs) of event `index`."""
+        if self._memory is not None:
+            return int(self._memory.t[index])
+        return int(self._read_validated(index, index + 1).t[0])
 
     def close(self) -> None:
         if not self._closed:
