@@ -84,6 +84,52 @@ def test_interrupted_run_resumes_exactly(dataset, tmp_path):
     assert (tmp_path / "resumed" / "loss.png").is_file()
 
 
+def test_resume_removes_its_stale_temporaries_only(dataset, tmp_path):
+    """SIGKILL during a checkpoint write leaves an atomic_write temporary as large as the model; the
+    next run in the same folder removes those of its own outputs (by atomic_write's naming rule) and
+    nothing else."""
+    out = tmp_path / "run"
+    config = config_from_dict(e2depth_config(dataset, out))
+    Trainer(config, progress=False, stop_after=2).run()
+    checkpoints = out / "checkpoints"
+    stale = [checkpoints / ".last.pt.abcd_123.partial.pt", checkpoints / ".step_0000003.pt.zz9yy8xx.partial.pt",
+             out / ".student.pth.q1w2e3r4.partial.pth", out / ".history.jsonl.a1b2c3d4.partial.jsonl"]
+    kept = [checkpoints / ".last.pt.backup", checkpoints / ".mine.pt.abcd_123.partial.pt", out / "notes.partial.pt",
+            out / ".student.pth.q1w2e3r4.partial", out / "tensorboard" / ".last.pt.abcd_123.partial.pt"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a checkpoint")
+    resumed = Trainer(config, progress=False).run()
+    assert resumed.resumed_from == 2
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+
+
+def test_every_config_field_type_is_understood():
+    """The validation is driven by the field types: each field's default, written as YAML would
+    give it, converts back to itself (a field of a type the converter does not know fails here)."""
+    import dataclasses
+    import typing
+
+    from anydepth.distill import config as config_module
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return [plain(v) for v in value] if isinstance(value, tuple) else value
+
+    for cls in (config_module.ModelSpec, config_module.DataConfig, config_module.OptimConfig,
+                config_module.LossConfig, config_module.DataSource):
+        hints = typing.get_type_hints(cls)
+        for spec in dataclasses.fields(cls):
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                continue
+            default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+            assert config_module._convert(plain(default), hints[spec.name], spec.name) == default, (cls, spec.name)
+            with pytest.raises(config_module._Mismatch):
+                config_module._convert(object(), hints[spec.name], spec.name)
+
+
 # ---- learning -----------------------------------------------------------------------------------
 def test_loss_decreases(dataset, tmp_path):
     values = e2depth_config(dataset, tmp_path / "run", steps=30, checkpoint_every=1000, batch_size=2,

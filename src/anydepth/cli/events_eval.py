@@ -60,7 +60,7 @@ def run(args) -> int:
     if not Path(args.dataset).exists():
         raise InputError("no such file or folder", args.dataset)
     if not args.window_ms > 0:
-        raise InputError(f"window must be positive, got {args.window_ms} ms")
+        raise InputError(f"--window-ms must be positive, got {args.window_ms}")
     from anydepth.cli.checks import check_output_dir, resolve_device
 
     check_output_dir(args.out, "--out")

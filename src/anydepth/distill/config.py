@@ -89,6 +89,15 @@ class ModelSpec:
     weights: str | None = _field(None, path="input")
     init_dav2: str | None = _field(None, path="weights")
 
+    def __post_init__(self):
+        from anydepth.eventdepth.registry import MODELS
+
+        if self.name in MODELS:  # the keys of `config` are the fields of the student's config class
+            known = [f.name for f in dataclasses.fields(MODELS[self.name].resolve("config_class"))]
+            unknown = sorted(set(self.config) - set(known), key=str)
+            if unknown:
+                raise ConfigValueError(f"config.{unknown[0]}", f"unknown key for {self.name} (known: {', '.join(known)})")
+
 
 @dataclass(frozen=True)
 class DataSource:
@@ -345,7 +354,8 @@ def _build(cls, values, key: str = ""):
     try:
         return cls(**converted)
     except ConfigValueError as error:
-        raise _Mismatch(None, _join(key, error.name) if "." not in error.name else error.name, message=str(error)) from None
+        name = error.name if cls is TrainConfig else _join(key, error.name)  # TrainConfig names keys from the root
+        raise _Mismatch(None, name, message=str(error)) from None
 
 
 def _message(mismatch: _Mismatch) -> str:

@@ -43,7 +43,7 @@ from anydepth.distill.losses import DistillationLoss, e2depth_loss, silog_loss
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, init_from_dav2
-from anydepth.eventdepth.registry import get_entry, load_model, save_model
+from anydepth.eventdepth.registry import load_model, save_model
 from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
 from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.weights import resolve_weights
@@ -67,10 +67,6 @@ def build_student(config: TrainConfig) -> EventDepthModel:
     """The student of `config.model`: from its weights, or fresh (DepthAnyEvent optionally with
     DAv2 weights in its encoder and head)."""
     spec = config.model
-    known = {f.name for f in dataclasses.fields(get_entry(spec.name).resolve("config_class"))}
-    unknown = sorted(set(spec.config) - known)
-    if unknown:
-        raise InputError(f"model.config: unknown key {unknown[0]} for {spec.name} (known: {', '.join(sorted(known))})")
     model = load_model(spec.name, spec.weights, **spec.config)
     if spec.init_dav2 is not None:
         if not isinstance(model, DepthAnyEvent):
