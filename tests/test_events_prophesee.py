@@ -505,16 +505,21 @@ def test_shrunk_raw_file_raises(tmp_path, evt3_file):
 
 def test_streamed_windows_follow_the_gap_rule(tmp_path):
     x, y, t, p = events_of(3_000, seed=13, span=200_000, runs=False)
-    t = np.concatenate([t, t[-1] + 5_000_000 + np.arange(10)])  # a gap of 5 s, then 10 events
-    x, y, p = np.concatenate([x, x[:10]]), np.concatenate([y, y[:10]]), np.concatenate([p, p[:10]])
+    # gaps of 5 s and of 2.5 ms (1 ms windows), 10 events after each
+    t = np.concatenate([t, t[-1] + 5_000_000 + np.arange(10), t[-1] + 5_002_509 + np.arange(10)])
+    x, y, p = (np.concatenate([a, a[:10], a[:10]]) for a in (x, y, p))
     path = write_raw(tmp_path / "a.raw", b"% format EVT2;height=720;width=1280\n% end\n", encode_evt2(x, y, t, p))
-    for gap_windows in (None, 3, 1000):  # the gap is 4,999 windows of 1 ms
-        with pytest.warns(AnydepthWarning, match="skipped 4,999") if gap_windows else warnings.catch_warnings():
-            with PropheseeRawReader(path) as reader:
-                streamed = list(reader.windows(window_us=1_000, gap_windows=gap_windows))
-        with warnings.catch_warnings():
+    for gap_windows in (None, 2, 3, 1000):
+        runs = []
+        for t0_us in (None, int(t[0])):  # streamed, through the index
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with PropheseeRawReader(path) as reader:
+                    runs.append(([len(w) for w in reader.windows(window_us=1_000, gap_windows=gap_windows, t0_us=t0_us)],
+                                 [str(w.message) for w in caught if issubclass(w.category, AnydepthWarning)]))
+        assert runs[0] == runs[1]
+        assert len(runs[0][1]) == {None: 0, 2: 2, 3: 1, 1000: 1}[gap_windows]
+        with PropheseeRawReader(path) as reader, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with PropheseeRawReader(path) as reader:
-                by_index = list(reader.windows(window_us=1_000, gap_windows=gap_windows, t0_us=int(t[0])))
-        assert [len(w) for w in streamed] == [len(w) for w in by_index]
+            streamed = list(reader.windows(window_us=1_000, gap_windows=gap_windows))
         np.testing.assert_array_equal(np.concatenate([w.t for w in streamed]), t)

@@ -342,8 +342,8 @@ class PropheseeRawReader(EventReader):
                 t0_us: int | None = None, t1_us: int | None = None,
                 gap_windows: int | None = GAP_WINDOWS) -> Iterator[EventArray]:
         """As `EventReader.windows`; over the whole file (no t0, t1) the stream is decoded once,
-        window after window, without the index; before a stretch of `gap_windows` empty windows the
-        windows of `EventReader.windows` take over, so that its rule for gaps holds."""
+        window after window, without the index; at a stretch of `gap_windows` empty windows after an
+        event's window, `EventReader.windows` (which skips it) takes over from that window."""
         sequential = (self._memory is None and t0_us is None and t1_us is None and (window_us is None) != (count is None)
                       and all(value is None or (value == int(value) and value > 0) for value in (window_us, count)))
         if not sequential:
@@ -372,8 +372,8 @@ class PropheseeRawReader(EventReader):
             arrays, ended = self._decode_until(cursor, expected, start + (k + 1) * window_us)
             if not len(arrays[0]) and gap_windows is not None:  # (an event follows: the kernel stopped before it)
                 empty = (self._next_time(cursor) - start) // window_us - k  # empty windows from this one on
-                if empty >= gap_windows:  # EventReader.windows may skip some: continue with its windows
-                    yield from itertools.islice(super().windows(window_us, gap_windows=gap_windows), k, None)
+                if empty >= gap_windows:  # a gap after an event's window: EventReader.windows skips it, from here on
+                    yield from super().windows(window_us, t0_us=start + k * window_us, gap_windows=gap_windows)
                     return
             yield EventArray(*arrays, self.sensor_size)
             if ended:
