@@ -221,9 +221,6 @@ class PropheseeRawReader(EventReader):
                               f"{self._data_offset + stop * self._dtype.itemsize}", self.path)
         return self._mapped[:stop]
 
-    def _cursor(self) -> _Cursor:
-        return _Cursor()
-
     def _decode(self, cursor: _Cursor, outputs: _Outputs | None, base_count: int = 0, t_stop: int = NO_STOP,
                 checkpoints: np.ndarray = NO_CHECKPOINTS, triggers: list | None = None) -> bool:
         """Decode from the cursor into `outputs` (None: count only) until the words end (True), the
@@ -287,7 +284,7 @@ class PropheseeRawReader(EventReader):
         blocks = -(-self._words // self._block)
         checkpoints = np.zeros((blocks + 1, STATE_SIZE), np.int64)
         triggers: list = []
-        cursor = self._cursor()
+        cursor = _Cursor()
         arrays, _ = self._decode_until(cursor, self._words * EVENTS_PER_WORD_GUESS[self.encoding], NO_STOP,
                                        checkpoints, triggers, check_order=check_order)
         checkpoints[blocks] = cursor.state
@@ -303,7 +300,7 @@ class PropheseeRawReader(EventReader):
         blocks = -(-self._words // self._block)
         checkpoints = np.zeros((blocks + 1, STATE_SIZE), np.int64)
         triggers: list = []
-        cursor = self._cursor()
+        cursor = _Cursor()
         self._decode(cursor, None, checkpoints=checkpoints, triggers=triggers)
         if cursor.state[S_UNSORTED] >= 0 and self._memory is None:  # (a repaired file holds its events sorted)
             raise self._unsorted(int(cursor.state[S_UNSORTED]))
@@ -363,10 +360,10 @@ class PropheseeRawReader(EventReader):
         return int(t[0]) if len(t) else None
 
     def _stream_by_time(self, window_us: int, gap_windows: int | None) -> Iterator[EventArray]:
-        start = self._next_time(self._cursor())
+        start = self._next_time(_Cursor())
         if start is None:
             return
-        cursor = self._cursor()
+        cursor = _Cursor()
         expected = 1 << 16
         for k in itertools.count():
             arrays, ended = self._decode_until(cursor, expected, start + (k + 1) * window_us)
@@ -381,7 +378,7 @@ class PropheseeRawReader(EventReader):
             expected = len(arrays[0]) + len(arrays[0]) // 4 + 1024
 
     def _stream_by_count(self, count: int) -> Iterator[EventArray]:
-        cursor = self._cursor()
+        cursor = _Cursor()
         held: Arrays | None = None  # events decoded past the last window (a word's events are not split)
         ended = False
         while True:
