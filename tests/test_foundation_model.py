@@ -68,7 +68,8 @@ def test_parity_with_transformers_official_to_hf(encoder, transformers_peer, tmp
     with torch.no_grad():
         ours, theirs = model(x), peer(pixel_values=x).predicted_depth
     assert ours.abs().max() > 0.5
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    # same arithmetic up to summation order: float32 rounding, which varies with the thread count
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=3e-5)
 
     # off the 518 grid transformers interpolates the position embedding to the exact grid size
     x = torch.randn(1, 3, 196, 252, generator=torch.Generator().manual_seed(1))
