@@ -62,8 +62,12 @@ def test_estimate_depth_and_outputs(tiny_dav2, tmp_path):
     assert len(result.tto.losses) == 6 and result.tto.losses[-2] <= result.tto.losses[0] + 1e-9
     written = write_focus_outputs(result, tmp_path, "sample", 0.141238)
     names = {p.name for p in written}
-    assert names == {"depth_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png", "loss.png", "summary.png"}
+    assert names == {"depth_m.npy", "dff_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png", "loss.png",
+                     "summary.png"}
     depth_m = np.load(tmp_path / "sample" / "depth_m.npy")
+    dff_m = np.load(tmp_path / "sample" / "dff_m.npy")
+    assert dff_m.dtype == np.float32 and dff_m.shape == depth_m.shape
+    np.testing.assert_allclose(dff_m, 0.141238 / result.dff, rtol=1e-6)  # DFF alone, in metres
     millimetres = cv2.imread(str(tmp_path / "sample" / "depth_mm.png"), cv2.IMREAD_UNCHANGED)
     expected = np.clip(np.round(depth_m * 1000), 0, 65535)  # the PNG holds up to 65.535 m
     assert millimetres.dtype == np.uint16 and np.abs(millimetres.astype(np.int64) - expected).max() <= 1
@@ -121,7 +125,8 @@ def test_focus_cli_test_split_writes_depth_maps_and_no_scores(tiny_dav2, ddff12_
     assert folders == ["test.h5[test][0]", "test.h5[test][1]"]
     for folder in folders:
         names = {p.name for p in (tmp_path / folder).iterdir()}
-        assert names == {"depth_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png", "summary.png"}
+        assert names == {"depth_m.npy", "dff_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png",
+                         "summary.png"}
         depth_m = np.load(tmp_path / folder / "depth_m.npy")
         assert depth_m.shape == (32, 48) and np.isfinite(depth_m).all() and (depth_m > 0).all()
     # without --split the default val split is absent: one line naming the file and what it holds
@@ -163,3 +168,21 @@ def test_focus_cli_errors(tmp_path, tiny_dav2):
     (tmp_path / "empty").mkdir()
     assert main(["focus", str(tmp_path / "empty"), "--weights", str(weights)]) == 1
     assert main(["focus", str(tmp_path / "empty"), "--weights", str(weights), "--focus-volume", "dfv"]) == 1
+
+
+def test_focus_prior_none_is_dff_alone_without_weights(realdata, tmp_path, capsys, monkeypatch):
+    """--prior none: focus volume and DFF only; no Depth Anything weights are looked for."""
+    import anydepth.foundation
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("--prior none must not load Depth Anything")
+
+    monkeypatch.setattr(anydepth.foundation, "load_depth_anything", no_weights)
+    code = main(["focus", str(realdata / "phone_focal_stacks" / "stack_c"), "--prior", "none", "--reduce", "8",
+                 "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    names = {p.name for p in (tmp_path / "stack_c").iterdir()}
+    assert names == {"depth_m.npy", "dff_m.npy", "depth_mm.png", "depth.png", "aif.png", "confidence.png", "summary.png"}
+    depth_m, dff_m = np.load(tmp_path / "stack_c" / "depth_m.npy"), np.load(tmp_path / "stack_c" / "dff_m.npy")
+    np.testing.assert_array_equal(depth_m, dff_m)
+    assert dff_m.shape == (121, 160) and 0.24 <= dff_m.min() and dff_m.max() <= 2.5  # within the focus sweep, metres

@@ -14,12 +14,13 @@ import h5py
 import numpy as np
 import pytest
 
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import AnydepthWarning, FormatError, InputError
 from anydepth.focus.readers import (
     AlignmentError,
     DDFF12Samples,
     FoD500Samples,
     align_slices,
+    check_focal_stacks,
     open_focal_stacks,
     read_ddff12,
     read_fod500,
@@ -326,9 +327,13 @@ def test_focus_sidecars_csv_and_json(tmp_path):
     np.testing.assert_array_equal(stack.slices, [images[1], images[2], images[0]])
     (tmp_path / "focus.csv").unlink()
     (tmp_path / "focus.json").write_text(json.dumps({"near.png": 0.5, "far.png": 3}))
-    stack = read_image_folder(tmp_path)
+    with pytest.warns(AnydepthWarning, match="focus.json does not list mid.png: not used"):  # named, not dropped silently
+        stack = read_image_folder(tmp_path)
     np.testing.assert_array_equal(stack.positions, [0.5, 3.0])
-    assert len(open_focal_stacks(tmp_path)) == 1
+    (tmp_path / "mid.png").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(open_focal_stacks(tmp_path)) == 1
 
 
 @pytest.mark.parametrize("name, text, error, message", [
@@ -338,8 +343,13 @@ def test_focus_sidecars_csv_and_json(tmp_path):
     ("focus.json", '{"gone.png": 1.0}', FormatError, "focus sidecar lists missing files gone.png"),
     ("focus.csv", "a.png;1.0\n", FormatError, "expected rows `file,metres`"),
     ("focus.csv", "a.png,1.0\nb.png,x\n", FormatError, "focus distance of 'b.png' is not a number"),
-    ("focus.json", '{"a.png": 1.0, "b.png": 1.0}', InputError, "strictly monotonic"),
-    ("focus.json", '{"a.png": 1.0, "b.png": 0}', InputError, "finite and positive"),
+    ("focus.json", '{"a.png": 1.0, "b.png": 1.0}', InputError, r"strictly monotonic.*a.png \(1 m\) then b.png \(1 m\)"),
+    ("focus.json", '{"a.png": 1.0, "b.png": 0}', InputError, r"finite and positive metres: b.png \(0\) in focus.json"),
+    ("focus.csv", "a.png,-1\nb.png,2\n", InputError, r"finite and positive metres: a.png \(-1\) in focus.csv"),
+    ("focus.csv", "a.png,nan\nb.png,2\n", InputError, r"finite and positive metres: a.png \(nan\)"),
+    ("focus.json", '{"a.png": 1.0, "b.png": 2.0, "a.png": 3.0}', FormatError, "focus.json: lists a.png more than once"),
+    ("focus.csv", "a.png,1\nb.png,2\na.png,3\n", FormatError, "focus.csv: lists a.png more than once"),
+    ("focus.csv", "a.png,1\n", InputError, r"at least two slices, found one \(a.png\) in focus.csv"),
 ])
 def test_bad_sidecars(tmp_path, name, text, error, message):
     for image in ("a.png", "b.png"):
@@ -377,6 +387,71 @@ def test_image_folder_bad_inputs(tmp_path):
     assert "image_1_0.5.png" in one_line(caught)
     with pytest.raises(InputError, match="reduce must be 1, 2, 4 or 8"):
         read_image_folder(tmp_path, reduce=3)
+
+
+@pytest.mark.parametrize("names, error, message", [
+    (["image_1_0.5.png", "image_2_-1.0.png"], FormatError, r"image_2_-1.0.png: looks like a focus slice but the name is not"),
+    (["image_1_0.5.png", "image_2_far.png", "image_3.png"], FormatError, r"image_2_far.png, image_3.png: looks like"),
+    (["image_1_0.5.png", "image_2_1.0.txt"], FormatError, r"image_2_1.0.txt: looks like a focus slice"),
+    (["image_1_0.5.png", "image_2_0.png"], InputError, r"finite and positive metres: image_2_0.png \(0\)"),
+    (["image_1_0.5.png", "image_1_0.7.png"], FormatError, r"slice number 1 repeats: image_1_0.5.png, image_1_0.7.png"),
+    (["image_1_0.5.png"], InputError, r"at least two slices, found one \(image_1_0.5.png\) in the image_<k>_<metres> names"),
+    (["image_1_0.5.png", "image_2_2.png", "image_3_1.png"], InputError,
+     r"strictly monotonic in slice order .*image_2_2.png \(2 m\) then image_3_1.png \(1 m\)"),
+])
+def test_image_folder_names_never_drop_a_slice_silently(tmp_path, names, error, message):
+    for name in names:
+        _write_png(tmp_path / name, np.zeros((4, 5, 3), np.uint8)) if name.endswith(".png") else \
+            (tmp_path / name).write_bytes(b"not an image")
+    with pytest.raises(error, match=message) as caught:
+        read_image_folder(tmp_path)
+    assert one_line(caught).startswith(f"{tmp_path}: ")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 7)])
+def test_slices_smaller_than_3x3_are_named(tmp_path, size):
+    for name in ("image_1_0.5.png", "image_2_1.png"):
+        _write_png(tmp_path / name, np.zeros((*size, 3), np.uint8))
+    with pytest.raises(InputError, match=f"image_1_0.5.png is {size[1]}x{size[0]}: focus slices must be at least 3x3"):
+        read_image_folder(tmp_path)
+
+
+def test_a_folder_of_stack_folders_is_read_one_folder_at_a_time(tmp_path):
+    for name, distances in (("a_good", ("0.5", "1")), ("b_bad", ("0.5", "-1")), ("c_good", ("0.3", "2"))):
+        (tmp_path / name).mkdir()
+        for k, metres in enumerate(distances, start=1):
+            _write_png(tmp_path / name / f"image_{k}_{metres}.png", np.zeros((4, 5, 3), np.uint8))
+    (tmp_path / "notes").mkdir()  # no images: not a stack
+    (tmp_path / "notes" / "readme.txt").write_text("x")
+    stacks = open_focal_stacks(tmp_path)
+    assert len(stacks) == 3  # the bad folder is one of them, not skipped
+    assert stacks[0].positions.tolist() == [0.5, 1.0] and stacks[2].positions.tolist() == [0.3, 2.0]
+    with pytest.raises(FormatError, match="b_bad: image_2_-1.png: looks like a focus slice"):
+        stacks[1]
+    checked = check_focal_stacks(tmp_path)
+    assert [(c.name, c.error is None) for c in checked] == [("a_good", True), ("b_bad", False), ("c_good", True)]
+    assert checked[0].load().positions.tolist() == [0.5, 1.0]
+    assert checked[0].stack is None and checked[0].load().count == 2  # read again after the first load
+    with pytest.raises(FormatError, match="b_bad"):
+        checked[1].load()
+    assert [c.name for c in check_focal_stacks(tmp_path, limit=2)] == ["a_good", "b_bad"]
+    kept = check_focal_stacks(tmp_path, keep_bytes=0)
+    assert all(c.stack is None for c in kept) and kept[2].load().positions.tolist() == [0.3, 2.0]
+
+
+def test_check_focal_stacks_refuses_two_stacks_with_one_output_name(tmp_path):
+    for parent in ("x", "y"):
+        folder = tmp_path / parent / "scene"
+        folder.mkdir(parents=True)
+        for k, metres in ((1, "0.5"), (2, "1")):
+            _write_png(folder / f"image_{k}_{metres}.png", np.zeros((4, 5, 3), np.uint8))
+    first, second, missing = check_focal_stacks([tmp_path / "x" / "scene", tmp_path / "y" / "scene",
+                                                  tmp_path / "missing"])
+    assert first.error is None and second.error is not None
+    assert str(missing.error) == f"{tmp_path / 'missing'}: no such file or folder"
+    message = str(second.error)
+    assert message.startswith(str(tmp_path / "y" / "scene")) and str(tmp_path / "x" / "scene") in message
+    assert "<out>/scene" in message
 
 
 def test_truncated_real_jpeg_is_a_format_error(realdata, tmp_path):

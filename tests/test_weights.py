@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,38 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("ANYDEPTH_OFFLINE", raising=False)
     return folder
+
+
+@pytest.fixture
+def local_hub(monkeypatch):
+    """A local HTTP server standing in for the hub's endpoint (answers HEAD with 302, as the hub
+    does for a resolve URL); returns the list of paths it was asked for."""
+    asked = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            asked.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/blob")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield asked
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +112,7 @@ def test_offline_error_says_which_file_to_put_where(cache, monkeypatch):
     assert "--weights" in message and "\n" not in message
 
 
-def test_download_goes_to_the_cache(cache, vitp_file, monkeypatch):
+def test_download_goes_to_the_cache(cache, vitp_file, monkeypatch, local_hub):
     calls = []
 
     def fake_download(repo_id, filename, local_dir):
@@ -93,11 +129,13 @@ def test_download_goes_to_the_cache(cache, vitp_file, monkeypatch):
     assert calls == [("depth-anything/Depth-Anything-V2-Metric-Hypersim-Small", "depth_anything_v2_metric_hypersim_vits.pth",
                       str(cache / "Depth-Anything-V2-Metric-Hypersim-Small"))]
     assert path.is_file()
+    assert local_hub == ["/depth-anything/Depth-Anything-V2-Metric-Hypersim-Small/resolve/main/"
+                         "depth_anything_v2_metric_hypersim_vits.pth"]  # the hub was asked once, then downloaded
     # the second call is a cache hit
-    assert resolve_weights("vits", variant="metric-hypersim") == path and len(calls) == 1
+    assert resolve_weights("vits", variant="metric-hypersim") == path and len(calls) == 1 and len(local_hub) == 1
 
 
-def test_download_failure_becomes_the_same_advice(cache, monkeypatch):
+def test_download_failure_becomes_the_same_advice(cache, monkeypatch, local_hub):
     import huggingface_hub
 
     def failing(*args, **kwargs):
@@ -116,3 +154,38 @@ def test_load_depth_anything_with_cached_release_sets_the_metric_head(cache, mon
     model = load_depth_anything("vits", variant="metric-vkitti")
     assert model.config.head == "metric" and model.config.max_depth == 80.0
     assert weights_module.cached_path(official_weights("vits", "metric-vkitti")) == target
+
+
+def test_no_network_ends_in_the_advice_within_seconds(cache, monkeypatch):
+    """The hub client retries network errors with back-off for about half a minute; one probe with
+    a short timeout says "no network" at once and never starts the download."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *args, **kwargs: calls.append(args))
+    started = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as caught:
+        resolve_weights("vits")
+    elapsed = time.perf_counter() - started
+    message = str(caught.value)
+    assert elapsed < 5.0, f"took {elapsed:.1f} s"
+    assert calls == []
+    assert "no network" in message and "127.0.0.1" in message and "put depth_anything_v2_vits.pth" in message
+    assert "--weights" in message and "\n" not in message
+
+
+def test_a_hub_that_never_answers_is_bounded_by_the_probe_timeout(cache, monkeypatch):
+    """A listening socket that never replies (a black-holed network) costs the probe's timeout."""
+    import huggingface_hub.constants
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setattr(weights_module, "HUB_PROBE_TIMEOUT_S", 0.5)
+        started = time.perf_counter()
+        with pytest.raises(WeightsNotFoundError, match="no network"):
+            resolve_weights("vits")
+        assert time.perf_counter() - started < 3.0

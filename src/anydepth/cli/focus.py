@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from anydepth.errors import InputError
+from anydepth.errors import AnydepthError, InputError, WeightsNotFoundError
 
 VOLUMES = ["laplacian", "sml", "tenengrad", "variance", "dfv"]
 SPLITS = ["val", "train", "test"]  # DDFF-12; the official test file has no ground truth
+PRIORS = ["dav2", "none"]  # dav2: Depth Anything V2 on the AiF, then the fit / TTO; none: DFF alone
 
 
 def _common(parser) -> None:
@@ -26,9 +28,14 @@ def add_parser(commands) -> None:
                                  "sidecar), a FoD500 folder or a DDFF-12 .h5 file. Writes depth (npy metres, 16-bit "
                                  "PNG millimetres, colour), the AiF image, the confidence, the TTO loss curve and a "
                                  "summary figure. `anydepth focus eval FILE.h5` runs the DDFF-12 protocol.")
-    parser.add_argument("path", help="focal stack folder or file")
+    parser.add_argument("path", nargs="+",
+                        help="focal stack folders or files (a folder of stack folders: one stack each)")
     _common(parser)
-    parser.add_argument("--tto", default="fast", choices=["paper", "fast", "off"], help="test-time optimisation (default fast)")
+    parser.add_argument("--prior", default="dav2", choices=PRIORS,
+                        help="dav2 (default): Depth Anything V2 prior, linear fit and TTO; none: the focus volume and "
+                        "DFF alone (no weights needed; depth_m.npy = dff_m.npy)")
+    parser.add_argument("--tto", choices=["paper", "fast", "off"],
+                        help="test-time optimisation (default fast; off with --prior none)")
     parser.add_argument("--confidence", default="stack", choices=["stack", "volume"])
     parser.add_argument("--align", action="store_true", help="align slices first (ECC; for hand-held phone stacks)")
     parser.add_argument("--reduce", type=int, default=1, choices=[1, 2, 4, 8], help="read JPEG slices at 1/reduce size")
@@ -50,42 +57,83 @@ def add_parser(commands) -> None:
 
 
 def _models(args):
+    """(DAv2 model, or None with --prior none; DFV network or None)."""
     from anydepth.focus.dfv import load_dfv
     from anydepth.foundation import load_depth_anything
 
-    model = load_depth_anything(args.encoder, args.weights)
-    dfv = load_dfv(args.dfv_weights) if args.dfv_weights else None
-    if args.focus_volume == "dfv" and dfv is None:
+    if args.focus_volume == "dfv" and not args.dfv_weights:
         raise InputError("--focus-volume dfv needs --dfv-weights DFF-DFV.tar")
+    dfv = load_dfv(args.dfv_weights) if args.dfv_weights else None
+    if getattr(args, "prior", "dav2") == "none":
+        return None, dfv
+    try:
+        model = load_depth_anything(args.encoder, args.weights)
+    except WeightsNotFoundError as error:
+        if not hasattr(args, "prior"):  # focus eval: its rows need the prior
+            raise
+        raise WeightsNotFoundError(f"{error}; or run with --prior none for depth from focus alone") from None
     return model, dfv
+
+
+def _prior_options(args) -> None:
+    """--prior none takes no DAv2 option; --tto defaults to fast with the prior, off without."""
+    if args.prior == "none":
+        given = [flag for flag, value in (("--weights", args.weights), ("--encoder", args.encoder),
+                                          ("--input-size", args.input_size)) if value is not None]
+        if args.tto not in (None, "off"):
+            given.append(f"--tto {args.tto}")
+        if given:
+            raise InputError(f"{', '.join(given)}: needs the Depth Anything prior; drop it or use --prior dav2")
+        args.tto = "off"
+    elif args.tto is None:
+        args.tto = "fast"
 
 
 def run_focus(args) -> int:
     from anydepth.focus.pipeline import TTO_MODES, estimate_depth, write_focus_outputs
-    from anydepth.focus.readers import DDFF12Samples, align_slices, open_focal_stacks
+    from anydepth.focus.readers import DDFF12Samples, align_slices, check_focal_stacks
 
     from anydepth.cli.checks import check_output_dir
 
     check_output_dir(args.out, "--out")
-    stacks = open_focal_stacks(args.path, split=args.split, reduce=args.reduce)
-    count = len(stacks) if args.limit is None else min(args.limit, len(stacks))
-    if count == 0:
-        raise InputError("no focal stack found", args.path)
+    _prior_options(args)
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    checked = check_focal_stacks(args.path, split=args.split, reduce=args.reduce, limit=args.limit)
+    failures = 0
+    for entry in checked:  # every stack is read and checked before any weights load
+        if entry.error is not None:
+            failures += 1
+            print(f"anydepth focus: error: {entry.error}", file=sys.stderr)
+    usable = [entry for entry in checked if entry.error is None]
+    if not usable:
+        return 1
     model, dfv = _models(args)
-    if isinstance(stacks, DDFF12Samples) and not stacks.has_ground_truth:
-        print(f"DDFF-12 {stacks.split} split has no ground truth: writing depth maps, no scores")
+    no_truth = {id(e.collection): e.collection for e in usable
+                if isinstance(e.collection, DDFF12Samples) and not e.collection.has_ground_truth}
+    for samples in no_truth.values():
+        print(f"DDFF-12 {samples.split} split has no ground truth: writing depth maps, no scores")
     iterations = 0 if args.tto == "off" else TTO_MODES[args.tto].iterations
-    for index in range(count):
-        stack = stacks[index]
-        if args.align:
-            stack, _ = align_slices(stack)
-        name = Path(stack.source).name if getattr(stack, "source", None) else f"stack_{index:03d}"
-        with tqdm(total=iterations, desc=f"TTO {name}", unit="it", disable=None if iterations else True) as bar:
-            result = estimate_depth(stack, model, args.focus_volume, dfv, args.tto, args.confidence, args.input_size, bar.update)
-        written = write_focus_outputs(result, args.out, name, getattr(stack, "disparity_scale", None))
+    done = 0
+    for entry in usable:  # a stack failing here (alignment, an unreadable slice) does not stop the others
+        try:
+            stack = entry.load()
+            if args.align:
+                stack, _ = align_slices(stack)
+            with tqdm(total=iterations, desc=f"TTO {entry.name}", unit="it", disable=None if iterations else True) as bar:
+                result = estimate_depth(stack, model, args.focus_volume, dfv, args.tto, args.confidence,
+                                        args.input_size, bar.update)
+            written = write_focus_outputs(result, args.out, entry.name, stack.disparity_scale)
+        except AnydepthError as error:
+            failures += 1
+            tqdm.write(f"anydepth focus: error: {error}", file=sys.stderr)
+            continue
+        done += 1
         extra = f", TTO {result.tto.iterations} iterations in {result.tto.seconds:.1f} s" if result.tto else ""
-        print(f"{name}: {len(written)} files in {written[0].parent}{extra}")
-    return 0
+        print(f"{entry.name}: {len(written)} files in {written[0].parent}{extra}")
+    if len(checked) > 1 or failures:
+        print(f"{done} of {len(checked)} stacks done; outputs in {args.out}")
+    return 1 if failures else 0
 
 
 def run_eval(args) -> int:

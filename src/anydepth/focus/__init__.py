@@ -13,7 +13,9 @@ from anydepth.focus.measures import (
 )
 from anydepth.focus.readers import (
     AlignmentError,
+    CheckedStack,
     align_slices,
+    check_focal_stacks,
     open_focal_stacks,
     read_ddff12,
     read_fod500,
@@ -23,8 +25,8 @@ from anydepth.focus.stack import FocalStack, disparity_to_metres, metres_to_disp
 from anydepth.focus.tto import FAST, PAPER, TTOConfig, TTOResult, linear_baseline, run_tto
 
 __all__ = [
-    "DFV", "DFVConfig", "FAST", "FOCUS_MEASURES", "PAPER", "AlignmentError", "DFFResult", "FocalStack", "TTOConfig",
-    "TTOResult", "align_slices", "dff_from_volume", "disparity_to_metres", "focus_measure", "focus_volume",
+    "DFV", "DFVConfig", "FAST", "FOCUS_MEASURES", "PAPER", "AlignmentError", "CheckedStack", "DFFResult", "FocalStack", "TTOConfig",
+    "TTOResult", "align_slices", "check_focal_stacks", "dff_from_volume", "disparity_to_metres", "focus_measure", "focus_volume",
     "linear_baseline", "load_dfv", "metres_to_disparity", "open_focal_stacks", "predict_stack", "read_ddff12",
     "read_fod500", "read_image_folder", "refine_gaussian", "run_tto", "save_dfv", "softmax_volume",
 ]

@@ -27,13 +27,14 @@ TTO_MODES = {"paper": PAPER, "fast": FAST}
 @dataclass
 class FocusDepth:
     """Everything of one stack, (H, W) maps in the stack's unit (metres or disparity):
-    dff (the focus expectation), linear (DAv2 mapped by the confidence-weighted fit), depth (the
-    final answer: TTO, or linear with tto "off"), confidence in [0, 1], aif (H, W, 3) uint8 RGB,
-    volume (N, H, W), and the TTO result (losses, time) when run."""
+    dff (the focus expectation), linear (DAv2 mapped by the confidence-weighted fit; None without
+    a prior), depth (the final answer: TTO, or linear with tto "off", or dff without a prior),
+    confidence in [0, 1], aif (H, W, 3) uint8 RGB, volume (N, H, W), and the TTO result (losses,
+    time) when run."""
 
     unit: str
     dff: np.ndarray
-    linear: np.ndarray
+    linear: np.ndarray | None
     depth: np.ndarray
     confidence: np.ndarray
     aif: np.ndarray
@@ -51,16 +52,23 @@ def focus_volume_of(stack: FocalStack, method: str = "laplacian", dfv: DFV | Non
     return focus_volume(stack, MEASURE_ALIASES.get(method, method))
 
 
-def estimate_depth(stack: FocalStack, model: DepthAnythingV2, method: str = "laplacian", dfv: DFV | None = None,
+def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str = "laplacian", dfv: DFV | None = None,
                    tto: str | TTOConfig = "fast", confidence: str = "stack", input_size: int | None = None,
                    progress=None) -> FocusDepth:
     """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "off" or a TTOConfig;
-    confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's)."""
+    confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's).
+    model None: no prior, the focus volume and DFF alone (depth = dff; tto must be "off")."""
     volume = focus_volume_of(stack, method, dfv)
     dff = dff_from_volume(volume, stack.positions, stack)
     aif = (np.clip(dff.aif, 0, 1) * 255).round().astype(np.uint8)
     aif_bgr = np.ascontiguousarray(aif[..., ::-1])
     slices = stack.float_slices()
+    if model is None:
+        if tto != "off":
+            raise InputError("test-time optimisation needs the Depth Anything prior (tto must be 'off' without one)")
+        weights = confidence_map(confidence, dff.spread, slices)
+        return FocusDepth(stack.unit, dff.depth, None, dff.depth.astype(np.float32), weights.astype(np.float32),
+                          aif, volume)
     if tto == "off":
         config = None
     else:
@@ -89,8 +97,10 @@ def to_metres(values: np.ndarray, unit: str, disparity_scale: float | None) -> n
 
 def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "stack",
                         disparity_scale: float | None = None) -> list[Path]:
-    """depth_m.npy (float32 metres), depth_mm.png (16-bit millimetres), depth.png (colour), aif.png,
-    confidence.png, loss.png (TTO loss curve) and summary.png (AiF | DFF | result | confidence)."""
+    """depth_m.npy (float32 metres, the answer), dff_m.npy (float32 metres, depth from focus alone,
+    to compare), depth_mm.png (16-bit millimetres), depth.png (colour), aif.png, confidence.png,
+    loss.png (TTO loss curve) and summary.png (AiF | DFF | result | confidence; no result panel
+    without a prior, where the result is the DFF)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,9 +108,11 @@ def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "st
 
     out = Path(out_dir) / name
     depth_m = to_metres(result.depth, result.unit, disparity_scale).astype(np.float32)
-    dff_m = to_metres(result.dff, result.unit, disparity_scale)
-    written = [out / "depth_m.npy", out / "depth_mm.png", out / "depth.png", out / "aif.png", out / "confidence.png"]
+    dff_m = to_metres(result.dff, result.unit, disparity_scale).astype(np.float32)
+    written = [out / "depth_m.npy", out / "depth_mm.png", out / "depth.png", out / "aif.png", out / "confidence.png",
+               out / "dff_m.npy"]
     imageio.write_npy(written[0], depth_m)
+    imageio.write_npy(written[5], dff_m)
     imageio.write_png(written[1], np.clip(np.round(depth_m * 1000), 0, 65535).astype(np.uint16))
     near_red = lambda depth: viz.colorize(1.0 / np.maximum(depth, 1e-3), "Spectral_r")  # noqa: E731
     imageio.write_png(written[2], near_red(depth_m))
@@ -118,9 +130,12 @@ def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "st
         atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
         plt.close(figure)
         written.append(path)
-    panels = [result.aif, near_red(dff_m), near_red(depth_m), viz.colorize(result.confidence, "viridis", 0.0, 1.0)]
-    figure, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for axis, panel, title in zip(axes, panels, ("all-in-focus", "DFF", "result" if result.tto is None else "TTO", "confidence")):
+    panels = {"all-in-focus": result.aif, "DFF": near_red(dff_m)}
+    if result.linear is not None:
+        panels["result" if result.tto is None else "TTO"] = near_red(depth_m)
+    panels["confidence"] = viz.colorize(result.confidence, "viridis", 0.0, 1.0)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for axis, (title, panel) in zip(axes, panels.items()):
         axis.imshow(panel)
         axis.set_title(title)
         axis.axis("off")

@@ -28,6 +28,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,7 +36,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import AnydepthError, AnydepthWarning, FormatError, InputError
 from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack
 from anydepth.imageio import IMAGE_EXTENSIONS
 from anydepth.synth.focus_writers import read_exr
@@ -46,6 +47,7 @@ DDFF12_SPLITS_WITHOUT_TRUTH = ("test",)  # official layout: stack_test only
 FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
+MIN_SLICE_SIDE = 3  # pixels: a focus measure compares a pixel with its neighbours
 FOD500_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
 ALIGN_METHODS = ("ecc", "homography")
 ECC_MOTIONS = {"translation": cv2.MOTION_TRANSLATION, "euclidean": cv2.MOTION_EUCLIDEAN,
@@ -89,6 +91,9 @@ class DDFF12Samples(Sequence):
             if stack.ndim != 5 or stack.shape[-1] != 3:
                 raise FormatError(f"stack_{split} must be (M, N, H, W, 3), got {stack.shape}", self.path)
             count, slices, height, width = stack.shape[:4]
+            if slices < 2 or min(height, width) < MIN_SLICE_SIDE:
+                raise FormatError(f"stack_{split} is {stack.shape}: depth from focus needs at least two slices "
+                                  f"of at least {MIN_SLICE_SIDE}x{MIN_SLICE_SIDE} pixels", self.path)
             self.has_ground_truth = split not in DDFF12_SPLITS_WITHOUT_TRUTH or f"disp_{split}" in h5
             if self.has_ground_truth:
                 disparity = _h5_dataset(h5, f"disp_{split}", self.path)
@@ -248,22 +253,23 @@ class FoD500Samples(Sequence):
 
 # --------------------------------------------------------------------------- image folders
 
-def _sidecar_focus(folder: Path) -> dict[str, float] | None:
-    """file name -> metres from focus.json ({"file": metres}) or focus.csv (`file,metres` rows, an
-    optional header), None when neither exists."""
+def _sidecar_focus(folder: Path) -> tuple[Path, list[tuple[str, float]]] | None:
+    """(sidecar path, [(file name, metres), ...] in file order) from focus.json ({"file": metres})
+    or focus.csv (`file,metres` rows, an optional header); None when neither exists. A name listed
+    twice (also a repeated JSON key, which json.loads would keep silently) raises FormatError."""
     json_path, csv_path = folder / "focus.json", folder / "focus.csv"
     if json_path.is_file():
         try:
-            mapping = json.loads(json_path.read_text())
+            pairs = json.loads(json_path.read_text(), object_pairs_hook=lambda items: items)
         except (OSError, ValueError) as error:
             raise FormatError(f"not valid JSON ({_one_line(error)})", json_path) from None
-        if not isinstance(mapping, dict) or not mapping:
+        if not isinstance(pairs, list) or not pairs or not all(isinstance(p, tuple) for p in pairs):
             raise FormatError('expected a non-empty object {"file name": metres, ...}', json_path)
-        source, rows = json_path, list(mapping.items())
+        source, rows = json_path, pairs
     elif csv_path.is_file():
         try:
             rows = [r for r in csv.reader(csv_path.read_text().splitlines()) if r and any(c.strip() for c in r)]
-        except (OSError, csv.Error) as error:
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise FormatError(f"not a readable CSV file ({_one_line(error)})", csv_path) from None
         source = csv_path
         if rows and len(rows[0]) >= 2 and not _is_number(rows[0][1]):
@@ -272,12 +278,17 @@ def _sidecar_focus(folder: Path) -> dict[str, float] | None:
             raise FormatError("expected rows `file,metres`", csv_path)
     else:
         return None
-    mapping = {}
+    entries = []
     for name, metres in rows:
+        name = str(name).strip()
         if not _is_number(metres):
-            raise FormatError(f"focus distance of {str(name).strip()!r} is not a number: {metres!r}", source)
-        mapping[str(name).strip()] = float(metres)
-    return mapping
+            raise FormatError(f"focus distance of {name!r} is not a number: {metres!r}", source)
+        entries.append((name, float(metres)))
+    names = [name for name, _ in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise FormatError(f"lists {', '.join(repeated)} more than once", source)
+    return source, entries
 
 
 def _is_number(value) -> bool:
@@ -288,6 +299,58 @@ def _is_number(value) -> bool:
     return not isinstance(value, bool)
 
 
+def _looks_like_slice(name: str) -> bool:
+    """A name a phone stack's slice would have: image_... with an image extension, or any
+    image_<k>_<metres>.<ext> (an extension the reader does not decode is still a slice meant)."""
+    return (name.lower().startswith("image_") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+            or PHONE_NAME.match(name) is not None)
+
+
+def _phone_slices(folder: Path) -> list[tuple[str, float]]:
+    """[(file name, metres), ...] ordered by k from image_<k>_<metres>.<ext> names. A file that
+    looks like a slice but whose name does not parse (a negative distance, no number, an
+    extension that is no image), or a repeated k, raises FormatError naming the files."""
+    parsed, unparsed = [], []
+    for path in folder.iterdir():
+        if not path.is_file() or not _looks_like_slice(path.name):
+            continue
+        match = PHONE_NAME.match(path.name)
+        if match and path.suffix.lower() in IMAGE_EXTENSIONS:
+            parsed.append((int(match.group(1)), float(match.group(2)), path.name))
+        else:
+            unparsed.append(path.name)
+    if unparsed:
+        raise FormatError(f"{', '.join(sorted(unparsed))}: looks like a focus slice but the name is not "
+                          f"image_<k>_<metres>.<ext> (k a slice number, metres a positive distance, ext one of "
+                          f"{' '.join(IMAGE_EXTENSIONS)}); rename or move it", folder)
+    if not parsed:
+        raise InputError("no focus slices: expected image_<k>_<metres>.<ext> files or a focus.csv / "
+                         "focus.json sidecar", folder)
+    parsed.sort()
+    for k in sorted({k for k, _, _ in parsed}):
+        same = [name for number, _, name in parsed if number == k]
+        if len(same) > 1:
+            raise FormatError(f"slice number {k} repeats: {', '.join(same)}", folder)
+    return [(name, metres) for _, metres, name in parsed]
+
+
+def _check_focus_distances(entries: list[tuple[str, float]], folder: Path, what: str) -> None:
+    """Every distance finite and > 0, at least two slices, distances strictly monotonic in slice
+    order; errors name the files."""
+    bad = [f"{name} ({metres:g})" for name, metres in entries if not (np.isfinite(metres) and metres > 0)]
+    if bad:
+        raise InputError(f"focus distances must be finite and positive metres: {', '.join(bad)} in {what}", folder)
+    if len(entries) < 2:
+        listed = ", ".join(name for name, _ in entries)
+        raise InputError(f"depth from focus needs at least two slices, found one ({listed}) in {what}", folder)
+    steps = np.sign(np.diff([metres for _, metres in entries]))
+    for i, step in enumerate(steps):
+        if step == 0 or step != steps[0]:
+            (first, a), (second, b) = entries[i], entries[i + 1]
+            raise InputError(f"focus distances must be strictly monotonic in slice order ({what}): {first} "
+                             f"({a:g} m) then {second} ({b:g} m)", folder)
+
+
 def read_image_folder(folder: str | Path, reduce: int = 1) -> FocalStack:
     """A focal stack from a folder of images (unit "metres").
 
@@ -295,31 +358,37 @@ def read_image_folder(folder: str | Path, reduce: int = 1) -> FocalStack:
     distance) when present, else from `image_<k>_<metres>.<ext>` names (ordered by k). Optional
     ground truth `depth_m.npy` (float metres, 0 = invalid) and `aif.png`. reduce 1, 2, 4 or 8 reads
     every image downscaled by that factor (fast JPEG decoding; ground truth resized to match).
-    Slices of different sizes raise InputError.
+
+    Nothing is dropped or accepted in silence: a file that looks like a slice but whose name does
+    not parse, a sidecar listing a file twice or a missing file, a non-positive or repeated focus
+    distance, fewer than two slices, slices smaller than 3x3 or of different sizes, an unreadable
+    image: an error naming the files. Images of a sidecar folder it does not list are named in an
+    `AnydepthWarning` (not used).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("no such folder", folder)
     if reduce not in (1, 2, 4, 8):
         raise InputError(f"reduce must be 1, 2, 4 or 8, got {reduce}")
-    mapping = _sidecar_focus(folder)
-    if mapping is not None:
-        entries = sorted(mapping.items(), key=lambda item: item[1])
+    sidecar = _sidecar_focus(folder)
+    if sidecar is not None:
+        source, entries = sidecar
         missing = [name for name, _ in entries if not (folder / name).is_file()]
         if missing:
             raise FormatError(f"focus sidecar lists missing files {', '.join(missing)}", folder)
-        names, focus_m = [n for n, _ in entries], [m for _, m in entries]
+        listed = {name for name, _ in entries} | {"aif.png"}
+        unlisted = sorted(p.name for p in folder.iterdir()
+                          if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in listed)
+        if unlisted:
+            warnings.warn(f"{folder}: {source.name} does not list {', '.join(unlisted)}: not used",
+                          AnydepthWarning, stacklevel=2)
+        entries = sorted(entries, key=lambda item: item[1])
+        what = source.name
     else:
-        matches = [(int(m.group(1)), float(m.group(2)), p.name) for p in folder.iterdir()
-                   if (m := PHONE_NAME.match(p.name)) and p.suffix.lower() in IMAGE_EXTENSIONS]
-        if not matches:
-            raise InputError("no focus slices: expected image_<k>_<metres>.<ext> files or a focus.csv / "
-                             "focus.json sidecar", folder)
-        matches.sort()
-        ks = [k for k, _, _ in matches]
-        if len(set(ks)) != len(ks):
-            raise FormatError(f"slice numbers repeat in image_<k>_<metres> names: {ks}", folder)
-        names, focus_m = [n for _, _, n in matches], [m for _, m, _ in matches]
+        entries = _phone_slices(folder)
+        what = "the image_<k>_<metres> names"
+    _check_focus_distances(entries, folder, what)
+    names, focus_m = [n for n, _ in entries], [m for _, m in entries]
     slices = _same_size([(folder / n, _read_rgb(folder / n, reduce)) for n in names], folder)
     height, width = slices.shape[1:3]
     depth_m, aif = None, None
@@ -346,20 +415,46 @@ def _reduced_size_matches(full: tuple[int, int], reduced: tuple[int, int], reduc
 
 
 def _same_size(images: list[tuple[Path, np.ndarray]], folder: Path) -> np.ndarray:
+    """(N, H, W, 3) of the decoded slices; fewer than two, a slice under 3x3 or two sizes raise
+    InputError naming the files."""
+    if len(images) < 2:
+        raise InputError(f"depth from focus needs at least two slices, found {len(images)} "
+                         f"({', '.join(path.name for path, _ in images) or 'none'})", folder)
     first_path, first = images[0]
     for path, image in images[1:]:
         if image.shape != first.shape:
             raise InputError(f"slices differ in size: {path.name} is {image.shape[1]}x{image.shape[0]}, "
                              f"{first_path.name} is {first.shape[1]}x{first.shape[0]}", folder)
+    if min(first.shape[:2]) < MIN_SLICE_SIDE:
+        raise InputError(f"{first_path.name} is {first.shape[1]}x{first.shape[0]}: focus slices must be at least "
+                         f"{MIN_SLICE_SIDE}x{MIN_SLICE_SIDE} pixels", folder)
     return np.stack([image for _, image in images])
 
 
 # --------------------------------------------------------------------------- any layout
 
+class ImageFolderStacks(Sequence):
+    """The stacks of a folder of stack folders, read lazily: `stacks[i]` is `read_image_folder` of
+    the i-th sub-folder (by name), so one bad folder fails alone."""
+
+    def __init__(self, folders: list[Path], reduce: int = 1):
+        self.folders, self.reduce = folders, reduce
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return read_image_folder(self.folders[i], self.reduce)
+
+
 def open_focal_stacks(path: str | Path, split: str = "val", reduce: int = 1) -> Sequence[FocalStack]:
     """Every focal stack at `path`, choosing the reader by layout: an HDF5 file (by signature) ->
     DDFF-12 `split` (lazy); a folder of `*All.tif` -> FoD500 (lazy); a folder of images with focus
-    names or a sidecar -> one stack; a folder of such folders -> one stack per sub-folder, by name."""
+    names or a sidecar -> one stack; a folder of such folders -> one stack per sub-folder, by name
+    (lazy; every sub-folder holding an image counts, so a folder whose names do not parse is
+    reported, not skipped)."""
     path = Path(path)
     if path.is_file():
         with open(path, "rb") as handle:
@@ -373,16 +468,80 @@ def open_focal_stacks(path: str | Path, split: str = "val", reduce: int = 1) -> 
         return FoD500Samples(path)
     if _is_image_folder(path):
         return [read_image_folder(path, reduce)]
-    folders = sorted(p for p in path.iterdir() if p.is_dir() and _is_image_folder(p))
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and _holds_images(p))
     if not folders:
         raise InputError("no focal stacks here (DDFF-12 HDF5, FoD500 *All.tif, image_<k>_<metres> files, "
                          "focus.csv / focus.json)", path)
-    return [read_image_folder(folder, reduce) for folder in folders]
+    return ImageFolderStacks(folders, reduce)
+
+
+@dataclass
+class CheckedStack:
+    """One stack found by `check_focal_stacks`: its output name and either the error that makes it
+    unusable or the sequence it comes from (`collection`, e.g. a `DDFF12Samples`) and its index.
+    `load()` returns the stack read during the check (once), or reads it again."""
+
+    name: str
+    error: AnydepthError | None = None
+    collection: Sequence[FocalStack] | None = None
+    index: int = 0
+    stack: FocalStack | None = field(default=None, repr=False)
+
+    def load(self) -> FocalStack:
+        if self.error is not None:
+            raise self.error
+        stack, self.stack = self.stack, None
+        return stack if stack is not None else self.collection[self.index]
+
+
+def check_focal_stacks(paths: str | Path | Sequence[str | Path], split: str = "val", reduce: int = 1,
+                       limit: int | None = None, keep_bytes: int = 1 << 30) -> list[CheckedStack]:
+    """Open every path (`open_focal_stacks`) and read every stack in it, up to `limit` stacks in
+    all, before any model is loaded. A path or stack that cannot be read becomes an entry with its
+    `error` (one line naming the file), so the good ones can still be processed; two stacks whose
+    outputs would share a name (out/<name>) make the later one an error. Stacks read here are kept
+    for `load()` while their slices total at most `keep_bytes`, later ones are read again."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    checked: list[CheckedStack] = []
+    kept_bytes, sources = 0, {}
+    for path in paths:
+        if limit is not None and len(checked) >= limit:
+            break
+        try:
+            stacks = open_focal_stacks(path, split, reduce)
+        except AnydepthError as error:
+            checked.append(CheckedStack(Path(path).name or str(path), error))
+            continue
+        for index in range(len(stacks)):
+            if limit is not None and len(checked) >= limit:
+                break
+            try:
+                stack = stacks[index]
+            except AnydepthError as error:
+                name = stacks.folders[index].name if isinstance(stacks, ImageFolderStacks) else f"stack_{index:03d}"
+                checked.append(CheckedStack(name, error, stacks, index))
+                continue
+            name = Path(stack.source).name if stack.source else f"stack_{index:03d}"
+            source = stack.source or f"{path}[{index}]"
+            if name in sources:
+                error = InputError(f"its outputs would go to <out>/{name} as those of {sources[name]}: rename one "
+                                   "of the two", source)
+                checked.append(CheckedStack(name, error, stacks, index))
+                continue
+            sources[name] = source
+            keep = kept_bytes + stack.slices.nbytes <= keep_bytes
+            kept_bytes += stack.slices.nbytes if keep else 0
+            checked.append(CheckedStack(name, None, stacks, index, stack if keep else None))
+    return checked
 
 
 def _is_image_folder(folder: Path) -> bool:
     return ((folder / "focus.json").is_file() or (folder / "focus.csv").is_file()
-            or any(PHONE_NAME.match(p.name) for p in folder.iterdir()))
+            or any(_looks_like_slice(p.name) for p in folder.iterdir()))
+
+
+def _holds_images(folder: Path) -> bool:
+    return _is_image_folder(folder) or any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
 
 
 # --------------------------------------------------------------------------- alignment

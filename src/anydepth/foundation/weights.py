@@ -3,12 +3,15 @@
 Resolution order: an explicit path; else the cache folder (`$ANYDEPTH_CACHE`, default
 `~/.cache/anydepth`); else a download from the Hugging Face hub into that folder. Offline
 (`HF_HUB_OFFLINE=1` or `ANYDEPTH_OFFLINE=1`, or no network) ends in a `WeightsNotFoundError` that
-says which file to put where.
+says which file to put where. Before downloading, one request with a short timeout checks that the
+hub answers at all, so no network means that error within seconds (the hub client itself retries
+network errors with back-off for about half a minute).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,34 @@ def _offline() -> bool:
     return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in ("HF_HUB_OFFLINE", "ANYDEPTH_OFFLINE"))
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_unreachable(release: OfficialWeights, timeout: float) -> str | None:
+    """None when the hub (`HF_ENDPOINT`, default huggingface.co) answers a HEAD request for the
+    file with any HTTP status, else why not, after at most about `timeout` seconds: one try, no
+    retries, through the hub client's own session (its proxies and certificates). The request runs
+    in a daemon thread because name resolution is not bounded by a socket timeout."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    url = f"{constants.ENDPOINT}/{release.repo_id}/resolve/main/{release.filename}"
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            get_session().head(url, timeout=timeout, follow_redirects=False)
+            outcome.append(None)
+        except Exception as error:  # refused, DNS failure, timeout, TLS, offline mode: all mean unreachable
+            outcome.append(type(error).__name__)
+
+    thread = threading.Thread(target=probe, name="anydepth-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    reason = outcome[0] if outcome else "no answer"
+    return None if outcome and reason is None else f"no network: {constants.ENDPOINT} unreachable ({reason})"
+
+
 def cached_path(release: OfficialWeights) -> Path:
     """Where the cache keeps a released file: <cache>/<repo name>/<file name> (so the '-hf' repos'
     identically named model.safetensors do not collide); the bare file name also counts."""
@@ -87,6 +118,8 @@ def resolve_weights(
         if candidate.is_file():
             return candidate
     reason = "offline (HF_HUB_OFFLINE/ANYDEPTH_OFFLINE set)" if _offline() or not download else None
+    if reason is None:
+        reason = _hub_unreachable(release, HUB_PROBE_TIMEOUT_S)
     if reason is None:
         try:
             from huggingface_hub import hf_hub_download
