@@ -129,6 +129,17 @@ def case_flip_not_boolean(w, t):
     return train(path), [str(path), "data.flip: expected true or false"]
 
 
+def case_config_device_misspelt(w, t):
+    path = edited(w, t, lambda v: v.update(device="gpu"))
+    return train(path), [str(path), "device 'gpu': not a device"]
+
+
+def case_config_out_is_a_file(w, t):
+    (t / "run").write_text("my notes")
+    path = edited(w, t, lambda v: None)
+    return train(path), [str(path), "out: is a file", str(t / "run")]
+
+
 def case_section_not_a_mapping(w, t):
     path = edited(w, t, lambda v: v.update(optim=[1, 2]))
     return train(path), [str(path), "optim: expected a mapping"]

@@ -52,6 +52,7 @@ def run(args) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     config = load_config(args.config, overrides, check=True)
+    resolve_device(config.device, f"{args.config}: device")  # the config's device, checked like --device
     trainer = Trainer(config)
     result = trainer.run()
     if not trainer.distributed.is_main:
