@@ -69,13 +69,13 @@ def _field(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, **rules)
     return field(default=default, default_factory=factory, metadata=rules)
 
 
-class ConfigValueError(ValueError):
-    """A bad value of one field, raised in `__post_init__` with the field's name; `_build` turns it
-    into an InputError naming the dotted key."""
+class ConfigValueError(InputError):
+    """A bad value of one field, raised in `__post_init__` with the field's name (relative to its
+    section); `_build` names it by its dotted key from the root of the config."""
 
-    def __init__(self, name: str, message: str):
-        super().__init__(message)
-        self.name = name
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,7 @@ def _build(cls, values, key: str = ""):
         return cls(**converted)
     except ConfigValueError as error:
         name = error.name if cls is TrainConfig else _join(key, error.name)  # TrainConfig names keys from the root
-        raise _Mismatch(None, name, message=str(error)) from None
+        raise _Mismatch(None, name, message=error.reason) from None
 
 
 def _message(mismatch: _Mismatch) -> str:
