@@ -51,8 +51,10 @@ def _one_line_error(error, path):
 dv = pytest.importorskip("dv_processing")
 
 
-def _write_dv(path, batches, frames=(), imu=(), size=(346, 260)):
+def _write_dv(path, batches, frames=(), imu=(), size=(346, 260), compression=None):
     config = dv.io.MonoCameraWriter.Config("TestCamera")
+    if compression is not None:
+        config.compression = getattr(dv.CompressionType, compression)
     config.addEventStream(size)
     if frames:
         config.addFrameStream(size)
@@ -387,6 +389,79 @@ def test_aedat4_fast_read_falls_back_to_the_plain_errors(dv_file, tmp_path):
         with pytest.raises(FormatError) as error:
             reader.read_index(3000, 3200)
         assert "x = 400 outside the 260x346 sensor" in _one_line_error(error, bad)
+
+
+def _plain_reader(path):
+    """A reader with the packet kernel (decode_packets) switched off: every packet through
+    _decode_events and ChunkedEventReader's per-chunk validated read."""
+    reader = open_events(path)
+    reader._file_bytes = None
+    return reader
+
+
+@pytest.mark.parametrize("compression", ["LZ4", "NONE"])
+def test_aedat4_packet_kernel_equals_the_plain_path(tmp_path, monkeypatch, compression):
+    """dv-processing writes packets of 1 to 3,000 events (LZ4 frames, or uncompressed) with frames
+    between them; windows and index ranges that span many packets, read by decode_packets, equal
+    the plain per-packet path and the generic validation, and so does the window cache."""
+    from anydepth.events.readers import aedat4
+    calls = []
+    kernel = aedat4.decode_packets
+    monkeypatch.setattr(aedat4, "decode_packets", lambda *args: calls.append(len(args[1])) or kernel(*args))
+    x, y, t, p = _random_events(20_000, 260, 346, seed=7, step=4)
+    cuts = np.unique(np.concatenate([[0, 1, 2, 20_000], np.random.default_rng(8).integers(3, 20_000, 18)]))
+    batches = [tuple(c[a:b] for c in (x, y, t, p)) for a, b in zip(cuts[:-1], cuts[1:])]
+    frames = [(int(t[k]), np.full((260, 346), k % 256, np.uint8)) for k in (500, 9000, 15000)]
+    path = tmp_path / f"{compression}.aedat4"
+    _write_dv(path, batches, frames, compression=compression)
+    with open_events(path) as reader, _plain_reader(path) as plain:
+        assert reader._file_bytes is not None and len(reader._packets) == len(batches)
+        _assert_same_events(reader.read_all(), plain.read_all())
+        assert max(calls) >= len(batches) - 2  # one call for every packet between the first and the last
+        for window_us in (700, 5_000, 40_000):
+            ours, theirs = list(reader.windows(window_us=window_us)), list(plain.windows(window_us=window_us))
+            assert len(ours) == len(theirs)
+            for a, b in zip(ours, theirs):
+                _assert_same_events(a, b)
+        rng = np.random.default_rng(9)
+        for i0 in rng.integers(0, 20_000, 30):
+            i1 = int(i0 + rng.integers(0, 12_000))
+            expected = _generic_read(plain, int(i0), min(i1, 20_000))
+            _assert_same_events(reader.read_index(i0, i1), expected)
+            reader._cache.clear()  # first and last packet decoded again, by the kernel
+            _assert_same_events(reader.read_index(i0, i1), expected)
+        for k in range(len(batches)):
+            for a, b in zip(reader._decode_chunk(k), plain._decode_chunk(k)):
+                np.testing.assert_array_equal(a, b)
+                assert a.dtype == b.dtype
+
+
+def test_aedat4_packet_kernel_gives_the_plain_errors(tmp_path):
+    """A corrupt LZ4 frame or an event outside the sensor in a packet between the first and the
+    last of a read: the kernel gives up and the message is the plain path's."""
+    x, y, t, p = _random_events(6000, 260, 346, seed=4)
+    x[3100] = 400
+    outside = tmp_path / "outside.aedat4"
+    _write_dv(outside, [tuple(c[i:i + 500] for c in (x, y, t, p)) for i in range(0, 6000, 500)])
+    with open_events(outside) as reader:
+        assert len(reader.read_index(0, 3000)) == 3000
+        with pytest.raises(FormatError) as error:
+            reader.read_all()
+        assert "x = 400 outside the 260x346 sensor" in _one_line_error(error, outside)
+    data = bytearray(outside.read_bytes())
+    with Aedat4Reader(outside) as reader:
+        inner = int(reader._packets["offset"][5])
+    data[inner:inner + 4] = b"\xff" * 4  # not an LZ4 frame any more
+    corrupt = tmp_path / "corrupt.aedat4"
+    corrupt.write_bytes(bytes(data))
+    messages = []
+    for reader in (open_events(corrupt), _plain_reader(corrupt)):
+        with reader:
+            with pytest.raises(FormatError) as error:
+                reader.read_index(100, 5900)
+            messages.append(_one_line_error(error, corrupt))
+            assert len(reader.read_index(0, 2500)) == 2500  # the context was reset: later packets decode
+    assert messages[0] == messages[1] and f"packet at byte {inner}" in messages[0]
 
 
 def test_aedat2_kernels_match_the_numpy_reference(tmp_path):

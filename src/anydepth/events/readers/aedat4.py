@@ -5,28 +5,38 @@ stream id, int32 size, a flatbuffer compressed as the header says (none, LZ4, ZS
 Read lazily: the file data table at the end of the file (offset, stream, element count, first and
 last timestamp of every packet) is the index; a file without one (a recording cut short) is
 scanned once instead, decompressing one packet at a time. Reads decompress only the packets they
-touch: LZ4 packets straight into a reused buffer through liblz4's frame API (the library the `lz4`
-package ships, else the system's; `lz4.frame.decompress` when neither loads, and for any packet
-that fails or does not fit, so errors are those of `lz4`), and the validated read copies the
-events out of it (see chunked.py). Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the
-stream's `sizeY` x `sizeX`. Frame (FRME) and IMU (IMUS) streams are read by `frame_timestamps_us`
-/ `read_frame` and `read_imu`; trigger streams are ignored.
+touch. Uncompressed and LZ4 files (liblz4 loaded: the library the `lz4` package ships, else the
+system's) are mapped into memory, and one nopython call (`decode_packets`) decompresses every
+packet of a read between its first and last into one reused buffer, finds the event vector and
+copies x / y / t / p straight into the result, checked as chunked.py's validated read checks
+them; the first and last packet of a read go through the chunk cache (the next time searches
+touch them). Anything that call does not accept (a packet that does not decode, does not hold
+the events its table entry counts, or events that fail the check) sends the read through the
+plain path: packets one at a time through `_decode_events` (`lz4.frame.decompress` for a frame
+the reused buffer cannot take), so results and errors are that path's. ZSTD files always take it.
+Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the stream's
+`sizeY` x `sizeX`. Frame (FRME) and IMU (IMUS) streams are read by `frame_timestamps_us` /
+`read_frame` and `read_imu`; trigger streams are ignored.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import struct
 import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
+import llvmlite.binding
 import numba
 import numpy as np
+from numba import types
 
 from anydepth.errors import FormatError, InputError
+from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
 from anydepth.events.readers.files import check_file, first_line
@@ -63,6 +73,153 @@ def gather_events(words, start, stop, x_out, y_out, t_out, p_out, at, t_before, 
     for i in range(1, n):
         unsorted += t[i] < t[i - 1]
     return unsorted == 0 and t[0] >= t_before and x_max < width and y_max < height and p_max <= 1
+
+
+# ---- whole runs of event packets in one nopython call ---------------------------------------
+LZ4F_DECOMPRESS_SYMBOL = "anydepth_LZ4F_decompress"  # registered by Lz4FrameDecoder._load
+# size_t LZ4F_decompress(ctx, dst, size_t *dst_size, src, size_t *src_size, options), pointers as integers
+lz4f_decompress = types.ExternalFunction(LZ4F_DECOMPRESS_SYMBOL, types.uintp(*[types.uintp] * 6))
+PACKETS_OK, PACKET_UNREADABLE, EVENTS_UNCHECKED = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _le(buf, position, width):
+    """Little-endian unsigned integer of `width` bytes at `position` of uint8 `buf`; -1 outside it."""
+    if position < 0 or position + width > len(buf):
+        return np.int64(-1)
+    value = np.int64(0)
+    for i in range(width):
+        value |= np.int64(buf[position + i]) << (8 * i)
+    return value
+
+
+@numba.njit(cache=True, nogil=True)
+def event_vector(buf):
+    """(start, length) of the event vector of an EVTS flatbuffer (plain or size-prefixed) in uint8
+    `buf`; (0, 0) when the field is absent, (-1, -1) when the buffer does not hold it (the plain
+    path, _decode_events, then says why)."""
+    n = len(buf)
+    if n >= 8 and buf[4] == 69 and buf[5] == 86 and buf[6] == 84 and buf[7] == 83:  # b"EVTS"
+        root = _le(buf, 0, 4)
+    elif n >= 12 and buf[8] == 69 and buf[9] == 86 and buf[10] == 84 and buf[11] == 83:
+        root = 4 + _le(buf, 4, 4)
+    else:
+        return -1, -1
+    soffset = _le(buf, root, 4)
+    if soffset < 0:
+        return -1, -1
+    vtable = root - (soffset - (1 << 32) if soffset >= 1 << 31 else soffset)
+    vtable_size = _le(buf, vtable, 2)
+    if vtable_size < 0:
+        return -1, -1
+    if 4 >= vtable_size:
+        return 0, 0
+    field = _le(buf, vtable + 4, 2)
+    if field <= 0:
+        return (0, 0) if field == 0 else (-1, -1)
+    relative = _le(buf, root + field, 4)
+    if relative < 0:
+        return -1, -1
+    vector = root + field + relative
+    length = _le(buf, vector, 4)
+    if length < 0 or vector + 4 + 16 * length > n:
+        return -1, -1
+    return vector + 4, length
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_packets(data, offsets, sizes, counts, start, stop, x_out, y_out, t_out, p_out, at, t_before,
+                   height, width, lz4, scratch, sizes_io):
+    """Decode event packets and copy events [start of the first, stop of the last) into the
+    outputs from `at`, checked as gather_events checks them (order against `t_before` too).
+
+    data: uint8 the whole file; offsets, sizes, counts (K,) int64: payload position, size and event
+    count (from the data table) of each packet, none empty; lz4 (context, options) addresses of
+    an Lz4FrameDecoder, or (0, 0) for uncompressed packets; scratch: uint8 buffer for one packet;
+    sizes_io: (2,) uint64. Returns (PACKETS_OK, at after the copy), (PACKET_UNREADABLE, k) when
+    packet k does not decompress or parse as the table says (the caller resets the context), or
+    (EVENTS_UNCHECKED, k) when its events fail the check.
+    """
+    context, options = lz4
+    for k in range(len(offsets)):
+        offset, size = offsets[k], sizes[k]
+        if offset < 0 or size < 0 or offset + size > len(data):
+            return PACKET_UNREADABLE, k
+        if context:
+            sizes_io[0], sizes_io[1] = len(scratch), size
+            code = lz4f_decompress(context, scratch.ctypes.data, sizes_io.ctypes.data, data.ctypes.data + offset,
+                                   sizes_io.ctypes.data + 8, options)
+            if code != 0 or sizes_io[1] != size:
+                return PACKET_UNREADABLE, k
+            buf = scratch[:sizes_io[0]]
+        else:
+            buf = data[offset:offset + size]
+        vector, length = event_vector(buf)
+        if vector < 0 or length != counts[k]:
+            return PACKET_UNREADABLE, k
+        words = buf[vector:vector + 16 * length].view(np.int64).reshape(length, 2)
+        first = start if k == 0 else 0
+        last = stop if k == len(offsets) - 1 else length
+        if not gather_events(words, first, last, x_out, y_out, t_out, p_out, at, t_before, height, width):
+            return EVENTS_UNCHECKED, k
+        at += last - first
+        if last > first:
+            t_before = t_out[at - 1]
+    return PACKETS_OK, at
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_field(buf, table, index):
+    """Position of field `index` of the flatbuffer table at `table`: 0 when absent, -1 when a read
+    falls outside `buf` (as _field, with the bounds checked)."""
+    soffset = _le(buf, table, 4)
+    if soffset < 0:
+        return np.int64(-1)
+    vtable = table - (soffset - (1 << 32) if soffset >= 1 << 31 else soffset)
+    vtable_size = _le(buf, vtable, 2)
+    if vtable_size < 0:
+        return np.int64(-1)
+    if 4 + 2 * index >= vtable_size:
+        return np.int64(0)
+    offset = _le(buf, vtable + 4 + 2 * index, 2)
+    return table + offset if offset > 0 else offset
+
+
+@numba.njit(cache=True, nogil=True)
+def data_table_rows(buf):
+    """(K, 6) int64 rows (offset, size, stream, count, t_start, t_end) of an FTAB flatbuffer in
+    uint8 `buf`, and whether it parsed; False where _read_table must say what is wrong."""
+    rows = np.zeros((0, 6), np.int64)
+    n = len(buf)
+    if n >= 8 and buf[4] == 70 and buf[5] == 84 and buf[6] == 65 and buf[7] == 66:  # b"FTAB"
+        root = _le(buf, 0, 4)
+    elif n >= 12 and buf[8] == 70 and buf[9] == 84 and buf[10] == 65 and buf[11] == 66:
+        root = 4 + _le(buf, 4, 4)
+    else:
+        return rows, False
+    position = _table_field(buf, root, 0)
+    if position <= 0:
+        return rows, position == 0
+    relative = _le(buf, position, 4)
+    length = _le(buf, position + relative, 4)
+    if relative < 0 or length < 0 or position + relative + 4 + 4 * length > n:
+        return rows, False
+    start = position + relative + 4
+    rows = np.zeros((length, 6), np.int64)
+    for i in range(length):
+        entry = start + 4 * i + _le(buf, start + 4 * i, 4)
+        for field, column, width in ((0, 0, 8), (1, 2, 4), (1, 1, 4), (2, 3, 8), (3, 4, 8), (4, 5, 8)):
+            at = _table_field(buf, entry, field)
+            if at < 0 or at + 8 > n:  # every field read stays 8 bytes inside (an int64, or the PacketInfo)
+                return rows, False
+            if at > 0:
+                value = np.int64(0)
+                for b in range(width):
+                    value |= np.int64(buf[at + 4 * (column == 1) + b]) << (8 * b)
+                if width == 4 and value >= 1 << 31:
+                    value -= 1 << 32
+                rows[i, column] = value
+    return rows, True
 
 
 # ---- minimal flatbuffer access (tables, scalars, vectors) -------------------------------------
@@ -131,9 +288,21 @@ class Lz4FrameDecoder:
                                        ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
                 library.LZ4F_resetDecompressionContext.argtypes = [ctypes.c_void_p]
                 library.LZ4F_freeDecompressionContext.argtypes = [ctypes.c_void_p]
+                # the same function for decode_packets (nopython): LLVM links the name to it
+                llvmlite.binding.add_symbol(LZ4F_DECOMPRESS_SYMBOL, ctypes.cast(decompress, ctypes.c_void_p).value)
                 cls._library = library
                 break
         return cls._library
+
+    @property
+    def addresses(self) -> tuple[int, int] | None:
+        """(context, options) addresses for decode_packets, None when liblz4 did not load."""
+        return (self._context.value, ctypes.addressof(self._options)) if self._context else None
+
+    def reset(self) -> None:
+        """Forget a frame left half-decoded (after an error)."""
+        if self._context:
+            self._library.LZ4F_resetDecompressionContext(self._context)
 
     def decode(self, frame: bytes) -> memoryview | None:
         """The whole frame decompressed into `buffer` (valid until the next call), or None."""
@@ -180,6 +349,7 @@ class Aedat4Reader(ChunkedEventReader):
         path = check_file(path)
         self._handle = open(path, "rb")
         self._lz4 = None
+        self._mapping, self._file_bytes = None, None  # the file mapped for decode_packets
         try:
             self._open(path, stream_id)
             if repair:
@@ -231,6 +401,24 @@ class Aedat4Reader(ChunkedEventReader):
         events = table[table["stream"] == stream_id]
         self._packets = events
         self._set_index(events["count"], events["t_end"])
+        self._map_for_kernel()
+
+    def _map_for_kernel(self) -> None:
+        """Map the file for decode_packets where it applies: no or LZ4 compression, liblz4
+        loaded, a little-endian host."""
+        lz4 = (0, 0) if self._compression == 0 else self._lz4.addresses if self._lz4 is not None else None
+        # the kernel links LZ4F_decompress, which only a loaded liblz4 gives (even where no packet needs it)
+        if lz4 is None or sys.byteorder != "little" or not len(self._packets) or not Lz4FrameDecoder._load():
+            return
+        try:
+            self._mapping = mmap.mmap(self._handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # a file system without mmap: the plain path reads it
+            return
+        self._file_bytes = np.frombuffer(self._mapping, np.uint8)
+        self._kernel_lz4 = lz4
+        self._kernel_packets = tuple(np.ascontiguousarray(self._packets[name]) for name in ("offset", "size", "count"))
+        self._scratch = np.empty(16 * int(self._packets["count"].max()) + (1 << 16), np.uint8)  # + flatbuffer header
+        self._sizes_io = np.zeros(2, np.uint64)
 
     @staticmethod
     def _streams(info: ElementTree.Element) -> dict[int, Aedat4Stream]:
@@ -284,6 +472,9 @@ class Aedat4Reader(ChunkedEventReader):
         data = self._handle.read()
         try:
             buf = self._decompress(data)
+            rows, parsed = data_table_rows(np.frombuffer(buf, np.uint8))
+            if parsed:
+                return self._rows(rows)
             root = _root(buf, b"FTAB")
             start, length = _vector(buf, root, 0)
             rows = []
@@ -323,9 +514,12 @@ class Aedat4Reader(ChunkedEventReader):
         return self._rows(rows)
 
     @staticmethod
-    def _rows(rows: list) -> np.ndarray:
+    def _rows(rows: list | np.ndarray) -> np.ndarray:
+        """Rows (offset, size, stream, count, t_start, t_end) as a structured array."""
         dtype = np.dtype([("offset", np.int64), ("size", np.int64), ("stream", np.int64), ("count", np.int64),
                           ("t_start", np.int64), ("t_end", np.int64)])
+        if isinstance(rows, np.ndarray):
+            return np.ascontiguousarray(rows).view(dtype)[:, 0]
         return np.array(rows, dtype=dtype)
 
     def _decode_events(self, offset: int, size: int, transient: bool = False) -> np.ndarray:
@@ -340,7 +534,65 @@ class Aedat4Reader(ChunkedEventReader):
         return np.frombuffer(buf, EVENT, count=length, offset=start)
 
     def _decode_chunk(self, k: int) -> Arrays:
+        if self._file_bytes is not None:
+            count = int(self._offsets[k + 1] - self._offsets[k])
+            x, y, t, p = (np.empty(count, dtype) for dtype in (np.uint16, np.uint16, np.int64, np.int8))
+            if count == 0 or self._decode_packets(k, k + 1, 0, count, (x, y, t, p), 0, np.iinfo(np.int64).min)[0] \
+                    != PACKET_UNREADABLE:
+                return x.view(np.int16), y.view(np.int16), t, p  # the file's int16, as the plain path gives
         return self._chunk_events(k, transient=False)
+
+    def _decode_packets(self, k0: int, k1: int, start: int, stop: int | None, outputs: Arrays, at: int,
+                        t_before: int) -> tuple[int, int]:
+        """decode_packets over the non-empty packets of [k0, k1) (stop None: to the end of the
+        last); the LZ4 context is reset after a packet that does not decode."""
+        offsets, sizes, counts = self._kernel_packets
+        if k1 - k0 > 1:
+            chosen = k0 + np.flatnonzero(counts[k0:k1])
+            offsets, sizes, counts = offsets[chosen], sizes[chosen], counts[chosen]
+        else:
+            offsets, sizes, counts = offsets[k0:k1], sizes[k0:k1], counts[k0:k1]
+        if not len(offsets):
+            return PACKETS_OK, at
+        stop = int(counts[-1]) if stop is None else stop
+        height, width = self.sensor_size
+        status, value = decode_packets(self._file_bytes, offsets, sizes, counts, start, stop, *outputs, at, t_before,
+                                       height, width, self._kernel_lz4, self._scratch, self._sizes_io)
+        if status == PACKET_UNREADABLE and self._lz4 is not None:
+            self._lz4.reset()
+        return status, value
+
+    def _read_validated(self, i0: int, i1: int) -> EventArray:
+        """ChunkedEventReader's validated read with the packets between the first and the last
+        decoded and copied by one decode_packets call (the first and the last go through the cache,
+        which the next searches touch again); the plain read of ChunkedEventReader after anything
+        goes wrong, so errors and results are its own."""
+        if self._file_bytes is None or i1 <= i0:
+            return super()._read_validated(i0, i1)
+        before = max(i0 - 1, 0)
+        k0 = int(np.searchsorted(self._offsets, before, side="right")) - 1
+        k1 = int(np.searchsorted(self._offsets, i1 - 1, side="right")) - 1
+        count = i1 - before
+        outputs = (np.empty(count, np.uint16), np.empty(count, np.uint16), np.empty(count, np.int64),
+                   np.empty(count, np.int8))
+        t_before, at = np.iinfo(np.int64).min, 0
+        for k in (k0, k1) if k1 > k0 else (k0,):
+            if k == k1 and k1 > k0 + 1:
+                status, at = self._decode_packets(k0 + 1, k1, 0, None, outputs, at, t_before)
+                if status != PACKETS_OK:
+                    return super()._read_validated(i0, i1)
+                t_before = int(outputs[2][at - 1]) if at else t_before
+            first, last = int(self._offsets[k]), int(self._offsets[k + 1])
+            if last == first:
+                continue
+            start, stop = max(before, first) - first, min(i1, last) - first
+            if not self._gather(self._chunk(k), start, stop, outputs, at, t_before):
+                return super()._read_validated(i0, i1)
+            at += stop - start
+            t_before = int(outputs[2][at - 1])
+        skip = i0 - before
+        x, y, t, p = outputs
+        return EventArray(x[skip:], y[skip:], t[skip:], p[skip:], self.sensor_size)
 
     def _decode_transient(self, k: int) -> Arrays:
         return self._chunk_events(k, transient=True)
@@ -448,6 +700,9 @@ class Aedat4Reader(ChunkedEventReader):
 
     def _close(self) -> None:
         super()._close()
+        if self._mapping is not None:
+            self._file_bytes = None  # the mapping closes only without views of it
+            self._mapping.close()
         self._handle.close()
         if self._lz4 is not None:
             self._lz4.close()
