@@ -267,6 +267,15 @@ def case_foreign_resume_checkpoint(w, t):
     return train(edited(w, t, lambda v: None)), [str(last), "cannot resume"]
 
 
+def case_resume_under_another_config(w, t):
+    """A run resumed with other labels (or any other training value) would mix two runs in one."""
+    assert main(train(edited(w, t, lambda v: None))) == 0
+    labels = copied_labels(w, t)
+    path = edited(w, t, lambda v: v.update(steps=2), labels)
+    return train(path), [str(t / "run" / "checkpoints" / "last.pt"), "data.sources[0].pseudolabels",
+                         "cannot resume"]
+
+
 def case_train_empty_dataset(w, t):
     path = edited(w, t, lambda v: v["data"]["sources"][0].update(path=str(w["empty"])))
     return train(path), [str(w["empty"]), "no event sequences"]

@@ -232,9 +232,8 @@ def generate_pseudolabels(
 
     teacher_model: a relative `DepthAnythingV2` (in eval mode, on the device to run on).
     out: default `default_out(dataset, teacher_name)`. teacher_name: default the model's encoder.
-    progress: called with 1 after each sample of
-    this rank (computed, skipped or without a frame). limit: only the first `limit` samples of the
-    global order. weights_sha1: default `teacher_fingerprint(teacher_model)`. on_start: called
+    progress: called with 1 after each sample of this rank (computed, skipped or without a frame).
+    limit: only the first `limit` samples of the global order. weights_sha1: default `teacher_fingerprint(teacher_model)`. on_start: called
     once, before any work, with the number of samples of this rank (e.g. a progress bar's total).
     rank / world_size: this process's shard (sample k goes to rank k % world_size); with
     torch.distributed initialised (torchrun), all ranks meet at a barrier before rank 0
@@ -269,10 +268,6 @@ def generate_pseudolabels(
     if on_start is not None:
         on_start(sum(1 for k in range(remaining) if k % world_size == rank))
 
-    def advance() -> None:
-        if progress is not None:
-            progress(1)
-
     start = 0  # global position of the sequence's first sample
     for path, name, length in zip(sequences, names, lengths):
         count = max(0, min(length, remaining - start))
@@ -299,7 +294,8 @@ def generate_pseudolabels(
                         kind = "computed"
                 setattr(summary, kind, getattr(summary, kind) + 1)
                 counts[kind] += 1
-                advance()
+                if progress is not None:
+                    progress(1)
     if summary.total and summary.computed + summary.skipped == 0:
         raise InputError(f"no frames to label: none of the {summary.no_frame} samples has a frame beside its events "
                          "(pseudo-labels need the frames, e.g. DSEC images/left/rectified, MVSEC image_raw)", dataset)

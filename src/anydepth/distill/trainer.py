@@ -7,13 +7,16 @@ the loss's space over the label's valid pixels and averaged over the clip; AdamW
 schedule, gradient-norm clipping, bf16 autocast on GPU.
 
 Checkpoints (`OUT/checkpoints/step_XXXXXXX.pt` and `last.pt`, written atomically every
-`checkpoint_every` steps and at the end) hold the model, optimiser, scheduler, step, loss history
-and RNG states; the data position is the step (see `data.py`), so a resumed run continues exactly
-where the interrupted one would have been. A run killed at any moment (even SIGKILL in the middle of
-a write) leaves at most `atomic_write` temporaries of its own outputs; the next run in the same OUT
-removes them before it resumes (`clean_stale_temporaries`). The trained student is written in its official
-container (`OUT/student.pth`), with `history.jsonl`, `loss.png` and TensorBoard logs
-(`OUT/tensorboard`: losses, learning rate, sample depth images).
+`checkpoint_every` steps and at the end) hold the model, optimiser, scheduler, step, loss history,
+RNG states and the config; the data position is the step (see `data.py`), so a resumed run
+continues exactly where the interrupted one would have been. A checkpoint resumes only under the
+config it was trained with (its `steps`, `out`, `device` and logging intervals may change). A run
+killed at any moment (even SIGKILL in the middle of a write) leaves at most `atomic_write`
+temporaries of its own outputs; the next run in the same OUT removes them before it resumes
+(`clean_stale_temporaries`). The trained student is written in its official container
+(`OUT/student.pth`), with `history.jsonl`, `loss.png` and TensorBoard logs (`OUT/tensorboard`:
+losses, learning rate, sample depth images; on resume the steps logged after the last checkpoint
+are purged).
 
 Multi-GPU: `torchrun --nproc_per_node N -m anydepth events train CONFIG.yaml` (DDP, one process per
 GPU, each with its own clips; rank 0 writes).
@@ -52,6 +55,29 @@ from anydepth.metrics.align import align_scale_shift
 CHECKPOINT_FORMAT = "anydepth-train-v1"
 OUTPUTS = ("student.pth", "history.jsonl", "loss.png")  # written in OUT at the end of a run
 CHECKPOINT_NAME = re.compile(r"^(last|step_\d{7})\.pt$")  # written in OUT/checkpoints
+
+
+RESUMABLE_CHANGES = ("steps", "out", "device", "log_every", "image_every", "checkpoint_every", "data.num_workers")
+
+
+def first_difference(saved, now, key: str = "") -> tuple[str, object, object] | None:
+    """(dotted key, saved value, current value) of the first difference between two plain configs,
+    ignoring RESUMABLE_CHANGES; None when they agree."""
+    if key in RESUMABLE_CHANGES:
+        return None
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for name in sorted(set(saved) | set(now), key=str):
+            found = first_difference(saved.get(name), now.get(name), f"{key}.{name}" if key else str(name))
+            if found:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        for index, (a, b) in enumerate(zip(saved, now)):
+            found = first_difference(a, b, f"{key}[{index}]")
+            if found:
+                return found
+        return None
+    return None if saved == now else (key, saved, now)
 
 
 def clean_stale_temporaries(out: str | Path) -> list[Path]:
@@ -203,6 +229,11 @@ class Trainer:
             raise CheckpointError(f"cannot resume, unreadable training checkpoint ({type(error).__name__})", path) from None
         if payload.get("format") != CHECKPOINT_FORMAT or payload.get("model") != self.config.model.name:
             raise CheckpointError(f"not a training checkpoint of {self.config.model.name}; use another out folder", path)
+        changed = first_difference(payload.get("config", {}), json_ready(self.config.to_dict()))
+        if changed is not None:  # resuming under another config would mix two runs in one
+            key, before, now = changed
+            raise CheckpointError(f"cannot resume: this run was trained with {key} = {before!r}, the config now says "
+                                  f"{now!r} (put the value back, or train into another out folder)", path)
         student.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
