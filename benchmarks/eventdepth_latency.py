@@ -6,8 +6,10 @@ network, on an MVSEC-sized stream (260x346, 50 ms windows).
     python benchmarks/eventdepth_latency.py --official-dae ~/src/depthanyevent   # + the authors' networks
 
 The events are written to a plain HDF5 file first and read back window by window through
-`open_events`, as `anydepth events predict` does. Weights are deterministic random values (speed
-does not depend on them). Prints medians in ms and DepthAnyEvent-R's cost over DepthAnyEvent.
+`open_events`, as `anydepth events predict` does. All models run interleaved window by window (each
+carrying its own recurrent state), so load on a shared machine slows all rows alike. Weights are
+deterministic random values (speed does not depend on them). Prints medians in ms and
+DepthAnyEvent-R's cost over DepthAnyEvent.
 """
 
 from __future__ import annotations
@@ -39,34 +41,48 @@ def write_stream(path: Path, height: int, width: int, windows: int, events_per_w
     return path
 
 
-def time_model(name: str, path: Path, windows: int, device: str, warmup: int) -> dict[str, float]:
-    model = load_model(name).to(device).eval()
+def time_models(names: list[str], path: Path, windows: int, device: str, warmup: int) -> dict[str, dict[str, float]]:
+    """Every model on every window, interleaved window by window (the order rotates each window),
+    so a busy machine slows all of them alike. The window is read once per model, as each would
+    read it alone. Models whose dependencies are missing are reported and skipped."""
+    models = {}
+    for name in names:
+        try:
+            models[name] = load_model(name).to(device).eval()
+        except ImportError as error:
+            print(f"{name:>16} | not available ({error})")
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    read, prepare, network, post = [], [], [], []
-    state = None
+    times = {name: {"read": [], "representation": [], "network": [], "output": []} for name in models}
+    states = dict.fromkeys(models)
+    order = list(models)
     with open_events(path) as reader, torch.inference_mode():
         for index, window_start in enumerate(range(0, windows * 50_000, 50_000)):
-            started = time.perf_counter()
-            window = reader.read_time(window_start, window_start + 50_000)
-            after_read = time.perf_counter()
-            x = model.prepare(window)
-            sync()
-            after_prepare = time.perf_counter()
-            raw, state = model(x, state)
-            sync()
-            after_network = time.perf_counter()
-            model.to_depth(raw, window.sensor_size).cpu()
-            finished = time.perf_counter()
-            if index >= warmup:
-                read.append(after_read - started)
-                prepare.append(after_prepare - after_read)
-                network.append(after_network - after_prepare)
-                post.append(finished - after_network)
-    median = lambda values: 1000.0 * statistics.median(values)  # noqa: E731
-    parts = {"read": median(read), "representation": median(prepare), "network": median(network), "output": median(post)}
-    parts["total"] = sum(parts.values())
-    parts["read+representation %"] = 100.0 * (parts["read"] + parts["representation"]) / parts["total"]
-    return parts
+            for name in order:
+                model = models[name]
+                started = time.perf_counter()
+                window = reader.read_time(window_start, window_start + 50_000)
+                after_read = time.perf_counter()
+                x = model.prepare(window)
+                sync()
+                after_prepare = time.perf_counter()
+                raw, states[name] = model(x, states[name])
+                sync()
+                after_network = time.perf_counter()
+                model.to_depth(raw, window.sensor_size).cpu()
+                finished = time.perf_counter()
+                if index >= warmup:
+                    for part, seconds in (("read", after_read - started), ("representation", after_prepare - after_read),
+                                          ("network", after_network - after_prepare), ("output", finished - after_network)):
+                        times[name][part].append(seconds)
+            order = order[1:] + order[:1]
+    results = {}
+    for name, parts in times.items():
+        medians = {part: 1000.0 * statistics.median(values) for part, values in parts.items()}
+        medians["total"] = sum(medians.values())
+        medians["read+representation %"] = 100.0 * (medians["read"] + medians["representation"]) / medians["total"]
+        medians["network_ms_per_window"] = [1000.0 * seconds for seconds in parts["network"]]
+        results[name] = medians
+    return results
 
 
 def time_official_networks(checkout: Path, ours: dict, device: str, repeats: int = 10) -> dict[str, float]:
@@ -128,21 +144,18 @@ def main() -> None:
     print(f"{args.windows - args.warmup} windows of 50 ms, {args.events_per_window:,} events each, {width}x{height}, "
           f"{device_name}, fp32, median ms per window")
     print(f"{'model':>16} | {'read':>6} | {'repr':>6} | {'network':>8} | {'output':>6} | {'total':>8} | read+repr")
-    results = {}
     with tempfile.TemporaryDirectory() as folder:
         path = write_stream(Path(folder) / "stream.h5", height, width, args.windows, args.events_per_window)
-        for name in args.models:
-            try:
-                parts = time_model(name, path, args.windows, args.device, args.warmup)
-            except ImportError as error:
-                print(f"{name:>16} | not available ({error})")
-                continue
-            results[name] = parts
+        results = time_models(args.models, path, args.windows, args.device, args.warmup)
+        for name, parts in results.items():
             print(f"{name:>16} | {parts['read']:6.2f} | {parts['representation']:6.2f} | {parts['network']:8.1f} | "
                   f"{parts['output']:6.2f} | {parts['total']:8.1f} | {parts['read+representation %']:5.2f} %")
     if "depthanyevent" in results and "depthanyevent-r" in results:
         ratio = results["depthanyevent-r"]["network"] / results["depthanyevent"]["network"]
-        print(f"DepthAnyEvent-R network / DepthAnyEvent network: {ratio:.3f} (+{100 * (ratio - 1):.1f} %)")
+        paired = statistics.median(r / v for r, v in zip(results["depthanyevent-r"]["network_ms_per_window"],
+                                                          results["depthanyevent"]["network_ms_per_window"]))
+        print(f"DepthAnyEvent-R network / DepthAnyEvent network: {ratio:.3f} (+{100 * (ratio - 1):.1f} %); "
+              f"median of the per-window ratios {paired:.3f}")
     official = {}
     if args.official_dae:
         ours = {name: load_model(name) for name in ("depthanyevent", "depthanyevent-r")}

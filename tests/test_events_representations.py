@@ -171,3 +171,52 @@ def test_torch_in_and_out():
     grid = from_tensors(*tensors, sensor_size=events.sensor_size, representation="voxel", bins=5)
     assert isinstance(grid, torch.Tensor) and grid.shape == (5, 48, 64)
     np.testing.assert_allclose(grid.numpy(), voxel_grid(events, 5), atol=1e-6)
+
+
+def time_surface_reference(events, tau_us, t_ref_us):
+    """Plain numpy: the last timestamp per polarity and pixel by np.maximum.at over event indices."""
+    height, width = events.sensor_size
+    flat = events.p.astype(np.int64) * height * width + events.y.astype(np.int64) * width + events.x.astype(np.int64)
+    last = np.full(2 * height * width, -1, np.int64)
+    np.maximum.at(last, flat, np.arange(len(events)))
+    surface = np.zeros(2 * height * width, np.float32)
+    hit = last >= 0
+    surface[hit] = np.exp(-(t_ref_us - events.t[last[hit]]) / tau_us).astype(np.float32)
+    return surface.reshape(2, height, width)
+
+
+@pytest.fixture(params=["serial", "chunked"])
+def kernel_path(request, monkeypatch):
+    """Runs a test through the serial kernels (streaming windows) and through the chunked ones
+    (large windows: PARALLEL_MIN_EVENTS lowered so a small stream takes that path)."""
+    from anydepth.events import representations
+
+    if request.param == "chunked":
+        monkeypatch.setattr(representations, "PARALLEL_MIN_EVENTS", 1)
+    return request.param
+
+
+def test_every_kernel_path_matches_the_references(kernel_path):
+    events = random_events(40_000, (30, 50), seed=6)  # ~13 events per pixel: many overwrites
+    np.testing.assert_array_equal(tencode(events), reference.tencode(events))
+    np.testing.assert_array_equal(histogram(events), reference.histogram(events))
+    np.testing.assert_allclose(time_surface(events, 20_000.0, int(events.t[-1]) + 5),
+                               time_surface_reference(events, 20_000.0, int(events.t[-1]) + 5), rtol=1e-6, atol=0)
+    for normalize in (False, True):
+        np.testing.assert_allclose(voxel_grid(events, 5, normalize), reference.voxel_grid(events, 5, normalize), atol=2e-4)
+    # calls reuse their scratch: a second, different window must not see the first one
+    other = random_events(3_000, (30, 50), seed=7)
+    np.testing.assert_array_equal(tencode(other), reference.tencode(other))
+    np.testing.assert_allclose(time_surface(other, 20_000.0, int(other.t[-1])),
+                               time_surface_reference(other, 20_000.0, int(other.t[-1])), rtol=1e-6, atol=0)
+
+
+def test_voxel_bin_boundaries_without_division(kernel_path):
+    """Positions exactly on bin boundaries put nothing into the next bin on every path, also for
+    spans that are not powers of two and windows longer than float32 can count in microseconds."""
+    span = 3 * 7 * 1_000_003  # 21 s: beyond 2^24 µs
+    t = np.array([0, span // 3, 2 * span // 3, span - 1, span])  # bins=4: positions 0, 1, 2, ~3, 3
+    events = EventArray.from_arrays(np.arange(5), np.zeros(5, int), t, np.ones(5, int), (1, 5))
+    grid = voxel_grid(events, bins=4, normalize=False)
+    np.testing.assert_allclose(grid, reference.voxel_grid(events, bins=4, normalize=False), atol=1e-6)
+    assert grid[1, 0, 1] == 1.0 and grid[2, 0, 1] == 0.0 and grid[2, 0, 2] == 1.0 and grid[3, 0, 2] == 0.0

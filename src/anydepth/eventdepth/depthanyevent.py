@@ -120,6 +120,7 @@ class RecurrentDPTHead(DPTHead):
         features = self.scratch.layer1_rn.out_channels
         for level in range(1, 5):
             setattr(self, f"gru_layer_{level}", RecurrentConvLayer(features, features, 3, padding=0, recurrent_block_type=cell))
+        self.to(memory_format=torch.channels_last)  # as the rest of the head: NHWC kernels throughout
 
     def recur(self, levels: list[torch.Tensor], states=None) -> tuple[list[torch.Tensor], tuple]:
         """Each level through its recurrent layer. states: (level 4, 3, 2, 1) as the authors order

@@ -64,7 +64,11 @@ class TransposedConvLayer(nn.Module):
 
 class ConvLSTM(nn.Module):
     """One ConvLSTM cell: a single conv `Gates` on [input, hidden] gives the input, remember,
-    output and cell gates. State (hidden, cell), each (N, hidden_size, H, W); None = zeros."""
+    output and cell gates. State (hidden, cell), each (N, hidden_size, H, W); None = zeros.
+
+    The official parameters (`Gates`, input channels first) are kept; the three sigmoid gates run
+    as one op on the channels-last gate map. A fresh state runs the same ops on zeros, so None and
+    an explicit zero state give bit-identical outputs."""
 
     def __init__(self, input_size, hidden_size, kernel_size):
         super().__init__()
@@ -72,13 +76,15 @@ class ConvLSTM(nn.Module):
         self.Gates = nn.Conv2d(input_size + hidden_size, 4 * hidden_size, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x, prev_state=None):
+        size = self.hidden_size
         if prev_state is None:
-            zeros = x.new_zeros((x.shape[0], self.hidden_size, *x.shape[2:]))
+            zeros = x.new_zeros((x.shape[0], size, *x.shape[2:]))
             prev_state = (zeros, zeros)
         prev_hidden, prev_cell = prev_state
-        in_gate, remember_gate, out_gate, cell_gate = self.Gates(torch.cat((x, prev_hidden), 1)).chunk(4, 1)
-        cell = torch.sigmoid(remember_gate) * prev_cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
-        hidden = torch.sigmoid(out_gate) * torch.tanh(cell)
+        gates = self.Gates(torch.cat((x, prev_hidden), 1))
+        in_gate, remember_gate, out_gate = torch.sigmoid(gates[:, : 3 * size]).chunk(3, 1)
+        cell = torch.addcmul(in_gate * torch.tanh(gates[:, 3 * size :]), remember_gate, prev_cell)
+        hidden = out_gate * torch.tanh(cell)
         return hidden, cell
 
 

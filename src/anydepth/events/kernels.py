@@ -1,7 +1,16 @@
-"""Fused numba loops behind the event representations: one pass over the events, writing
-straight into the output grid. Plain-numpy references live in the tests and benchmarks.
+"""Fused numba loops behind the event representations. Plain-numpy references live in
+`anydepth.events.reference` and the tests.
 
-All kernels take x, y (uint16 or float32), t (int64 µs), p (int8 0/1), sorted by t.
+All kernels take x, y (uint16 or float32), t (int64 µs), p (int8 0/1), sorted by t. Each exists
+once as a loop over a range (`_..._range`), called by a serial kernel (streaming windows: no
+thread start-up, which costs milliseconds on a loaded machine) and by a `parallel=True` kernel
+that splits the events into chunks, each with its own scratch, merged in a pass over the pixels.
+
+Scratch conventions (the buffers are reused across calls by `representations`):
+- last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
+  pass writes event indices, the pixel pass reads them and puts -1 back, so no call fills them;
+- voxel partials are float32 (chunks, H * W * (bins + 1)), pixel-major (the bins of one pixel are
+  adjacent, so an event's two bins share a cache line), zeroed by the chunk that uses them.
 """
 
 from __future__ import annotations
@@ -10,53 +19,165 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
-def tencode_hwc(x, y, t, p, t_first, inv_span, out):
-    """out (H, W, 3) float32 = (p, 1 - t_n, 1 - p) of the last event per pixel, in time order.
-    t_n = (t - t_first) * inv_span. Fractional coordinates are truncated, as the official code."""
-    for i in range(t.shape[0]):
-        xi = int(x[i])
-        yi = int(y[i])
-        pol = np.float32(p[i])
-        out[yi, xi, 0] = pol
-        out[yi, xi, 1] = np.float32(1.0 - (t[i] - t_first) * inv_span)
-        out[yi, xi, 2] = np.float32(1.0) - pol
+# ---- last event per pixel: Tencode and the time surface ---------------------------------------
+@numba.njit(cache=True, nogil=True, inline="always")
+def _last_index_range(x, y, p, width, plane, start, stop, last):
+    for i in range(start, stop):
+        last[np.int64(p[i]) * plane + np.int64(y[i]) * width + np.int64(x[i])] = i
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def voxel_integer(x, y, t, p, t_first, span, width, bins, partial):
-    """Voxel accumulation for integer coordinates, split over threads.
+def last_index_chunks(x, y, p, width, plane, last):
+    """last (chunks, size) int32, all -1 on entry: last[c, p * plane + y * width + x] = index of the
+    last event there among chunk c's events [c n / chunks, (c + 1) n / chunks) (plane 0: polarity
+    ignored, as Tencode)."""
+    chunks = last.shape[0]
+    n = x.shape[0]
+    for c in numba.prange(chunks):
+        _last_index_range(x, y, p, width, plane, c * n // chunks, (c + 1) * n // chunks, last[c])
 
-    partial: (chunks, (bins + 1) * H * W) float32 scratch (any content: each chunk zeroes its own
-    row first); chunk c accumulates events [c n / chunks, (c + 1) n / chunks) into partial[c]. The
-    extra plane takes the zero-weight spill of the last bin, so the loop has no branch. The bin
-    position is ((t - t_first) (bins - 1)) / span, multiplied before dividing as the official code
-    does, so an event on a bin boundary puts exactly 0 into the next bin. `reduce_planes` sums the
-    chunks.
-    """
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _take_last(last, j):
+    """The latest chunk's event index at j (-1 if none), and -1 written back to every chunk."""
+    chosen = np.int32(-1)
+    for c in range(last.shape[0] - 1, -1, -1):
+        if chosen < 0:
+            chosen = last[c, j]
+        last[c, j] = -1
+    return chosen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tencode_range(t, p, t_first, span, last, out, start, stop):
+    for j in range(start, stop):
+        i = _take_last(last, j)
+        if i >= 0:
+            polarity = np.float32(p[i])
+            out[0, j] = polarity
+            out[1, j] = np.float32(1.0 - (t[i] - t_first) / span)
+            out[2, j] = np.float32(1.0) - polarity
+        else:
+            out[0, j] = 0.0
+            out[1, j] = 0.0
+            out[2, j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def tencode_pixels_parallel(t, p, t_first, span, last, out, workers):
+    """out (3, H * W) float32 = (p, 1 - t_n, 1 - p) of the event in `last` per pixel, 0 where
+    none; t_n = (t - t_first) / span in float64 per pixel, as the reference. Resets `last`."""
+    size = out.shape[1]
+    for w in numba.prange(workers):
+        _tencode_range(t, p, t_first, span, last, out, w * size // workers, (w + 1) * size // workers)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _time_surface_range(t, t_ref, inv_tau, last, out, start, stop):
+    for j in range(start, stop):
+        i = _take_last(last, j)
+        if i >= 0:
+            out[j] = np.exp(np.float32(t[i] - t_ref) * inv_tau)
+        else:
+            out[j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def time_surface_pixels_parallel(t, t_ref, inv_tau, last, out, workers):
+    size = out.shape[0]
+    for w in numba.prange(workers):
+        _time_surface_range(t, t_ref, inv_tau, last, out, w * size // workers, (w + 1) * size // workers)
+
+
+@numba.njit(cache=True, nogil=True)
+def tencode_serial(x, y, t, p, t_first, span, width, out):
+    """One thread, for streaming windows: out (3, H * W) float32 zeroed; every event writes its
+    pixel, so the last one in time order wins (no index table, no pixel pass). t_n = (t - t_first)
+    / span in float64, bit-identical to the reference."""
+    for i in range(t.shape[0]):
+        k = np.int64(y[i]) * width + np.int64(x[i])
+        polarity = np.float32(p[i])
+        out[0, k] = polarity
+        out[1, k] = np.float32(1.0 - (t[i] - t_first) / span)
+        out[2, k] = np.float32(1.0) - polarity
+
+
+@numba.njit(cache=True, nogil=True)
+def time_surface_serial(x, y, t, p, t_ref, inv_tau, width, out):
+    """One thread, for streaming windows: out (2, H * W) float32 zeroed. Events newest first;
+    the first to reach a pixel (the last in time order) writes exp((t - t_ref) * inv_tau) > 0,
+    later ones see a non-zero value and skip, so exp runs once per touched pixel. (Where exp
+    underflows to 0, older events also give 0: the same surface.)"""
+    for i in range(t.shape[0] - 1, -1, -1):
+        polarity = np.int64(p[i])
+        k = np.int64(y[i]) * width + np.int64(x[i])
+        if out[polarity, k] == 0:
+            out[polarity, k] = np.exp(np.float32(t[i] - t_ref) * inv_tau)
+
+
+# ---- voxel grid ----------------------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin_position(dt, steps, span, inv_span):
+    """(lower bin, float32 weight of the upper bin) of position dt * steps / span without a
+    division: the quotient from a float64 product corrected by one step either way, the remainder
+    exact, so an event on a bin boundary gives weight exactly 0 (as the official
+    multiply-then-divide)."""
+    scaled = dt * steps
+    lower = np.int64(scaled * inv_span)
+    remainder = scaled - lower * span
+    if remainder >= span:
+        lower += 1
+        remainder -= span
+    elif remainder < 0:
+        lower -= 1
+        remainder += span
+    return lower, np.float32(remainder * inv_span)
+
+
+@numba.njit(cache=True, nogil=True)
+def voxel_planes(x, y, t, p, t_first, span, width, out):
+    """Integer coordinates, one thread: out (bins, H * W) float32 zeroed, += (2p - 1)(1 - w) at the
+    lower bin and (2p - 1) w at the next (w = 0 exactly for the last event, whose next bin is
+    clamped to the last)."""
+    bins = out.shape[0]
+    steps = bins - 1
+    inv_span = 1.0 / span
+    for i in range(t.shape[0]):
+        lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
+        value = np.float32(2 * p[i] - 1)
+        k = np.int64(y[i]) * width + np.int64(x[i])
+        out[lower, k] += value - value * weight
+        out[min(lower + 1, steps), k] += value * weight
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def voxel_pixel_major(x, y, t, p, t_first, span, width, bins, partial):
+    """Integer coordinates, split over threads: partial (chunks, H * W * (bins + 1)) float32, any
+    content (each chunk zeroes its row); chunk c accumulates its events at [pixel * (bins + 1) +
+    bin]; the extra bin takes the zero-weight spill of the last one. `voxel_reduce` sums chunks."""
     chunks = partial.shape[0]
-    plane = partial.shape[1] // (bins + 1)
     n = t.shape[0]
     steps = bins - 1
+    stride = bins + 1
+    inv_span = 1.0 / span
     for c in numba.prange(chunks):
         grid = partial[c]
         grid[:] = 0.0
         for i in range(c * n // chunks, (c + 1) * n // chunks):
-            position = np.float64((t[i] - t_first) * steps) / span
-            lower = np.int64(position)
-            weight = np.float32(position - lower)
+            lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
             value = np.float32(2 * p[i] - 1)
-            k = lower * plane + np.int64(y[i]) * width + np.int64(x[i])
+            k = (np.int64(y[i]) * width + np.int64(x[i])) * stride + lower
             grid[k] += value - value * weight
-            grid[k + plane] += value * weight
+            grid[k + 1] += value * weight
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def reduce_planes(partial, out, workers):
-    """out (size,) = sum over chunks of partial[:, :size], in parallel over pixel ranges.
-    Returns (count, sum, sum of squares) of the non-zero values, for the normalisation."""
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
+def voxel_reduce(partial, out, workers):
+    """out (bins, H * W) = sum over chunks of the pixel-major partials, in parallel over pixel
+    ranges. Returns (count of non-zero values, sum, sum of squares) for the normalisation."""
     chunks = partial.shape[0]
-    size = out.shape[0]
+    bins, size = out.shape
+    stride = bins + 1
     counts = np.zeros(workers, np.int64)
     sums = np.zeros(workers, np.float64)
     squares = np.zeros(workers, np.float64)
@@ -65,33 +186,63 @@ def reduce_planes(partial, out, workers):
         total = 0.0
         square = 0.0
         for j in range(w * size // workers, (w + 1) * size // workers):
-            value = partial[0, j]
-            for c in range(1, chunks):
-                value += partial[c, j]
-            out[j] = value
-            if value != 0:
-                count += 1
+            for b in range(bins):
+                value = partial[0, j * stride + b]
+                for c in range(1, chunks):
+                    value += partial[c, j * stride + b]
+                out[b, j] = value
+                count += value != 0
                 total += value
-                square += value * value
+                square += np.float64(value) * value
         counts[w] = count
         sums[w] = total
         squares[w] = square
     return counts.sum(), sums.sum(), squares.sum()
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _moments_range(flat, start, stop):
+    count = 0
+    total = 0.0
+    square = 0.0
+    for j in range(start, stop):
+        value = flat[j]
+        count += value != 0
+        total += value
+        square += np.float64(value) * value
+    return count, total, square
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def moments(flat):
+    """(count of non-zero values, sum, sum of squares) of a float32 array, in float64 (zeros add
+    nothing to the sums, so only the count tests; summed in SIMD lanes, hence `reassoc`)."""
+    return _moments_range(flat, 0, flat.shape[0])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _standardize_range(flat, mean, inv_std, start, stop):
+    for j in range(start, stop):
+        value = flat[j]
+        flat[j] = (value - mean) * inv_std if value != 0 else value
+
+
+@numba.njit(cache=True, nogil=True)
+def standardize_nonzero(flat, mean, inv_std):
+    """In place over the non-zero values: (v - mean) * inv_std (mean, inv_std float32)."""
+    _standardize_range(flat, mean, inv_std, 0, flat.shape[0])
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def standardize_nonzero(flat, mean, inv_std, workers):
-    """In place over the non-zero values: (v - mean) * inv_std."""
+def standardize_nonzero_parallel(flat, mean, inv_std, workers):
     size = flat.shape[0]
     for w in numba.prange(workers):
-        for j in range(w * size // workers, (w + 1) * size // workers):
-            if flat[j] != 0:
-                flat[j] = np.float32((flat[j] - mean) * inv_std)
+        _standardize_range(flat, mean, inv_std, w * size // workers, (w + 1) * size // workers)
 
 
 @numba.njit(cache=True, nogil=True)
 def voxel_bilinear(x, y, t, p, t_first, scale, out):
-    """As `voxel_integer` for fractional coordinates: bilinear over the 4 neighbouring pixels too."""
+    """As `voxel_planes` for fractional coordinates: bilinear over the 4 neighbouring pixels too."""
     bins, height, width = out.shape
     for i in range(t.shape[0]):
         position = (t[i] - t_first) * scale
@@ -120,32 +271,7 @@ def voxel_bilinear(x, y, t, p, t_first, scale, out):
                     out[b, yy, xx] += np.float32(value * w_b * w_y * w_x)
 
 
-@numba.njit(cache=True, nogil=True)
-def normalize_nonzero(grid):
-    """In place: (v - mean) / std over the non-zero values (population std), zeros stay zero;
-    left unchanged when std is 0 (as E2Depth's loader)."""
-    flat = grid.reshape(-1)
-    count = 0
-    total = 0.0
-    squares = 0.0
-    for i in range(flat.shape[0]):
-        v = flat[i]
-        if v != 0:
-            count += 1
-            total += v
-            squares += v * v
-    if count == 0:
-        return
-    mean = total / count
-    variance = squares / count - mean * mean
-    if variance <= 0:
-        return
-    inv_std = 1.0 / np.sqrt(variance)
-    for i in range(flat.shape[0]):
-        if flat[i] != 0:
-            flat[i] = np.float32((flat[i] - mean) * inv_std)
-
-
+# ---- histogram -----------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def histogram(x, y, p, out):
     """out (2, H, W) float32 += 1 per event at [p, y, x] (channel 0 negative, 1 positive)."""
@@ -153,9 +279,39 @@ def histogram(x, y, p, out):
         out[p[i], int(y[i]), int(x[i])] += 1.0
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def histogram_chunks(x, y, p, width, counts, out, workers):
+    """Split over threads: counts (chunks, 2 H W) int32 scratch (zeroed by each chunk), pixel-major
+    (both polarities of a pixel adjacent); then out (2, H W) float32 = the sum over chunks."""
+    chunks = counts.shape[0]
+    n = x.shape[0]
+    for c in numba.prange(chunks):
+        grid = counts[c]
+        grid[:] = 0
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            grid[(np.int64(y[i]) * width + np.int64(x[i])) * 2 + np.int64(p[i])] += 1
+    size = out.shape[1]
+    for w in numba.prange(workers):
+        for j in range(w * size // workers, (w + 1) * size // workers):
+            negative = counts[0, 2 * j]
+            positive = counts[0, 2 * j + 1]
+            for c in range(1, chunks):
+                negative += counts[c, 2 * j]
+                positive += counts[c, 2 * j + 1]
+            out[0, j] = negative
+            out[1, j] = positive
+
+
 @numba.njit(cache=True, nogil=True)
-def last_timestamp(x, y, t, p, out):
-    """out (2, H, W) int64: timestamp of the last event per polarity and pixel (left as is where
-    no event fell)."""
-    for i in range(t.shape[0]):
-        out[p[i], int(y[i]), int(x[i])] = t[i]
+def normalize_nonzero(grid):
+    """In place: (v - mean) / std over the non-zero values (population std), zeros stay zero;
+    left unchanged when std is 0 (as E2Depth's loader)."""
+    flat = grid.reshape(-1)
+    count, total, squares = moments(flat)
+    if count == 0:
+        return
+    mean = total / count
+    variance = squares / count - mean * mean
+    if variance <= 0:
+        return
+    standardize_nonzero(flat, np.float32(mean), np.float32(1.0 / np.sqrt(variance)))

@@ -50,11 +50,20 @@ def tencode(events: EventArray) -> np.ndarray:
     positive event is (1, 0, 0) and the oldest negative (0, 1, 1). Multiply by 255 for the
     official 0..255 scale; apply ImageNet normalisation before a ViT."""
     height, width = events.sensor_size
-    grid = np.zeros((height, width, 3), np.float32)
-    if len(events):
-        t_first, inv_span = _time_scale(events, 1.0)
-        kernels.tencode_hwc(events.x, events.y, events.t, events.p, t_first, inv_span, grid)
-    return np.ascontiguousarray(grid.transpose(2, 0, 1))
+    if not len(events):
+        return np.zeros((3, height, width), np.float32)
+    t_first = int(events.t[0])
+    span = float(max(int(events.t[-1]) - t_first, 1))  # one timestamp: every event at t_n = 0
+    workers = _workers(len(events))
+    if not workers:
+        grid = np.zeros((3, height, width), np.float32)
+        kernels.tencode_serial(events.x, events.y, events.t, events.p, t_first, span, width, grid.reshape(3, -1))
+        return grid
+    grid = np.empty((3, height, width), np.float32)
+    with _last_table(f"tencode{workers}", (workers, height * width)) as last:
+        kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
+        kernels.tencode_pixels_parallel(events.t, events.p, t_first, span, last, grid.reshape(3, -1), workers)
+    return grid
 
 
 def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.ndarray:
@@ -65,48 +74,74 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
     if bins < 1:
         raise InputError(f"a voxel grid needs at least one bin, got {bins}")
     height, width = events.sensor_size
-    grid = np.zeros((bins, height, width), np.float32)
     if not len(events):
-        return grid
+        return np.zeros((bins, height, width), np.float32)
     if _float_coordinates(events):
+        grid = np.zeros((bins, height, width), np.float32)
         t_first, scale = _time_scale(events, bins - 1)
         kernels.voxel_bilinear(events.x, events.y, events.t, events.p, t_first, scale, grid)
-    else:
-        t_first = int(events.t[0])
-        span = max(int(events.t[-1]) - t_first, 1)  # one timestamp: every event at position 0
-        workers = numba.get_num_threads() if len(events) >= PARALLEL_MIN_EVENTS else 1
-        partial = _scratch((workers, (bins + 1) * height * width))
-        kernels.voxel_integer(events.x, events.y, events.t, events.p, t_first, float(span), width, bins, partial)
-        count, total, squares = kernels.reduce_planes(partial, grid.reshape(-1), workers)
         if normalize:
-            _standardize(grid, count, total, squares, workers)
+            kernels.normalize_nonzero(grid)
         return grid
-    if normalize:
-        kernels.normalize_nonzero(grid)
+    t_first = int(events.t[0])
+    span = max(int(events.t[-1]) - t_first, 1)  # one timestamp: every event at position 0
+    workers = _workers(len(events))
+    if not workers:
+        grid = np.zeros((bins, height, width), np.float32)
+        kernels.voxel_planes(events.x, events.y, events.t, events.p, t_first, span, width, grid.reshape(bins, -1))
+        if normalize:
+            kernels.normalize_nonzero(grid)
+        return grid
+    grid = np.empty((bins, height, width), np.float32)
+    partial = _scratch(f"voxel{workers}", (workers, (bins + 1) * height * width), np.float32)
+    kernels.voxel_pixel_major(events.x, events.y, events.t, events.p, t_first, span, width, bins, partial)
+    count, total, squares = kernels.voxel_reduce(partial, grid.reshape(bins, -1), workers)
+    if normalize and count:
+        mean = total / count
+        variance = squares / count - mean * mean
+        if variance > 0:
+            kernels.standardize_nonzero_parallel(grid.reshape(-1), np.float32(mean), np.float32(1.0 / np.sqrt(variance)), workers)
     return grid
 
 
-def _standardize(grid: np.ndarray, count: int, total: float, squares: float, workers: int) -> None:
-    """(v - mean) / std over non-zero voxels from their precomputed count, sum and sum of squares."""
-    if count == 0:
-        return
-    mean = total / count
-    variance = squares / count - mean * mean
-    if variance > 0:
-        kernels.standardize_nonzero(grid.reshape(-1), mean, 1.0 / np.sqrt(variance), workers)
+def _workers(count: int) -> int:
+    """0 below PARALLEL_MIN_EVENTS: the serial kernels, which write the grid directly (a parallel
+    region costs a thread wake-up, milliseconds when the cores are busy); else the number of
+    chunks for the chunked kernels: one per thread (one is fine: they lay out their scratch for
+    large grids)."""
+    return numba.get_num_threads() if count >= PARALLEL_MIN_EVENTS else 0
 
 
 _SCRATCH = threading.local()
 
 
-def _scratch(shape: tuple[int, ...]) -> np.ndarray:
-    """A per-thread float32 work buffer of `shape`, reused across calls: its pages are already
-    mapped, so the random writes of the next call do not page-fault (the kernels zero it)."""
-    buffer = getattr(_SCRATCH, "buffer", None)
+def _scratch(kind: str, shape: tuple[int, ...], dtype, fill=None) -> np.ndarray:
+    """A per-thread work buffer of `shape` for `kind`, reused across calls: its pages are already
+    mapped, so the random writes of the next call do not page-fault. New buffers are filled with
+    `fill` (None: left as allocated; the kernels zero them)."""
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    buffer = buffers.get(kind)
     if buffer is None or buffer.shape != shape:
-        buffer = np.empty(shape, np.float32)
-        _SCRATCH.buffer = buffer
+        buffer = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        buffers[kind] = buffer
     return buffer
+
+
+class _last_table:
+    """The per-thread last-event table (int32, -1 everywhere between calls; the pixel kernels put
+    the -1 back). Dropped if a call fails half-way, so a table is never reused dirty."""
+
+    def __init__(self, name: str, shape: tuple[int, int]):
+        self.name, self.shape = name, shape
+
+    def __enter__(self) -> np.ndarray:
+        return _scratch(self.name, self.shape, np.int32, fill=-1)
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None:
+            _SCRATCH.buffers.pop(self.name, None)
 
 
 def normalize_voxel_grid(grid: np.ndarray) -> np.ndarray:
@@ -120,9 +155,15 @@ def histogram(events: EventArray, clip: float | None = None) -> np.ndarray:
     """(2, H, W) float32 event counts (channel 0: p = 0 negative, channel 1: positive), optionally
     clipped (the Depth AnyEvent code clips at 200). Fractional coordinates are truncated."""
     height, width = events.sensor_size
-    grid = np.zeros((2, height, width), np.float32)
-    if len(events):
-        kernels.histogram(events.x, events.y, events.p, grid)
+    workers = _workers(len(events))
+    if not workers:
+        grid = np.zeros((2, height, width), np.float32)
+        if len(events):
+            kernels.histogram(events.x, events.y, events.p, grid)
+    else:
+        grid = np.empty((2, height, width), np.float32)
+        counts = _scratch("histogram", (workers, 2 * height * width), np.int32)
+        kernels.histogram_chunks(events.x, events.y, events.p, width, counts, grid.reshape(2, -1), workers)
     if clip is not None:
         np.minimum(grid, clip, out=grid)
     return grid
@@ -130,19 +171,25 @@ def histogram(events: EventArray, clip: float | None = None) -> np.ndarray:
 
 def time_surface(events: EventArray, tau_us: float = 50_000.0, t_ref_us: int | None = None) -> np.ndarray:
     """(2, H, W) float32 exponential time surface per polarity: exp(-(t_ref - t_last) / tau) of
-    the last event at each pixel, 0 where none fell. t_ref defaults to the last event's time."""
+    the last event at each pixel, 0 where none fell (float32 arithmetic). t_ref defaults to the
+    last event's time."""
     if tau_us <= 0:
         raise InputError(f"tau must be positive, got {tau_us} µs")
     height, width = events.sensor_size
     if not len(events):
         return np.zeros((2, height, width), np.float32)
-    never = np.iinfo(np.int64).min
-    last = np.full((2, height, width), never, np.int64)
-    kernels.last_timestamp(events.x, events.y, events.t, events.p, last)
     t_ref = int(events.t[-1]) if t_ref_us is None else int(t_ref_us)
-    seen = last != never
-    surface = np.zeros((2, height, width), np.float32)
-    surface[seen] = np.exp(-(t_ref - last[seen]) / tau_us).astype(np.float32)
+    inv_tau = np.float32(1.0 / tau_us)
+    workers = _workers(len(events))
+    if not workers:
+        surface = np.zeros((2, height, width), np.float32)
+        kernels.time_surface_serial(events.x, events.y, events.t, events.p, t_ref, inv_tau, width, surface.reshape(2, -1))
+        return surface
+    surface = np.empty((2, height, width), np.float32)
+    plane = height * width
+    with _last_table(f"time surface{workers}", (workers, 2 * plane)) as last:
+        kernels.last_index_chunks(events.x, events.y, events.p, width, plane, last)
+        kernels.time_surface_pixels_parallel(events.t, t_ref, inv_tau, last, surface.reshape(-1), workers)
     return surface
 
 
