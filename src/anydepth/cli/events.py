@@ -69,6 +69,8 @@ def add_parser(commands) -> None:
     predict.add_argument("--out", default="events-depth", help="output folder (default ./events-depth)")
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
     predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    predict.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
+    predict.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
     _add_sensor_size(predict)
     add_repair(predict)
     predict.set_defaults(run=run_predict)
@@ -118,6 +120,11 @@ def run_predict(args) -> int:
     model = load_model(args.model, args.weights).to(device)
     if args.encoder and getattr(model.config, "encoder", args.encoder) != args.encoder:
         raise InputError(f"{args.weights}: holds a {model.config.encoder} model, not {args.encoder}")
+    if args.onnx and args.backend != "onnxruntime":
+        raise InputError("--onnx needs --backend onnxruntime")
+    if args.backend == "onnxruntime":
+        from anydepth.export.onnx import onnx_backend
+        model = onnx_backend(model, args.onnx)
     if args.live:
         return events_live.run_live(args, model, device)
     stream = DepthStream(model)

@@ -38,6 +38,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--raw-out", metavar="FILE.npy", help="with one input image: also write its raw float32 HxW prediction here")
     parser.add_argument("--grayscale", action="store_true", help="grey instead of the Spectral_r palette")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
+    parser.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
     parser.set_defaults(run=run)
 
 
@@ -61,6 +63,11 @@ def run(args) -> int:
         raise InputError("no images to process")
 
     model = load_depth_anything(args.encoder, args.weights, variant=args.variant, device=device)
+    if args.onnx and args.backend != "onnxruntime":
+        raise InputError("--onnx needs --backend onnxruntime")
+    if args.backend == "onnxruntime":
+        from anydepth.export.onnx import onnx_backend
+        model = onnx_backend(model, args.onnx)
     failures = len(problems)
     written = 0
     started = time.perf_counter()

@@ -7,10 +7,10 @@ import sys
 import warnings
 
 from anydepth import __version__
-from anydepth.cli import demo, events, focus, image, synth
+from anydepth.cli import demo, events, export, focus, image, synth
 from anydepth.errors import AnydepthError, AnydepthWarning
 
-COMMANDS = {"demo": demo, "image": image, "events": events, "focus": focus, "synth": synth}
+COMMANDS = {"demo": demo, "image": image, "events": events, "focus": focus, "synth": synth, "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,265 @@
+"""ONNX export (`anydepth.export.onnx`, `anydepth export onnx`) and the onnxruntime backend.
+
+Reference: our PyTorch models on the same input, in the same process. Error measure: max |onnx -
+torch| / max |torch| per output (depth and every state tensor), bound 1e-4. Models are small
+(`vitp` encoders, small inputs) with deterministic random weights; each file is exported once per
+module. The image size is checked dynamic by running a second size through the same file."""
+
+from __future__ import annotations
+
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from anydepth.cli.main import main  # noqa: E402
+from anydepth.errors import CheckpointError, InputError  # noqa: E402
+from anydepth.eventdepth import DepthStream, load_model, save_model  # noqa: E402
+from anydepth.events.container import EventArray  # noqa: E402
+from anydepth.export.onnx import OnnxModel, _require, bicubic_matrix, evaluate_dim, export_onnx  # noqa: E402
+from anydepth.foundation import DepthAnythingV2, get_config, save_checkpoint  # noqa: E402
+from anydepth.foundation.checkpoint import random_state_dict, random_weights  # noqa: E402
+from conftest import synthetic_bgr  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+def relative_error(got, expected) -> float:
+    got, expected = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, np.float64) for v in (got, expected))
+    assert got.shape == expected.shape
+    return float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-12))
+
+
+def random_window(sensor, seed: int, count: int = 3000) -> EventArray:
+    rng = np.random.default_rng(seed)
+    height, width = sensor
+    return EventArray.from_arrays(rng.integers(0, width, count), rng.integers(0, height, count),
+                                  np.sort(rng.integers(0, 50_000, count)), rng.integers(0, 2, count), sensor)
+
+
+def dav2(head: str) -> DepthAnythingV2:
+    config = get_config("vitp", head=head, max_depth=20.0)
+    model = DepthAnythingV2(config)
+    model.load_state_dict(random_state_dict(config, seed=1))
+    return model.eval()
+
+
+def student(name: str, **config):
+    model = load_model(name, **config)
+    model.load_state_dict(random_weights({k: v.shape for k, v in model.state_dict().items()}, seed=2))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported_dav2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    models = {head: dav2(head) for head in ("relative", "metric")}
+    return {head: (model, export_onnx(model, folder / f"dav2_{head}.onnx", (70, 98))) for head, model in models.items()}
+
+
+@pytest.fixture(scope="module")
+def exported_daer(tmp_path_factory):
+    model = student("depthanyevent-r", encoder="vitp", input_size=(112, 140))
+    return model, export_onnx(model, tmp_path_factory.mktemp("onnx") / "daer.onnx", (48, 64))
+
+
+@pytest.fixture(scope="module")
+def exported_e2depth(tmp_path_factory):
+    model = student("e2depth")
+    return model, export_onnx(model, tmp_path_factory.mktemp("onnx") / "e2depth.onnx", (48, 64))
+
+
+@pytest.mark.parametrize("head", ["relative", "metric"])
+def test_dav2_matches_pytorch_at_two_sizes(exported_dav2, head):
+    model, exported = exported_dav2[head]
+    assert exported.dynamic and list(exported.inputs) == ["x"] and list(exported.outputs) == ["depth"]
+    runner = OnnxModel(exported.path, model)
+    for size in [(70, 98), (112, 84), (518, 518)]:  # the traced size, another, the native 37 x 37 grid
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(size[0]))
+        with torch.no_grad():
+            expected = model(x)
+        assert relative_error(runner(x), expected) < TOLERANCE, size
+    image = synthetic_bgr(50, 70)  # the PyTorch model's pre/post-processing around the ONNX forward
+    assert relative_error(runner.infer_image(image, 56), model.infer_image(image, 56)) < TOLERANCE
+
+
+def test_daer_state_carried_over_three_steps(exported_daer):
+    model, exported = exported_daer
+    assert exported.dynamic and len(exported.inputs) == 9 and list(exported.outputs)[8] == "state_out_7"
+    runner = OnnxModel(exported.path, model)
+    for sensor in [(48, 64), (60, 40)]:  # network inputs 112 x 140 (traced) and 210 x 140
+        torch_state = onnx_state = None
+        for step in range(3):
+            x = model.prepare(random_window(sensor, seed=10 * step + sensor[0]))
+            with torch.no_grad():
+                expected, torch_state = model(x, torch_state)
+            got, onnx_state = runner(x, onnx_state)
+            assert relative_error(got, expected) < TOLERANCE, (sensor, step)
+            leaves = torch.utils._pytree.tree_leaves(torch_state)
+            assert len(onnx_state) == len(leaves) == 8
+            for got_leaf, expected_leaf in zip(onnx_state, leaves):
+                assert relative_error(got_leaf, expected_leaf) < TOLERANCE, (sensor, step)
+
+
+def test_daer_stream_through_the_runner(exported_daer):
+    model, exported = exported_daer
+    windows = [random_window((48, 64), seed) for seed in range(3)]
+    torch_stream, onnx_stream = DepthStream(model), DepthStream(OnnxModel(exported.path, model))
+    depths = [(torch_stream.step(w), onnx_stream.step(w)) for w in windows]
+    for expected, got in depths:
+        assert got.shape == (48, 64) and relative_error(got, expected) < TOLERANCE
+    assert relative_error(depths[1][1], depths[2][1]) > 1e-3  # the state moves on (windows differ too)
+
+
+def test_e2depth_with_state(exported_e2depth):
+    model, exported = exported_e2depth
+    assert exported.dynamic and len(exported.inputs) == 1 + 2 * model.config.num_encoders
+    runner = OnnxModel(exported.path, model)
+    for sensor in [(48, 64), (72, 40)]:
+        torch_state = onnx_state = None
+        for step in range(3):
+            window = random_window(sensor, seed=step)
+            expected, torch_state = model.predict(window, torch_state)
+            got, onnx_state = runner.predict(window, onnx_state)
+            assert relative_error(got, expected) < TOLERANCE, (sensor, step)
+            for got_leaf, expected_leaf in zip(onnx_state, torch.utils._pytree.tree_leaves(torch_state)):
+                assert relative_error(got_leaf, expected_leaf) < TOLERANCE
+
+
+def test_zero_state_shapes_follow_the_input(exported_daer):
+    model, exported = exported_daer
+    runner = OnnxModel(exported.path, model)
+    x = torch.zeros(1, 3, 126, 98)
+    with torch.no_grad():
+        _, state = model(x, None)
+    assert [s.shape for s in runner.zero_state(126, 98)] == [tuple(s.shape) for s in torch.utils._pytree.tree_leaves(state)]
+
+
+def test_bicubic_matrix_is_torch_bicubic():
+    grid = torch.randn(1, 1, 37, 37, dtype=torch.float64)
+    for size in [(5, 7), (50, 20)]:
+        scale = [(n + 0.1) / 37 for n in size]
+        expected = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False)[0, 0]
+        rows, columns = (bicubic_matrix(torch.arange(n, dtype=torch.float64), 37, torch.tensor([s], dtype=torch.float64))
+                         for n, s in zip(size, scale))
+        torch.testing.assert_close(rows @ grid[0, 0] @ columns.T, expected)
+
+
+def test_evaluate_dim():
+    assert evaluate_dim("(((s53//14)) - 1)//2 - 1", {"s53": 98}) == 2
+    assert evaluate_dim("8*(((s0 - 1)//8)) + 8", {"s0": 60}) == 64
+    assert evaluate_dim(5, {}) == 5
+    with pytest.raises(InputError, match="cannot evaluate"):
+        evaluate_dim("__import__('os')", {})
+
+
+# ---- bad inputs --------------------------------------------------------------------------------
+def test_library_bad_inputs(exported_dav2, exported_daer, tmp_path):
+    model, exported = exported_dav2["relative"]
+    with pytest.raises(InputError, match="multiples of 14"):
+        export_onnx(model, tmp_path / "x.onnx", (50, 50))
+    with pytest.raises(InputError, match="opset must be between 18"):
+        export_onnx(model, tmp_path / "x.onnx", opset=11)
+    with pytest.raises(InputError, match=r"\.onnx"):
+        export_onnx(model, tmp_path / "x.bin")
+    with pytest.raises(CheckpointError, match="not exported from these weights"):
+        OnnxModel(exported.path, dav2("metric"))
+    with pytest.raises(CheckpointError, match="onnxruntime cannot load"):
+        (tmp_path / "junk.onnx").write_bytes(b"not a model")
+        OnnxModel(tmp_path / "junk.onnx", model)
+    daer_model, daer_exported = exported_daer
+    with pytest.raises(InputError, match="state has 2 tensors, the file takes 8"):
+        OnnxModel(daer_exported.path, daer_model)(torch.zeros(1, 3, 42, 56), (np.zeros(1), np.zeros(1)))
+    with pytest.raises(InputError, match="a side of 1"):  # DPT level 4 is 1 x 2 at 84 x 112
+        export_onnx(student("depthanyevent-r", encoder="vitp", input_size=(84, 112)), tmp_path / "x.onnx", (48, 64))
+    with pytest.raises(InputError, match=r"not installed: install anydepth\[onnx\]"):
+        _require("onnxruntime", "no_such_module_xyz")
+    assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    save_checkpoint(dav2("relative"), folder / "dav2_vitp.pth")
+    save_checkpoint(dav2("metric"), folder / "dav2_vitp_metric.pth")
+    save_model("depthanyevent-r", student("depthanyevent-r", encoder="vitp", input_size=(112, 140)), folder / "daer.pth")
+    return folder
+
+
+def fails(capsys, argv, *named) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for text in named:
+        assert text in err, err
+    return err
+
+
+def test_cli_bad_inputs(weights, tmp_path, capsys):
+    dav2_weights, daer = str(weights / "dav2_vitp.pth"), str(weights / "daer.pth")
+    fails(capsys, ["export", "onnx", "--model", "dav2", "--weights", dav2_weights, "--out", str(tmp_path / "a.onnx"),
+                   "--input-size", "50", "60"], "multiples of 14")
+    fails(capsys, ["export", "onnx", "--model", "dav2", "--weights", dav2_weights, "--out", str(tmp_path / "a.txt")],
+          "--out", ".onnx")
+    fails(capsys, ["export", "onnx", "--model", "depthanyevent-r", "--out", str(tmp_path / "a.onnx")], "--weights is needed")
+    fails(capsys, ["export", "onnx", "--model", "dav2", "--weights", dav2_weights, "--out", str(tmp_path / "a.onnx"),
+                   "--opset", "9"], "opset must be between")
+    fails(capsys, ["export", "onnx", "--model", "e2depth", "--weights", daer, "--out", str(tmp_path / "a.onnx")], "daer.pth")
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and one error line
+        main(["export", "onnx", "--model", "nope", "--out", str(tmp_path / "a.onnx")])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), synthetic_bgr(40, 50))
+    fails(capsys, ["image", str(image), "--weights", dav2_weights, "--onnx", str(tmp_path / "a.onnx"),
+                   "--out", str(tmp_path / "out")], "--onnx needs --backend onnxruntime")
+    fails(capsys, ["image", str(image), "--weights", dav2_weights, "--backend", "onnxruntime", "--onnx",
+                   str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "out")], "missing.onnx", "not found")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.slow
+def test_cli_round_trip_image(weights, tmp_path, capsys):
+    """export onnx -> image --backend onnxruntime --onnx FILE, against --backend torch; a file
+    from other weights is refused; without --onnx the export is cached."""
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), synthetic_bgr(40, 50))
+    for name in ("dav2_vitp.pth", "dav2_vitp_metric.pth"):
+        onnx_file = tmp_path / f"{name}.onnx"
+        assert main(["export", "onnx", "--model", "dav2", "--weights", str(weights / name), "--out", str(onnx_file),
+                     "--input-size", "42", "56"]) == 0
+        assert "image size: dynamic" in capsys.readouterr().out
+        common = ["image", str(image), "--weights", str(weights / name), "--input-size", "56", "--formats", "npy"]
+        assert main([*common, "--out", str(tmp_path / "torch"), "--raw-out", str(tmp_path / "torch.npy")]) == 0
+        assert main([*common, "--out", str(tmp_path / "ort"), "--raw-out", str(tmp_path / "ort.npy"),
+                     "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
+        assert relative_error(np.load(tmp_path / "ort.npy"), np.load(tmp_path / "torch.npy")) < TOLERANCE
+    other = tmp_path / "dav2_vitp_metric.pth.onnx"
+    fails(capsys, ["image", str(image), "--weights", str(weights / "dav2_vitp.pth"), "--backend", "onnxruntime",
+                   "--onnx", str(other), "--out", str(tmp_path / "x")], "not exported from these weights")
+
+
+@pytest.mark.slow
+def test_cli_round_trip_events_predict(weights, tmp_path, capsys, monkeypatch):
+    from test_events_readers import random_events, write_npz
+
+    recording = write_npz(tmp_path / "rec.npz", *random_events(6000, seed=3, t0=0, span_us=150_000, sensor=(48, 64)), (48, 64))
+    onnx_file = tmp_path / "daer.onnx"
+    assert main(["export", "onnx", "--model", "depthanyevent-r", "--weights", str(weights / "daer.pth"),
+                 "--out", str(onnx_file), "--input-size", "48", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "state_in_7" in out and "state_out_7" in out
+    common = ["events", "predict", str(recording), "--model", "depthanyevent-r", "--weights", str(weights / "daer.pth")]
+    assert main([*common, "--out", str(tmp_path / "torch")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
+    monkeypatch.setenv("ANYDEPTH_CACHE", str(tmp_path / "cache"))  # without --onnx: exported into the cache
+    assert main([*common, "--out", str(tmp_path / "cached"), "--backend", "onnxruntime"]) == 0
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    expected = sorted((tmp_path / "torch").glob("depth_*.npy"))
+    assert len(expected) == 3
+    for path in expected:
+        for backend in ("ort", "cached"):
+            assert relative_error(np.load(tmp_path / backend / path.name), np.load(path)) < TOLERANCE
