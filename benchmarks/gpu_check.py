@@ -75,6 +75,15 @@ def timed(function, warmup: int, iterations: int) -> float:
     return float(np.median(times))
 
 
+def pytest_result(result: subprocess.CompletedProcess) -> dict:
+    """Exit code, summary line and the FAILED lines (with their error) of a pytest run."""
+    lines = result.stdout.strip().splitlines()
+    print(result.stdout[-3000:], flush=True)
+    return {"returncode": result.returncode, "summary": lines[-1] if lines else result.stderr[-500:],
+            "failed": [line for line in lines if line.startswith(("FAILED", "ERROR"))],
+            "errors": [line for line in lines if line.startswith("E   ")][:40]}
+
+
 def seeded(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     from anydepth.foundation.checkpoint import random_weights
 
@@ -122,9 +131,7 @@ def main() -> None:
     def _():
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
                                 cwd=ROOT, capture_output=True, text=True, env=env, timeout=400)
-        summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-500:]
-        print(result.stdout[-3000:], flush=True)
-        return {"returncode": result.returncode, "summary": summary}
+        return pytest_result(result)
 
     @section("dav2_forward")
     def _():
@@ -297,7 +304,7 @@ def main() -> None:
             return {"skipped": "the ONNX export is not built yet (anydepth.export is missing)"}
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-k", "onnx", "-p", "no:cacheprovider", "tests"],
                                 cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
-        return {"returncode": result.returncode, "summary": result.stdout.strip().splitlines()[-1:]}
+        return pytest_result(result)
 
     failures = [name for name, value in RESULTS.items() if isinstance(value, dict) and
                 ("error" in value or value.get("returncode", 0) != 0)]
