@@ -3,6 +3,8 @@ confidence-weighted focus loss and beats DFF where the stack has no texture."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from anydepth.errors import InputError
 from anydepth.focus.tto import (
     FAST,
+    FASTEST,
     PAPER,
     TTOConfig,
     confidence_map,
@@ -19,6 +22,7 @@ from anydepth.focus.tto import (
     linear_baseline,
     metric_from_relative,
     run_tto,
+    solve_last_layer,
 )
 from anydepth.foundation import DepthAnythingV2
 from anydepth.foundation.transform import image_to_tensor
@@ -151,6 +155,69 @@ def test_lora_and_norm_bias_subsets_lower_the_loss(prior):
 
 def test_recipes():
     assert (PAPER.iterations, PAPER.lr, PAPER.parameters) == (500, 1e-5, "encoder")
+    assert (PAPER.head_solve, PAPER.input_size, PAPER.final_input_size, PAPER.amp) == (False, 518, None, "cuda")
     assert FAST.parameters == "last-k" and FAST.patience > 0
+    assert FASTEST.head_solve
     with pytest.raises(InputError, match="confidence"):
         TTOConfig(confidence="magic")
+    with pytest.raises(InputError, match="amp"):
+        TTOConfig(amp="fp8")
+    assert TTOConfig(amp=False).amp == "off" and TTOConfig(amp=True).amp == "cuda"
+    with pytest.raises(InputError, match="nothing to optimise"):
+        TTOConfig(parameters="none")
+
+
+def test_last_layer_solve_is_exact_on_a_known_answer():
+    rng = np.random.default_rng(3)
+    features = torch.from_numpy(rng.normal(2.0, 1.0, (5, 12, 9)))  # an offset: the centring matters
+    features[3] = 0.0  # a dead ReLU channel: no weighted variance, weight 0
+    w_true = torch.tensor([0.5, -1.0, 2.0, 0.0, 0.25], dtype=torch.float64)
+    target = torch.einsum("c,chw->hw", w_true, features) + 0.7
+    weights = torch.from_numpy(rng.uniform(0, 1, (12, 9)))
+    w, c = solve_last_layer(features, target, weights)
+    torch.testing.assert_close(w, w_true, rtol=0, atol=1e-10)
+    assert float(c) == pytest.approx(0.7, abs=1e-10)
+    # with noise: the weighted least-squares answer (numpy lstsq on sqrt(m)-scaled rows)
+    noisy = target + torch.from_numpy(rng.normal(0, 0.3, (12, 9)))
+    w, c = solve_last_layer(features, noisy, weights)
+    design = np.concatenate([features.numpy().reshape(5, -1), np.ones((1, 108))]).T
+    root = np.sqrt(weights.numpy().ravel())[:, None]
+    reference = np.linalg.lstsq(design * root, noisy.numpy().ravel() * root[:, 0], rcond=None)[0]
+    np.testing.assert_allclose(np.r_[w.numpy(), float(c)], reference, atol=1e-9)
+    # a ridge towards an anchor: at a very large ridge, the (a, b) refit of the anchor layer's output
+    anchor = torch.tensor([1.0, 0.5, -0.2, 0.3, 0.1], dtype=torch.float64)
+    w, c = solve_last_layer(features, noisy, weights, ridge=1e9, anchor=anchor)
+    scale, shift = fit_to_dff(torch.einsum("c,chw->hw", anchor, features), noisy, weights, "disparity")
+    refit = scale * torch.einsum("c,chw->hw", anchor, features) + shift  # the dead channel's weight is moot
+    torch.testing.assert_close(torch.einsum("c,chw->hw", w, features) + c, refit, rtol=1e-6, atol=1e-9)
+    with pytest.raises(InputError, match="do not match"):
+        solve_last_layer(features, target[:-1], weights)
+
+
+def test_fastest_lowers_the_loss_below_the_refit_and_the_solve(prior):
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    bgr = aif[..., ::-1].copy()
+    untouched = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, TTOConfig(iterations=0, input_size=56))
+    solved = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices,
+                     TTOConfig(iterations=0, parameters="none", head_solve=True, input_size=56))
+    config = dataclasses.replace(FASTEST, input_size=56, iterations=20, patience=0)
+    result = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
+    # the head solve is the (a, b) refit with 33 unknowns instead of 2, so never worse than it
+    assert solved.losses[-1] < untouched.losses[-1]
+    assert min(result.losses[1:-1]) < result.losses[0]  # the gradient steps after the solve help
+    assert result.losses[-1] < solved.losses[-1]
+    # the solved layer was put back: the copy's relative output is what is returned, refitted to (1, 0)
+    assert (result.scale, result.shift) == pytest.approx((1.0, 0.0), abs=1e-3)
+    assert result.depth.shape == disparity.shape and np.isfinite(result.depth).all()
+
+
+def test_bf16_autocast_runs_on_the_cpu(prior):
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    bgr = aif[..., ::-1].copy()
+    config = TTOConfig(iterations=5, lr=1e-3, parameters="last-k", last_k=2, input_size=56, amp="off")
+    fp32 = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
+    bf16 = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, dataclasses.replace(config, amp="on"))
+    assert np.isfinite(bf16.losses).all() and min(bf16.losses[1:-1]) < bf16.losses[0]
+    # autocast really ran (bf16 rounding changes the losses) and stays close to float32
+    assert bf16.losses[:-1] != fp32.losses[:-1]
+    np.testing.assert_allclose(bf16.losses[0], fp32.losses[0], rtol=0.05)

@@ -15,13 +15,13 @@ from anydepth.errors import InputError
 from anydepth.focus.dfv import DFV, predict_stack
 from anydepth.focus.measures import dff_from_volume, focus_volume
 from anydepth.focus.stack import FocalStack
-from anydepth.focus.tto import FAST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto
+from anydepth.focus.tto import FAST, FASTEST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto
 from anydepth.foundation.model import DepthAnythingV2
 
 # CLI names of the classical measures
 MEASURE_ALIASES = {"laplacian": "laplacian_energy", "sml": "sum_modified_laplacian", "tenengrad": "tenengrad",
                    "variance": "grey_variance"}
-TTO_MODES = {"paper": PAPER, "fast": FAST}
+TTO_MODES = {"paper": PAPER, "fast": FAST, "fastest": FASTEST}
 
 
 @dataclass
@@ -55,7 +55,7 @@ def focus_volume_of(stack: FocalStack, method: str = "laplacian", dfv: DFV | Non
 def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str = "laplacian", dfv: DFV | None = None,
                    tto: str | TTOConfig = "fast", confidence: str = "stack", input_size: int | None = None,
                    progress=None) -> FocusDepth:
-    """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "off" or a TTOConfig;
+    """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "fastest", "off" or a TTOConfig;
     confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's).
     model None: no prior, the focus volume and DFF alone (depth = dff; tto must be "off")."""
     volume = focus_volume_of(stack, method, dfv)
