@@ -8,7 +8,8 @@ held-out rendered scenes (DDFF-12 layout: 10 slices, 383x552, metrics in dispari
 Rows per scene set: DFF (classical focus measure), linear (DAv2 on the AiF, fitted to DFF), and one
 row per TTO recipe (`--recipes`): TTO-paper (encoder, Adam 1e-5, 500 iterations), TTO-fast (FAST),
 TTO-fastest (FASTEST: the head's last layer solved in closed form at every step, bfloat16 autocast
-also on the CPU), TTO-fastest-fp32 (the same in float32); all at the same input size, run stack by stack
+also on the CPU), TTO-fastest-fp32 (the same in float32), TTO-fastest-free (the solve not pulled
+towards the pretrained layer: lower loss, higher AbsRel on the tuning scenes; not run by default); all at the same input size, run stack by stack
 in a rotating order so the machine's load falls on every recipe alike. Per recipe: its seconds,
 the time it needs to reach TTO-paper's final (reducible) loss and the speed-up, paper's seconds
 over that time, in the same run. Without --weights (no official file can be downloaded here), a
@@ -37,7 +38,8 @@ from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rgbd_scenes
 from anydepth.synth.teacher import rendered_rgbd, train_synthetic_teacher
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "nyu_rgbd"
-RECIPES = {"paper": PAPER, "fast": FAST, "fastest": FASTEST, "fastest-fp32": dataclasses.replace(FASTEST, amp="off")}
+RECIPES = {"paper": PAPER, "fast": FAST, "fastest": FASTEST, "fastest-fp32": dataclasses.replace(FASTEST, amp="off"),
+           "fastest-free": dataclasses.replace(FASTEST, anchored=False, ridge=1e-6)}
 
 
 def synthetic_prior(steps: int, input_size: int, seed: int = 0) -> DepthAnythingV2:
