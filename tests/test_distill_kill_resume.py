@@ -30,11 +30,8 @@ KILLS = 3
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): the same float rounding
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

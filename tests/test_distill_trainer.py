@@ -29,12 +29,8 @@ SMALL_DAE_R = {"encoder": "vitp", "activation": "relu", "inv_prediction": True, 
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions on a shared 2-core machine are ~50x faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

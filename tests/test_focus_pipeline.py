@@ -186,3 +186,10 @@ def test_focus_prior_none_is_dff_alone_without_weights(realdata, tmp_path, capsy
     depth_m, dff_m = np.load(tmp_path / "stack_c" / "depth_m.npy"), np.load(tmp_path / "stack_c" / "dff_m.npy")
     np.testing.assert_array_equal(depth_m, dff_m)
     assert dff_m.shape == (121, 160) and 0.24 <= dff_m.min() and dff_m.max() <= 2.5  # within the focus sweep, metres
+
+
+def test_cli_offers_every_tto_recipe():
+    from anydepth.cli.focus import TTO_RECIPES
+    from anydepth.focus.pipeline import TTO_MODES
+
+    assert TTO_RECIPES == list(TTO_MODES)

@@ -7,18 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from anydepth.cli.checks import positive_int
 from anydepth.errors import InputError
 from anydepth.metrics.protocols import PROTOCOLS
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_action(actions) -> None:
@@ -42,7 +33,7 @@ def add_action(actions) -> None:
     parser.add_argument("--window-ms", type=float, default=50.0, help="event window before each ground truth (default 50)")
     parser.add_argument("--out", default="events-eval", help="output folder (default ./events-eval)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="score at most N frames per sequence")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="score at most N frames per sequence")
     parser.add_argument("--ignore-trainer", action="store_true",
                         help="ignore the checkpoint's trainer section (use_scaleshift, use_logdepth, clip_distance, "
                              "reg_factor), which otherwise replaces the protocol's settings as in the authors' test.py "

@@ -9,6 +9,9 @@ from tqdm import tqdm
 
 from anydepth.errors import AnydepthError, InputError, WeightsNotFoundError
 
+# The keys of anydepth.focus.pipeline.TTO_MODES, spelt out so that --help does not import torch.
+TTO_RECIPES = ["paper", "fast", "fastest"]
+
 VOLUMES = ["laplacian", "sml", "tenengrad", "variance", "dfv"]
 SPLITS = ["val", "train", "test"]  # DDFF-12; the official test file has no ground truth
 PRIORS = ["dav2", "none"]  # dav2: Depth Anything V2 on the AiF, then the fit / TTO; none: DFF alone
@@ -34,7 +37,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--prior", default="dav2", choices=PRIORS,
                         help="dav2 (default): Depth Anything V2 prior, linear fit and TTO; none: the focus volume and "
                         "DFF alone (no weights needed; depth_m.npy = dff_m.npy)")
-    parser.add_argument("--tto", choices=["paper", "fast", "off"],
+    parser.add_argument("--tto", choices=[*TTO_RECIPES, "off"],
                         help="test-time optimisation (default fast; off with --prior none)")
     parser.add_argument("--confidence", default="stack", choices=["stack", "volume"])
     parser.add_argument("--align", action="store_true", help="align slices first (ECC; for hand-held phone stacks)")
@@ -51,7 +54,7 @@ def add_parser(commands) -> None:
     _common(evaluate)
     evaluate.add_argument("--split", default="val", choices=SPLITS, help="a split with ground truth (default val)")
     evaluate.add_argument("--samples", type=int, help="evaluate the first N samples")
-    evaluate.add_argument("--tto", default="fast", choices=["paper", "fast"], help="TTO recipe for the TTO rows")
+    evaluate.add_argument("--tto", default="fast", choices=TTO_RECIPES, help="TTO recipe for the TTO rows")
     evaluate.add_argument("--json", help="also write the table here")
     evaluate.set_defaults(run=run_eval)
 

@@ -103,9 +103,9 @@ class EventDepthModel(nn.Module):
         normalised log depth in [0, 1] of E2Depth and EReFormer)."""
         if output not in OUTPUTS:
             raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
-        window = event_input(window, representation)
-        size = window.sensor_size if isinstance(window, EventArray) else tuple(window.shape[-2:])
-        raw, state = self(self.prepare(window, representation, input_size), state)
+        x = self.prepare(window, representation, input_size)  # checks the window (event_input) once
+        size = window.sensor_size if isinstance(window, EventArray) else tuple(np.shape(window)[-2:])
+        raw, state = self(x, state)
         convert = self.to_depth if output == "depth" else self.to_log_depth
         return convert(raw, size)[0].float().cpu().numpy(), state
 

@@ -94,16 +94,24 @@ def _le(buf, position, width):
 
 
 @numba.njit(cache=True, nogil=True)
+def _flatbuffer_root(buf, a, b, c, d):
+    """Offset of the root table of a flatbuffer with file identifier bytes (a, b, c, d), plain or
+    size-prefixed, in uint8 `buf`; -1 when the identifier is not there."""
+    n = len(buf)
+    if n >= 8 and buf[4] == a and buf[5] == b and buf[6] == c and buf[7] == d:
+        return _le(buf, 0, 4)
+    if n >= 12 and buf[8] == a and buf[9] == b and buf[10] == c and buf[11] == d:
+        return 4 + _le(buf, 4, 4)
+    return np.int64(-1)
+
+
+@numba.njit(cache=True, nogil=True)
 def event_vector(buf):
     """(start, length) of the event vector of an EVTS flatbuffer (plain or size-prefixed) in uint8
     `buf`; (0, 0) when the field is absent, (-1, -1) when the buffer does not hold it (the plain
     path, _decode_events, then says why)."""
-    n = len(buf)
-    if n >= 8 and buf[4] == 69 and buf[5] == 86 and buf[6] == 84 and buf[7] == 83:  # b"EVTS"
-        root = _le(buf, 0, 4)
-    elif n >= 12 and buf[8] == 69 and buf[9] == 86 and buf[10] == 84 and buf[11] == 83:
-        root = 4 + _le(buf, 4, 4)
-    else:
+    root = _flatbuffer_root(buf, 69, 86, 84, 83)  # b"EVTS"
+    if root < 0:
         return -1, -1
     soffset = _le(buf, root, 4)
     if soffset < 0:
@@ -122,7 +130,7 @@ def event_vector(buf):
         return -1, -1
     vector = root + field + relative
     length = _le(buf, vector, 4)
-    if length < 0 or vector + 4 + 16 * length > n:
+    if length < 0 or vector + 4 + 16 * length > len(buf):
         return -1, -1
     return vector + 4, length
 
@@ -190,19 +198,15 @@ def data_table_rows(buf):
     """(K, 6) int64 rows (offset, size, stream, count, t_start, t_end) of an FTAB flatbuffer in
     uint8 `buf`, and whether it parsed; False where _read_table must say what is wrong."""
     rows = np.zeros((0, 6), np.int64)
-    n = len(buf)
-    if n >= 8 and buf[4] == 70 and buf[5] == 84 and buf[6] == 65 and buf[7] == 66:  # b"FTAB"
-        root = _le(buf, 0, 4)
-    elif n >= 12 and buf[8] == 70 and buf[9] == 84 and buf[10] == 65 and buf[11] == 66:
-        root = 4 + _le(buf, 4, 4)
-    else:
+    root = _flatbuffer_root(buf, 70, 84, 65, 66)  # b"FTAB"
+    if root < 0:
         return rows, False
     position = _table_field(buf, root, 0)
     if position <= 0:
         return rows, position == 0
     relative = _le(buf, position, 4)
     length = _le(buf, position + relative, 4)
-    if relative < 0 or length < 0 or position + relative + 4 + 4 * length > n:
+    if relative < 0 or length < 0 or position + relative + 4 + 4 * length > len(buf):
         return rows, False
     start = position + relative + 4
     rows = np.zeros((length, 6), np.int64)
@@ -210,7 +214,7 @@ def data_table_rows(buf):
         entry = start + 4 * i + _le(buf, start + 4 * i, 4)
         for field, column, width in ((0, 0, 8), (1, 2, 4), (1, 1, 4), (2, 3, 8), (3, 4, 8), (4, 5, 8)):
             at = _table_field(buf, entry, field)
-            if at < 0 or at + 8 > n:  # every field read stays 8 bytes inside (an int64, or the PacketInfo)
+            if at < 0 or at + 8 > len(buf):  # every field read stays 8 bytes inside (an int64, or the PacketInfo)
                 return rows, False
             if at > 0:
                 value = np.int64(0)
