@@ -354,3 +354,15 @@ def test_larger_encoders_keep_the_dav2_keys(encoder, params_m):
     assert sum(p.numel() for p in vanilla.parameters()) / 1e6 == pytest.approx(params_m, abs=0.005)
     extra = set(recurrent.state_dict()) - set(vanilla.state_dict())
     assert extra and all(k.startswith("depth_head.gru_layer_") for k in extra) and len(extra) == 16
+
+
+def test_recurrent_input_too_small_is_one_line():
+    """The 1/28 level must keep 3 px for the unpadded ConvLSTM: below 70 px an InputError, not a
+    convolution error from deep inside the network."""
+    with pytest.raises(InputError, match="at least 70 px per side"):
+        DepthAnyEventConfig(recurrent=True, input_size=(56, 56))
+    model = DepthAnyEvent(encoder="vitp", recurrent=True).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 70, 70))
+        with pytest.raises(InputError, match="network input of at least 70 px"):
+            model(torch.zeros(1, 3, 56, 84))

@@ -45,6 +45,10 @@ from anydepth.foundation.dpt import DPTHead
 from anydepth.foundation.transform import network_size
 
 
+# The smallest network input side of DepthAnyEvent-R: its coarsest level (1/28 of the input) must
+# keep 3 px for the ConvLSTM's unpadded 3x3 convolution, i.e. 5 patches of 14 px.
+MIN_RECURRENT_SIDE = 70
+
 # What the authors' `get_depth_anything_v2` / `get_rec_depth_anything_v2` build when a field is
 # absent from the `model` block.
 AUTHORS_DEFAULTS = {
@@ -90,6 +94,9 @@ class DepthAnyEventConfig:
         if self.recurrent_block_type not in ("convlstm", "convgru"):
             raise InputError(f"recurrent_block_type must be convlstm or convgru, got {self.recurrent_block_type!r}")
         object.__setattr__(self, "input_size", tuple(int(side) for side in self.input_size))
+        if self.recurrent and min(self.input_size) < MIN_RECURRENT_SIDE:
+            raise InputError(f"input_size of DepthAnyEvent-R must be at least {MIN_RECURRENT_SIDE} px per side "
+                             f"(its ConvLSTMs shrink the 1/28 level by 2 px), got {self.input_size}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,6 +170,9 @@ class DepthAnyEvent(EventDepthModel):
     # ---- network ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
         """x (N, C, h, w) normalised, h and w multiples of 14 -> (raw (N, 1, h, w), state)."""
+        if self.recurrent and min(x.shape[-2:]) < MIN_RECURRENT_SIDE:
+            raise InputError(f"DepthAnyEvent-R needs a network input of at least {MIN_RECURRENT_SIDE} px per side, "
+                             f"got {tuple(x.shape[-2:])}")
         x = self.input_mapping(x)
         patch_h, patch_w = x.shape[-2] // 14, x.shape[-1] // 14
         levels = self.depth_head.reassemble(self.pretrained.forward_tapped(x, self.tapped_blocks), patch_h, patch_w)
