@@ -405,7 +405,7 @@ def test_image_bad_device(device, image, tiny_dav2, tmp_path, capsys):
 
 def test_image_bad_formats_and_input_size(image, tiny_dav2, tmp_path, capsys):
     fails(capsys, ["image", image, "--weights", tiny_dav2, "--formats", "jpeg", "--out", tmp_path / "o"], "jpeg")
-    fails(capsys, ["image", image, "--weights", tiny_dav2, "--input-size", "5", "--out", tmp_path / "o"], "--input-size")
+    fails(capsys, ["image", image, "--weights", tiny_dav2, "--input-size", "5", "--out", tmp_path / "o"], "--input-size", code=2)
 
 
 # ---- synth and demo ---------------------------------------------------------------------------------

@@ -108,55 +108,55 @@ def test_bad_slice_names(case, tmp_path, capsys):
     folder = tmp_path / "stack"
     for seed, name in enumerate(names):
         png(folder / name, seed=seed) if name.endswith(".png") else (folder / name).write_text("x")
-    err = fails_naming(run(["focus", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), folder, message)
+    err = fails_naming(run(["focus", "run", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), folder, message)
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_missing_path(tmp_path, capsys):
-    fails_naming(run(["focus", tmp_path / "nope", "--prior", "none", "--out", tmp_path / "out"], capsys),
+    fails_naming(run(["focus", "run", tmp_path / "nope", "--prior", "none", "--out", tmp_path / "out"], capsys),
                  tmp_path / "nope", "no such file or folder")
 
 
 def test_folder_without_stacks(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    fails_naming(run(["focus", tmp_path / "empty", "--prior", "none"], capsys), tmp_path / "empty", "no focal stacks here")
+    fails_naming(run(["focus", "run", tmp_path / "empty", "--prior", "none"], capsys), tmp_path / "empty", "no focal stacks here")
 
 
 def test_text_file_as_stack(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
-    fails_naming(run(["focus", tmp_path / "notes.txt", "--prior", "none"], capsys), "notes.txt", "not a focal-stack file")
+    fails_naming(run(["focus", "run", tmp_path / "notes.txt", "--prior", "none"], capsys), "notes.txt", "not a focal-stack file")
 
 
 def test_slices_of_different_sizes(tmp_path, capsys):
     folder = tmp_path / "stack"
     png(folder / "image_1_0.5.png", 16, 16)
     png(folder / "image_2_1.png", 16, 20)
-    fails_naming(run(["focus", folder, "--prior", "none"], capsys), "image_2_1.png is 20x16", "image_1_0.5.png is 16x16")
+    fails_naming(run(["focus", "run", folder, "--prior", "none"], capsys), "image_2_1.png is 20x16", "image_1_0.5.png is 16x16")
 
 
 def test_1x1_slices(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack", size=(1, 1))
-    fails_naming(run(["focus", folder, "--prior", "none"], capsys), folder, "image_1_0.5.png is 1x1")
+    fails_naming(run(["focus", "run", folder, "--prior", "none"], capsys), folder, "image_1_0.5.png is 1x1")
 
 
 def test_corrupt_slice(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
     (folder / "image_2_1.0.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    fails_naming(run(["focus", folder, "--prior", "none"], capsys), "image_2_1.0.png", "not a readable image")
+    fails_naming(run(["focus", "run", folder, "--prior", "none"], capsys), "image_2_1.0.png", "not a readable image")
 
 
 def test_truncated_slice(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
     data = (folder / "image_3_2.0.png").read_bytes()
     (folder / "image_3_2.0.png").write_bytes(data[: len(data) // 2])
-    fails_naming(run(["focus", folder, "--prior", "none"], capsys), "image_3_2.0.png", "not a readable image")
+    fails_naming(run(["focus", "run", folder, "--prior", "none"], capsys), "image_3_2.0.png", "not a readable image")
 
 
 def test_ground_truth_of_another_size(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
     np.save(folder / "depth_m.npy", np.ones((3, 3), np.float32))
-    fails_naming(run(["focus", folder, "--prior", "none"], capsys), folder / "depth_m.npy", "depth is (3, 3)")
+    fails_naming(run(["focus", "run", folder, "--prior", "none"], capsys), folder / "depth_m.npy", "depth is (3, 3)")
 
 
 # --------------------------------------------------------------------------- sidecars
@@ -181,7 +181,7 @@ def test_bad_sidecars(case, tmp_path, capsys):
     png(folder / "a.png", seed=1)
     png(folder / "b.png", seed=2)
     (folder / name).write_text(text)
-    fails_naming(run(["focus", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), folder, message)
+    fails_naming(run(["focus", "run", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), folder, message)
     assert not (tmp_path / "out").exists()
 
 
@@ -191,7 +191,7 @@ def test_sidecar_that_leaves_images_out_is_named(tmp_path, capsys):
     for seed, name in enumerate(("a.png", "b.png", "c.png")):
         png(folder / name, seed=seed)
     (folder / "focus.json").write_text(json.dumps({"a.png": 0.5, "b.png": 1.0}))
-    code, _, err = run(["focus", folder, "--prior", "none", "--out", tmp_path / "out"], capsys)
+    code, _, err = run(["focus", "run", folder, "--prior", "none", "--out", tmp_path / "out"], capsys)
     assert code == 0 and "warning" in err and "focus.json does not list c.png" in err
     assert (tmp_path / "out" / "stack" / "dff_m.npy").is_file()
 
@@ -204,7 +204,7 @@ def test_a_bad_stack_among_good_ones_is_reported_and_the_others_written(tmp_path
     stack_folder(parent / "b", names=("image_1_0.5.png", "image_2_-2.png"))
     stack_folder(parent / "c")
     single = stack_folder(tmp_path / "d")
-    code, out, err = run(["focus", parent, single, tmp_path / "missing", "--prior", "none", "--out", tmp_path / "out"],
+    code, out, err = run(["focus", "run", parent, single, tmp_path / "missing", "--prior", "none", "--out", tmp_path / "out"],
                          capsys)
     fails_naming((code, out, err), parent / "b", "image_2_-2.png", tmp_path / "missing")
     assert code == 1 and err.count("error:") == 2
@@ -219,7 +219,7 @@ def test_bad_stacks_are_reported_before_any_weights_load(tmp_path, capsys):
     (reading and checking come before the model), then the weights error; nothing is written."""
     good = stack_folder(tmp_path / "good")
     bad = stack_folder(tmp_path / "bad", names=("image_1_0.5.png", "image_2_0.png"))
-    err = fails_naming(run(["focus", good, bad, "--weights", tmp_path / "none.pth", "--out", tmp_path / "out"], capsys),
+    err = fails_naming(run(["focus", "run", good, bad, "--weights", tmp_path / "none.pth", "--out", tmp_path / "out"], capsys),
                        "image_2_0.png", "none.pth")
     assert err.index("image_2_0.png") < err.index("none.pth")
     assert not (tmp_path / "out").exists()
@@ -228,7 +228,7 @@ def test_bad_stacks_are_reported_before_any_weights_load(tmp_path, capsys):
 def test_two_stacks_with_one_output_name(tmp_path, capsys):
     first = stack_folder(tmp_path / "x" / "scene")
     second = stack_folder(tmp_path / "y" / "scene")
-    fails_naming(run(["focus", first, second, "--prior", "none", "--out", tmp_path / "out"], capsys),
+    fails_naming(run(["focus", "run", first, second, "--prior", "none", "--out", tmp_path / "out"], capsys),
                  second, "<out>/scene", first)
     assert (tmp_path / "out" / "scene" / "dff_m.npy").is_file()  # the first one is written, not overwritten
 
@@ -243,7 +243,7 @@ def test_stack_that_cannot_be_aligned_does_not_stop_the_others(tmp_path, capsys)
     for name, sigma in (("image_1_0.5.png", 0.5), ("image_2_1.0.png", 1.0), ("image_3_2.0.png", 1.5)):
         good.mkdir(exist_ok=True)
         cv2.imwrite(str(good / name), (cv2.GaussianBlur(aif, (0, 0), sigma) * 255).astype(np.uint8))
-    code, out, err = run(["focus", flat, good, "--prior", "none", "--align", "--out", tmp_path / "out"], capsys)
+    code, out, err = run(["focus", "run", flat, good, "--prior", "none", "--align", "--out", tmp_path / "out"], capsys)
     fails_naming((code, out, err), flat, "not aligned")
     assert (tmp_path / "out" / "good" / "dff_m.npy").is_file() and not (tmp_path / "out" / "flat").exists()
 
@@ -252,26 +252,26 @@ def test_stack_that_cannot_be_aligned_does_not_stop_the_others(tmp_path, capsys)
 
 def test_ddff12_without_the_split(tmp_path, capsys):
     path = ddff12(tmp_path / "d.h5", good_ddff12_arrays("train"))
-    fails_naming(run(["focus", path, "--prior", "none"], capsys), path, "no DDFF-12 val split", "has disp_train, stack_train")
+    fails_naming(run(["focus", "run", path, "--prior", "none"], capsys), path, "no DDFF-12 val split", "has disp_train, stack_train")
 
 
 def test_ddff12_disparity_of_another_shape(tmp_path, capsys):
     arrays = good_ddff12_arrays()
     arrays["disp_val"] = arrays["disp_val"][:, :4]
     path = ddff12(tmp_path / "d.h5", arrays)
-    fails_naming(run(["focus", path, "--prior", "none"], capsys), path, "disp_val is (1, 4, 8), expected (1, 8, 8)")
+    fails_naming(run(["focus", "run", path, "--prior", "none"], capsys), path, "disp_val is (1, 4, 8), expected (1, 8, 8)")
 
 
 def test_ddff12_with_one_slice(tmp_path, capsys):
     path = ddff12(tmp_path / "d.h5", good_ddff12_arrays(slices=1))
-    fails_naming(run(["focus", path, "--prior", "none"], capsys), path, "at least two slices")
+    fails_naming(run(["focus", "run", path, "--prior", "none"], capsys), path, "at least two slices")
 
 
 def test_ddff12_truncated(tmp_path, capsys):
     good = ddff12(tmp_path / "good.h5", good_ddff12_arrays())
     path = tmp_path / "cut.h5"
     path.write_bytes(good.read_bytes()[:1500])
-    fails_naming(run(["focus", path, "--prior", "none"], capsys), path)
+    fails_naming(run(["focus", "run", path, "--prior", "none"], capsys), path)
 
 
 def test_eval_on_a_file_without_ground_truth_key(tmp_path, capsys, weights):
@@ -301,13 +301,13 @@ def test_eval_json_that_is_a_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, option", [
     (["focus", "eval", "{h5}", "--split", "tset"], "--split"),
-    (["focus", "{stack}", "--split", "validation"], "--split"),
-    (["focus", "{stack}", "--focus-volume", "sobel"], "--focus-volume"),
+    (["focus", "run", "{stack}", "--split", "validation"], "--split"),
+    (["focus", "run", "{stack}", "--focus-volume", "sobel"], "--focus-volume"),
     (["focus", "eval", "{h5}", "--focus-volume", "laplace"], "--focus-volume"),
-    (["focus", "{stack}", "--confidence", "both"], "--confidence"),
-    (["focus", "{stack}", "--prior", "midas"], "--prior"),
-    (["focus", "{stack}", "--reduce", "3"], "--reduce"),
-    (["focus", "{stack}", "--tto", "slow"], "--tto"),
+    (["focus", "run", "{stack}", "--confidence", "both"], "--confidence"),
+    (["focus", "run", "{stack}", "--prior", "midas"], "--prior"),
+    (["focus", "run", "{stack}", "--reduce", "3"], "--reduce"),
+    (["focus", "run", "{stack}", "--tto", "slow"], "--tto"),
     (["focus", "eval", "{h5}", "--tto", "off"], "--tto"),
 ])
 def test_bad_option_values(argv, option, tmp_path, capsys):
@@ -327,35 +327,35 @@ def test_bad_option_values(argv, option, tmp_path, capsys):
 ])
 def test_prior_none_refuses_options_of_the_prior(extra, named, tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
-    fails_naming(run(["focus", folder, "--prior", "none", *extra], capsys), named, "--prior dav2")
+    fails_naming(run(["focus", "run", folder, "--prior", "none", *extra], capsys), named, "--prior dav2")
 
 
 def test_dfv_volume_without_dfv_weights(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
-    fails_naming(run(["focus", folder, "--prior", "none", "--focus-volume", "dfv"], capsys), "--dfv-weights")
+    fails_naming(run(["focus", "run", folder, "--prior", "none", "--focus-volume", "dfv"], capsys), "--dfv-weights")
 
 
 def test_dfv_weights_that_do_not_exist(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
-    fails_naming(run(["focus", folder, "--prior", "none", "--focus-volume", "dfv", "--dfv-weights",
+    fails_naming(run(["focus", "run", folder, "--prior", "none", "--focus-volume", "dfv", "--dfv-weights",
                       tmp_path / "DFF-DFV.tar"], capsys), "DFF-DFV.tar")
 
 
 def test_limit_zero(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
-    fails_naming(run(["focus", folder, "--prior", "none", "--limit", "0"], capsys), "--limit")
+    fails_naming(run(["focus", "run", folder, "--prior", "none", "--limit", "0"], capsys), "--limit")
 
 
 def test_out_is_an_existing_file(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
     (tmp_path / "out").write_text("mine")
-    fails_naming(run(["focus", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), "--out", tmp_path / "out")
+    fails_naming(run(["focus", "run", folder, "--prior", "none", "--out", tmp_path / "out"], capsys), "--out", tmp_path / "out")
     assert (tmp_path / "out").read_text() == "mine"
 
 
 def test_weights_file_that_does_not_exist(tmp_path, capsys):
     folder = stack_folder(tmp_path / "stack")
-    fails_naming(run(["focus", folder, "--weights", tmp_path / "nope.pth", "--out", tmp_path / "out"], capsys),
+    fails_naming(run(["focus", "run", folder, "--weights", tmp_path / "nope.pth", "--out", tmp_path / "out"], capsys),
                  tmp_path / "nope.pth", "weights file not found")
     assert not (tmp_path / "out").exists()
 
@@ -363,7 +363,7 @@ def test_weights_file_that_does_not_exist(tmp_path, capsys):
 def test_weights_not_cached_and_no_network_fails_within_seconds(tmp_path, capsys, no_network):
     folder = stack_folder(tmp_path / "stack")
     started = time.perf_counter()
-    result = run(["focus", folder, "--out", tmp_path / "out"], capsys)
+    result = run(["focus", "run", folder, "--out", tmp_path / "out"], capsys)
     elapsed = time.perf_counter() - started
     err = fails_naming(result, "weights not found", "no network", "--weights", "--prior none")
     assert elapsed < 5.0, f"{elapsed:.1f} s"

@@ -256,5 +256,5 @@ def test_cli_errors(dataset, tmp_path, capsys):
 
     other = tmp_path / "vitp.pth"
     save_checkpoint(DepthAnythingV2("vitp"), other)
-    assert main(["events", "pseudolabel", str(dataset), "--teacher", "vitl", "--weights", str(other), "--device", "cpu"]) == 1
+    assert main(["events", "pseudolabel", str(dataset), "--encoder", "vitl", "--weights", str(other), "--device", "cpu"]) == 1
     assert "not the requested" in capsys.readouterr().err

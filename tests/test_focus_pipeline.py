@@ -75,7 +75,7 @@ def test_estimate_depth_and_outputs(tiny_dav2, tmp_path):
 
 def test_focus_cli_on_the_real_phone_stack(realdata, tiny_dav2, tmp_path, capsys):
     _, weights = tiny_dav2
-    code = main(["focus", str(realdata / "phone_focal_stacks" / "stack_a"), "--weights", str(weights), "--reduce", "8",
+    code = main(["focus", "run", str(realdata / "phone_focal_stacks" / "stack_a"), "--weights", str(weights), "--reduce", "8",
                  "--tto", "fast", "--input-size", "70", "--align", "--out", str(tmp_path)])
     assert code == 0
     depth = np.load(tmp_path / "stack_a" / "depth_m.npy")
@@ -116,7 +116,7 @@ def ddff12_small(tmp_path_factory):
 def test_focus_cli_test_split_writes_depth_maps_and_no_scores(tiny_dav2, ddff12_small, tmp_path, capsys):
     _, weights = tiny_dav2
     _, test_only = ddff12_small
-    code = main(["focus", str(test_only), "--split", "test", "--weights", str(weights), "--input-size", "70",
+    code = main(["focus", "run", str(test_only), "--split", "test", "--weights", str(weights), "--input-size", "70",
                  "--tto", "off", "--focus-volume", "sml", "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
@@ -130,7 +130,7 @@ def test_focus_cli_test_split_writes_depth_maps_and_no_scores(tiny_dav2, ddff12_
         depth_m = np.load(tmp_path / folder / "depth_m.npy")
         assert depth_m.shape == (32, 48) and np.isfinite(depth_m).all() and (depth_m > 0).all()
     # without --split the default val split is absent: one line naming the file and what it holds
-    assert main(["focus", str(test_only), "--weights", str(weights), "--out", str(tmp_path / "none")]) == 1
+    assert main(["focus", "run", str(test_only), "--weights", str(weights), "--out", str(tmp_path / "none")]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and str(test_only) in error
     assert "no DDFF-12 val split" in error and "has stack_test" in error
@@ -166,8 +166,8 @@ def test_focus_eval_scores_each_split_with_ground_truth(tiny_dav2, ddff12_small,
 def test_focus_cli_errors(tmp_path, tiny_dav2):
     _, weights = tiny_dav2
     (tmp_path / "empty").mkdir()
-    assert main(["focus", str(tmp_path / "empty"), "--weights", str(weights)]) == 1
-    assert main(["focus", str(tmp_path / "empty"), "--weights", str(weights), "--focus-volume", "dfv"]) == 1
+    assert main(["focus", "run", str(tmp_path / "empty"), "--weights", str(weights)]) == 1
+    assert main(["focus", "run", str(tmp_path / "empty"), "--weights", str(weights), "--focus-volume", "dfv"]) == 1
 
 
 def test_focus_prior_none_is_dff_alone_without_weights(realdata, tmp_path, capsys, monkeypatch):
@@ -178,7 +178,7 @@ def test_focus_prior_none_is_dff_alone_without_weights(realdata, tmp_path, capsy
         raise AssertionError("--prior none must not load Depth Anything")
 
     monkeypatch.setattr(anydepth.foundation, "load_depth_anything", no_weights)
-    code = main(["focus", str(realdata / "phone_focal_stacks" / "stack_c"), "--prior", "none", "--reduce", "8",
+    code = main(["focus", "run", str(realdata / "phone_focal_stacks" / "stack_c"), "--prior", "none", "--reduce", "8",
                  "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     names = {p.name for p in (tmp_path / "stack_c").iterdir()}

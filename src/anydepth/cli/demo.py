@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from anydepth.cli.checks import check_output_dir
+    from anydepth.cli.common import check_output_dir
     from anydepth.demo import run_demo
 
     check_output_dir(args.out, "--out")

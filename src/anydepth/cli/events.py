@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from tqdm import tqdm
-
 from anydepth.cli import events_convert, events_eval, events_live, events_pseudolabel, events_train
-from anydepth.cli.checks import (add_repair, check_output_dir, check_output_file, positive_float, positive_int,
-                                 resolve_device)
+from anydepth.cli.common import (add_network, add_out, add_repair, add_weights, check_network, check_output_dir,
+                                 check_output_file, positive_float, positive_int, progress)
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -47,7 +45,7 @@ def add_parser(commands) -> None:
     render.add_argument("--repr", default="tencode", choices=list(REPRESENTATIONS), help="representation (default tencode)")
     render.add_argument("--window-ms", type=positive_float, default=50.0, help="window length in ms (default 50)")
     render.add_argument("--bins", type=positive_int, default=5, help="voxel grid bins (default 5)")
-    render.add_argument("--out", default="events-render", help="output folder (default ./events-render)")
+    add_out(render, "events-render")
     render.add_argument("--video", metavar="OUT.mp4|OUT.gif", help="also assemble the frames into a video")
     render.add_argument("--fps", type=positive_float, default=20.0, help="video frame rate (default 20)")
     _add_sensor_size(render)
@@ -61,14 +59,15 @@ def add_parser(commands) -> None:
     predict.add_argument("file", nargs="?", help="recording (or --live)")
     predict.add_argument("--live", metavar="ADDRESS", help=events_live.LIVE_HELP)
     predict.add_argument("--model", default="depthanyevent-r", choices=list(MODELS), help="student (default depthanyevent-r)")
-    predict.add_argument("--weights", required=True, help="checkpoint of that model (official container or anydepth's)")
-    predict.add_argument("--encoder", help="DepthAnyEvent encoder to expect (vits, vitb, vitl); checked against the file")
+    add_weights(predict, "checkpoint of that model (official container or anydepth's)", required=True)
+    predict.add_argument("--encoder", choices=("vits", "vitb", "vitl"),
+                         help="DepthAnyEvent encoder to expect; checked against the file")
     window = predict.add_mutually_exclusive_group()
     window.add_argument("--window-ms", type=positive_float, help="time window per prediction (default 50 ms)")
     window.add_argument("--window-events", type=positive_int, help="events per prediction instead of a time window")
-    predict.add_argument("--out", default="events-depth", help="output folder (default ./events-depth)")
+    add_out(predict, "events-depth")
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
-    predict.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    add_network(predict)
     predict.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
     predict.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
     _add_sensor_size(predict)
@@ -91,9 +90,9 @@ def run_render(args) -> int:
     if args.video:
         check_output_file(args.video, "--video", (".mp4", ".gif"))
     total = count_windows(args.file, args.window_ms, sensor_size=args.sensor_size, repair=args.repair)
-    frames = list(tqdm(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins, args.sensor_size,
-                                        args.repair),
-                       total=total, desc="render", unit="window", disable=None))
+    frames = list(progress(render_recording(args.file, args.out, args.repr, args.window_ms, args.bins, args.sensor_size,
+                                            args.repair),
+                           total=total, desc="render", unit="window"))
     print(f"{len(frames)} windows of {args.window_ms:g} ms rendered as {args.repr} in {args.out}")
     if args.video:
         print(f"video: {write_video(frames, args.video, args.fps)}")
@@ -108,7 +107,7 @@ def run_predict(args) -> int:
     check_output_dir(args.out, "--out")
     if args.video:
         check_output_file(args.video, "--video", (".mp4",))
-    device = resolve_device(args.device)
+    device = check_network(args)
     window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
     if window_us is not None and window_us <= 0:
         raise InputError(f"--window-ms {args.window_ms:g} is shorter than 1 µs")
@@ -123,14 +122,17 @@ def run_predict(args) -> int:
     if args.onnx and args.backend != "onnxruntime":
         raise InputError("--onnx needs --backend onnxruntime")
     if args.backend == "onnxruntime":
+        if args.precision != "fp32":
+            raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
+                             "exported file's own precision")
         from anydepth.export.onnx import onnx_backend
         model = onnx_backend(model, args.onnx)
     if args.live:
         return events_live.run_live(args, model, device)
-    stream = DepthStream(model)
+    stream = DepthStream(model, precision=args.precision)
     results = predict_recording(args.file, model, window_us, args.window_events, args.out, args.video, stream=stream,
                                 sensor_size=args.sensor_size, repair=args.repair)
-    count = sum(1 for _ in tqdm(results, total=total, desc="depth", unit="window", disable=None))
+    count = sum(1 for _ in progress(results, total=total, desc="depth", unit="window"))
     print(f"{count} windows -> {args.out}; mean latency {stream.mean_latency_ms:.1f} ms per window "
           f"(first window {stream.first_latency_ms:.0f} ms; {args.model}, {device})")
     if args.video:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from tqdm import tqdm
-
-from anydepth.cli.checks import add_repair, check_output_file
+from anydepth.cli.common import add_repair, check_output_file, progress
 
 
 def add_action(actions) -> None:
@@ -25,12 +23,12 @@ def run(args) -> int:
     from anydepth.events.convert import convert_to_dsec
 
     check_output_file(args.output, "OUTPUT", (".h5", ".hdf5"))
-    with tqdm(desc="convert", unit="ev", unit_scale=True, disable=None) as bar:
-        def progress(written: int, total: int) -> None:
+    with progress(desc="convert", unit="ev", unit_scale=True) as bar:
+        def advance(written: int, total: int) -> None:
             bar.total = total
             bar.update(written - bar.n)
 
-        report = convert_to_dsec(args.input, args.output, overwrite=args.overwrite, progress=progress,
+        report = convert_to_dsec(args.input, args.output, overwrite=args.overwrite, progress=advance,
                                  repair=args.repair)
     span_s = 0.0 if report.t_start_us is None else (report.t_end_us - report.t_start_us) / 1e6
     print(f"{report.events} events ({span_s:.3f} s, sensor {report.sensor_size[0]}x{report.sensor_size[1]}) -> "

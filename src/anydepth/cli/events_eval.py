@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
-from anydepth.cli.checks import positive_int
+from anydepth.cli.common import (add_limit, add_network, add_out, add_weights, check_network, check_output_dir,
+                                 positive_float, progress)
 from anydepth.errors import InputError
 from anydepth.metrics.protocols import PROTOCOLS
 
@@ -27,13 +26,14 @@ def add_action(actions) -> None:
                     "metrics.csv and metrics.json.\n\nprotocols:\n" + protocols)
     parser.add_argument("dataset", help="dataset root or one sequence")
     parser.add_argument("--model", required=True, choices=list(MODELS), help="student")
-    parser.add_argument("--weights", required=True, help="checkpoint of that model")
+    add_weights(parser, "checkpoint of that model", required=True)
     parser.add_argument("--protocol", default="dae-mvsec", choices=list(PROTOCOLS),
                         help="evaluation protocol (default dae-mvsec; listed below)")
-    parser.add_argument("--window-ms", type=float, default=50.0, help="event window before each ground truth (default 50)")
-    parser.add_argument("--out", default="events-eval", help="output folder (default ./events-eval)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="score at most N frames per sequence")
+    parser.add_argument("--window-ms", type=positive_float, default=50.0,
+                        help="event window before each ground truth (default 50)")
+    add_out(parser, "events-eval")
+    add_network(parser)
+    add_limit(parser, "score at most N frames per sequence")
     parser.add_argument("--ignore-trainer", action="store_true",
                         help="ignore the checkpoint's trainer section (use_scaleshift, use_logdepth, clip_distance, "
                              "reg_factor), which otherwise replaces the protocol's settings as in the authors' test.py "
@@ -50,12 +50,8 @@ def run(args) -> int:
 
     if not Path(args.dataset).exists():
         raise InputError("no such file or folder", args.dataset)
-    if not args.window_ms > 0:
-        raise InputError(f"--window-ms must be positive, got {args.window_ms}")
-    from anydepth.cli.checks import check_output_dir, resolve_device
-
     check_output_dir(args.out, "--out")
-    device = resolve_device(args.device)
+    device = check_network(args)
     model = load_model(args.model, args.weights)
     try:
         model = model.to(device).eval()
@@ -68,11 +64,12 @@ def run(args) -> int:
                   + ", ".join(f"{key}={value}" for key, value in taken.items()))
     out = Path(args.out)
     total = count_samples(args.dataset, args.window_ms, args.limit)
-    with tqdm(total=total, desc="eval", unit="frame", disable=None) as bar:
+    with progress(total=total, desc="eval", unit="frame") as bar:
         result = evaluate_dataset(model, args.dataset, protocol=args.protocol, window_ms=args.window_ms,
                                   progress=bar.update, limit=args.limit,
                                   predictions_out=out / "predictions" if args.save_predictions else None,
-                                  model_name=args.model, weights=args.weights, use_trainer=not args.ignore_trainer)
+                                  model_name=args.model, weights=args.weights, use_trainer=not args.ignore_trainer,
+                                  precision=args.precision)
     print(f"{args.model} on {args.dataset}, protocol {args.protocol} ({sum(result.frames.values())} frames, "
           f"{len(result.frames)} sequences)")
     print(result.table())

@@ -35,7 +35,7 @@ def run_live(args, model, device: str) -> int:
         stop.set()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
-    stream = DepthStream(model)
+    stream = DepthStream(model, precision=args.precision)
     latencies_ms = []
     try:
         with LiveEvents(args.live, window_us=window_us) as source:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from anydepth.cli.common import add_encoder, add_input_size, add_limit, add_network, add_out, add_weights
 from anydepth.errors import InputError
-
-TEACHERS = ("vits", "vitb", "vitl", "vitg")
 
 
 def add_action(actions) -> None:
@@ -22,58 +21,49 @@ def add_action(actions) -> None:
         "Shards across GPUs under torchrun (torchrun --nproc-per-node N -m anydepth events pseudolabel ...).",
     )
     parser.add_argument("dataset", metavar="DATASET", help="a DSEC root or sequence, MVSEC files, or voxel folders")
-    parser.add_argument("--teacher", choices=TEACHERS,
-                        help="teacher encoder; default: read from --weights, else vitl")
-    parser.add_argument("--weights", help="teacher weights file (official .pth, HF .safetensors or anydepth checkpoint); "
-                        "default: the official relative release from the cache ($ANYDEPTH_CACHE) or the hub")
-    parser.add_argument("--out", help="output folder (default DATASET/pseudolabels_<teacher>, beside DATASET for a file)")
-    parser.add_argument("--input-size", type=int, default=518, help="shorter network side, rounded to 14 (default 518)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available; "
-                        "cuda:LOCAL_RANK under torchrun)")
-    parser.add_argument("--limit", type=int, help="only the first N samples of the dataset (all sequences, sorted)")
+    add_encoder(parser, "the teacher's Depth Anything V2 encoder", "read from --weights, else vitl")
+    add_weights(parser, "teacher weights (official .pth, HF .safetensors or anydepth checkpoint)",
+                "the official relative release from the cache ($ANYDEPTH_CACHE) or the hub")
+    add_out(parser, None, "output folder (default DATASET/pseudolabels_<encoder>, beside DATASET for a file)")
+    add_input_size(parser)
+    add_network(parser, note="; cuda:LOCAL_RANK under torchrun")
+    add_limit(parser, "only the first N samples of the dataset (all sequences, sorted)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from tqdm import tqdm
-
+    from anydepth.cli.common import check_network, check_output_dir, progress
     from anydepth.distill.distributed import close_distributed, setup_distributed
     from anydepth.distill.pseudolabels import generate_pseudolabels
     from anydepth.distill.sequences import find_sequences
     from anydepth.foundation import load_depth_anything
 
-    if args.input_size < 14:
-        raise InputError(f"--input-size must be at least 14, got {args.input_size}")
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {args.limit}")
-    from anydepth.cli.checks import check_output_dir, resolve_device
-
     if args.out is not None:
         check_output_dir(args.out, "--out")
-    resolve_device(args.device)
+    check_network(args)
     find_sequences(args.dataset)  # fail on a bad dataset before loading (or downloading) the teacher
 
     place = setup_distributed(args.device)
     rank, world_size, device = place.rank, place.world_size, place.device
     try:
-        encoder = args.teacher or (None if args.weights else "vitl")
+        encoder = args.encoder or (None if args.weights else "vitl")
         model = load_depth_anything(encoder, args.weights, variant="relative", device=device)
         if model.config.head != "relative":
             raise InputError(f"{args.weights}: a metric model; pseudo-labels need a relative teacher")
         teacher = model.config.encoder
         started = time.perf_counter()
-        bar = tqdm(desc="pseudo-labels" if world_size == 1 else f"pseudo-labels [rank {rank}]", unit="frame",
-                   disable=None, position=rank if world_size > 1 else None)
+        bar = progress(desc="pseudo-labels" if world_size == 1 else f"pseudo-labels [rank {rank}]", unit="frame",
+                       position=rank if world_size > 1 else None)
 
         def start(total: int) -> None:
             bar.reset(total=total)
 
         try:
             summary = generate_pseudolabels(args.dataset, model, args.out, teacher, args.input_size, bar.update,
-                                            rank, world_size, args.limit,
-                                            on_start=start)
+                                            rank, world_size, args.limit, on_start=start,
+                                            precision=args.precision)
         finally:
             bar.close()
     finally:
@@ -81,6 +71,6 @@ def run(args) -> int:
     elapsed = time.perf_counter() - started
     shard = f" (rank {rank} of {world_size})" if world_size > 1 else ""
     print(f"{summary.computed} computed, {summary.skipped} skipped (done), {summary.no_frame} without a frame"
-          f"{shard} in {elapsed:.1f} s; teacher {teacher} at {args.input_size}; labels in {Path(summary.out)}",
+          f"{shard} in {elapsed:.1f} s; teacher {teacher} at {args.input_size} ({args.precision}); labels in {Path(summary.out)}",
           file=sys.stdout)
     return 0

@@ -41,7 +41,7 @@ def run(args) -> int:
     from anydepth.distill.config import load_config
     from anydepth.distill.trainer import Trainer
 
-    from anydepth.cli.checks import check_output_dir, resolve_device
+    from anydepth.cli.common import check_output_dir, resolve_device
 
     if args.out is not None:
         check_output_dir(args.out, "--out")

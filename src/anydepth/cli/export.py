@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anydepth.cli.common import add_device
 from anydepth.errors import InputError
 from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.weights import VARIANTS
@@ -32,18 +33,20 @@ def add_parser(commands) -> None:
                       help="size traced: dav2 the network input, multiples of 14 (default 518 518); "
                       "a student the sensor (default 260 346)")
     onnx.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    add_device(onnx, "; where the network is traced (the file runs anywhere)", "cpu")
     onnx.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from anydepth.cli.checks import check_output_file
+    from anydepth.cli.common import check_output_file, resolve_device
     from anydepth.export.onnx import export_onnx
 
     check_output_file(args.out, "--out", (".onnx",))
+    device = resolve_device(args.device)
     if args.model == FOUNDATION:
         from anydepth.foundation import load_depth_anything
 
-        model = load_depth_anything(args.encoder, args.weights, variant=args.variant)
+        model = load_depth_anything(args.encoder, args.weights, variant=args.variant, device=device)
     else:
         from anydepth.eventdepth import load_model
 
@@ -51,7 +54,7 @@ def run(args) -> int:
             raise InputError(f"--weights is needed for {args.model}")
         if args.encoder:
             raise InputError("--encoder is for dav2; a student's encoder is read from its --weights")
-        model = load_model(args.model, args.weights)
+        model = load_model(args.model, args.weights).to(device)
     exported = export_onnx(model, args.out, tuple(args.input_size) if args.input_size else None, args.opset)
     print(f"{args.model} -> {exported.path}")
     for line in exported.lines():

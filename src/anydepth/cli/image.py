@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from anydepth.cli.checks import check_output_dir, check_output_file, resolve_device
+from anydepth.cli.common import (add_encoder, add_input_size, add_network, add_out, add_weights, check_network,
+                                 check_output_dir, check_output_file, print_error, progress)
 from anydepth.errors import InputError
 from anydepth.foundation import load_depth_anything
-from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.predict import OUTPUT_FORMATS, predict_images
 from anydepth.foundation.weights import VARIANTS
 from anydepth.imageio import find_images
@@ -26,18 +23,16 @@ def add_parser(commands) -> None:
         "(raw float32 at input resolution: relative disparity, or metres for a metric model).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--encoder", choices=list(ENCODERS),
-                        help="model size; default: read from --weights, else vits")
-    parser.add_argument("--weights", help="weights file (official .pth, HF .safetensors or anydepth checkpoint); "
-                        "default: the official release from the cache ($ANYDEPTH_CACHE, ~/.cache/anydepth) or the hub")
+    add_encoder(parser)
+    add_weights(parser)
     parser.add_argument("--variant", default="relative", choices=VARIANTS, help="official release to use without --weights")
-    parser.add_argument("--input-size", type=int, default=518, help="shorter network side, rounded to 14 (default 518)")
-    parser.add_argument("--out", default="anydepth-out", help="output folder (default ./anydepth-out)")
+    add_input_size(parser)
+    add_out(parser, "anydepth-out")
     parser.add_argument("--formats", default=",".join(OUTPUT_FORMATS),
                         help=f"comma-separated outputs among {', '.join(OUTPUT_FORMATS)} (default all)")
     parser.add_argument("--raw-out", metavar="FILE.npy", help="with one input image: also write its raw float32 HxW prediction here")
     parser.add_argument("--grayscale", action="store_true", help="grey instead of the Spectral_r palette")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_network(parser)
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
     parser.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
     parser.set_defaults(run=run)
@@ -48,17 +43,15 @@ def run(args) -> int:
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
         raise InputError(f"unknown output format(s) {', '.join(unknown)}; choose among {', '.join(OUTPUT_FORMATS)}")
-    if args.input_size < 14:
-        raise InputError(f"--input-size must be at least 14, got {args.input_size}")
     check_output_dir(args.out, "--out")
     if args.raw_out:
         check_output_file(args.raw_out, "--raw-out", (".npy",))
-    device = resolve_device(args.device)
+    device = check_network(args)
     images, problems = find_images(args.inputs)
     if args.raw_out and len(images) != 1:
         raise InputError(f"--raw-out needs exactly one input image, got {len(images)}")
     for problem in problems:
-        print(f"anydepth image: error: {problem}", file=sys.stderr)
+        print_error("anydepth image", problem)
     if not images:
         raise InputError("no images to process")
 
@@ -66,16 +59,20 @@ def run(args) -> int:
     if args.onnx and args.backend != "onnxruntime":
         raise InputError("--onnx needs --backend onnxruntime")
     if args.backend == "onnxruntime":
+        if args.precision != "fp32":
+            raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
+                             "exported file's own precision")
         from anydepth.export.onnx import onnx_backend
         model = onnx_backend(model, args.onnx)
     failures = len(problems)
     written = 0
     started = time.perf_counter()
-    for result in tqdm(predict_images(model, images, Path(args.out), formats, args.input_size, args.grayscale, args.raw_out),
-                       total=len(images), desc="depth", unit="image", disable=None):
+    results = predict_images(model, images, Path(args.out), formats, args.input_size, args.grayscale, args.raw_out,
+                             precision=args.precision)
+    for result in progress(results, total=len(images), desc="depth", unit="image"):
         if result.error:
             failures += 1
-            tqdm.write(f"anydepth image: error: {result.error}", file=sys.stderr)
+            print_error("anydepth image", result.error)
         else:
             written += 1
     elapsed = time.perf_counter() - started

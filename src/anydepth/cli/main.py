@@ -8,6 +8,7 @@ import warnings
 
 from anydepth import __version__
 from anydepth.cli import demo, events, export, focus, image, synth
+from anydepth.cli.common import add_progress, set_progress
 from anydepth.errors import AnydepthError, AnydepthWarning
 
 COMMANDS = {"demo": demo, "image": image, "events": events, "focus": focus, "synth": synth, "export": export}
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Depth Anything V2 for cameras it was never trained on (event cameras, focal stacks).",
     )
     parser.add_argument("--version", action="version", version=f"anydepth {__version__}")
+    add_progress(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         module.add_parser(commands)
@@ -26,20 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_name(args) -> str:
-    action = getattr(args, "action", None)
-    command = "focus eval" if args.command == "focus-eval" else args.command
-    return " ".join(part for part in ("anydepth", command, action) if part)
+    return " ".join(part for part in ("anydepth", args.command, getattr(args, "action", None)) if part)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["focus", "eval"]:  # `anydepth focus eval` is the focus-eval subcommand
-        argv = ["focus-eval", *argv[2:]]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
     if args.command is None:
         parser.print_help()
         return 2
+    set_progress(not args.no_progress)
     show_warning = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):

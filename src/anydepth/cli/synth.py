@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
-from anydepth.cli.checks import check_output_dir, positive_float
+from anydepth.cli.common import check_output_dir, positive_float, positive_int, progress
 from anydepth.errors import InputError
 
 
@@ -27,7 +25,7 @@ def add_parser(commands) -> None:
 
     events = actions.add_parser("events", help="event sequences with frames and metric depth")
     events.add_argument("--out", required=True, help="output folder (one sub-folder per sequence)")
-    events.add_argument("--sequences", type=int, default=1)
+    events.add_argument("--sequences", type=positive_int, default=1, help="number of sequences (default 1)")
     events.add_argument("--seconds", type=positive_float, default=2.0)
     events.add_argument("--resolution", default="260x346", help="HxW (default 260x346)")
     events.add_argument("--seed", type=int, default=0)
@@ -37,7 +35,7 @@ def add_parser(commands) -> None:
 
     focus = actions.add_parser("focus", help="focal stacks with metric depth and the all-in-focus image")
     focus.add_argument("--out", required=True, help="output folder")
-    focus.add_argument("--samples", type=int, default=4)
+    focus.add_argument("--samples", type=positive_int, default=4, help="number of stacks (default 4)")
     focus.add_argument("--layout", default="ddff12", choices=["ddff12", "fod500", "phone"], help="on-disk layout (default ddff12)")
     focus.add_argument("--from-rgbd", metavar="DIR", help="use the <scene>/rgb.png + depth_m.npy pairs of DIR instead of rendered scenes")
     focus.add_argument("--seed", type=int, default=0)
@@ -47,18 +45,16 @@ def add_parser(commands) -> None:
 def run_events(args) -> int:
     from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
-    if args.sequences < 1:
-        raise InputError(f"--sequences must be at least 1, got {args.sequences}")
     resolution = _resolution(args.resolution)
     out = check_output_dir(args.out, "--out")
     frames_each = int(round(args.seconds * args.fps))
-    with tqdm(total=args.sequences * frames_each, desc="synth events", unit="frame", disable=None) as bar:
+    with progress(total=args.sequences * frames_each, desc="synth events", unit="frame") as bar:
         for index in range(args.sequences):
             spec = EventSequenceSpec(seconds=args.seconds, resolution=resolution, internal_fps=args.fps, seed=args.seed + index,
                                      **({} if args.layout == "dsec" else {"baseline_m": None}))  # only DSEC stores a right camera
             sequence = generate_event_sequence(spec, progress=bar.update)
             folder = write_event_sequence(sequence, out / f"sequence_{index:03d}", args.layout)
-            tqdm.write(f"{folder}: {len(sequence.events):,} events, {len(sequence.frames)} frames, "
+            bar.write(f"{folder}: {len(sequence.events):,} events, {len(sequence.frames)} frames, "
                        f"{len(sequence.depth_m)} depth maps")
     return 0
 
@@ -66,10 +62,8 @@ def run_events(args) -> int:
 def run_focus(args) -> int:
     from anydepth.synth.focus_sets import generate_focus_dataset
 
-    if args.samples < 1:
-        raise InputError(f"--samples must be at least 1, got {args.samples}")
     check_output_dir(args.out, "--out")
-    with tqdm(total=args.samples, desc="synth focus", unit="stack", disable=None) as bar:
+    with progress(total=args.samples, desc="synth focus", unit="stack") as bar:
         written = generate_focus_dataset(args.out, args.samples, args.layout, args.seed, args.from_rgbd, progress=bar.update)
     print(f"{args.samples} stacks in the {args.layout} layout: {len(written)} files under {args.out}")
     return 0

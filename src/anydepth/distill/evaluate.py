@@ -147,7 +147,7 @@ def count_samples(dataset_path, window_ms: float = 50.0, limit: int | None = Non
 def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: EventDepthProtocol | str = "dae-mvsec",
                      window_ms: float = 50.0, progress: Callable[[int], None] | None = None, predictions_out=None,
                      limit: int | None = None, model_name: str | None = None, weights=None,
-                     use_trainer: bool = True) -> EvaluationResult:
+                     use_trainer: bool = True, precision: str = "fp32") -> EvaluationResult:
     """Score `model` on every sequence of `dataset_path` (see `find_sequences`: a DSEC root, a folder
     of MVSEC pairs or of voxel folders, or one sequence) under `protocol` (a name of PROTOCOLS or
     an `EventDepthProtocol`).
@@ -170,7 +170,8 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: EventDepthP
     progress(1) is called after every window; predictions_out: a folder where each scored frame's
     prediction (float32, at the ground truth's shape) is saved as <sequence>/<index:06d>.npy;
     limit: at most this many scored frames per sequence. model_name / weights: recorded in the
-    result (default: the model's class name).
+    result (default: the model's class name). precision: the network's arithmetic ("fp32", "bf16",
+    "fp16" on CUDA; `anydepth.precision`); alignment and metrics stay float32/float64.
     """
     settings = get_protocol(protocol) if isinstance(protocol, str) else protocol
     settings, trainer = apply_trainer(settings, getattr(model, "run_config", None) if use_trainer else None)
@@ -186,7 +187,7 @@ def evaluate_dataset(model: EventDepthModel, dataset_path, protocol: EventDepthP
     for sequence in sequences:
         name = sequence_name(sequence, root)
         frames[name] = 0
-        stream = DepthStream(model)
+        stream = DepthStream(model, precision=precision)
         with open_sequence(sequence, window_ms=window_ms) as samples:
             for sample in samples:
                 if limit is not None and frames[name] >= limit:

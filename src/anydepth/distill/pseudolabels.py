@@ -17,6 +17,8 @@ Keys of each `.npz` (plain arrays, readable with `allow_pickle=False`):
     label_sha1     SHA-1 of the depth's bytes (float32, C order): detects corrupt files
     weights_sha1   short hash of the teacher's config and state dict: labels of other weights
                    are never reused
+    precision      str, the teacher's arithmetic ('fp32', 'bf16', 'fp16'; absent in older labels
+                   = 'fp32'): labels of another precision are recomputed, never mixed
 
 Every frame runs through the teacher alone (a batch of one): batched matrix products round
 differently with the batch size and even with a frame's position in a padded batch (measured on CPU
@@ -51,6 +53,7 @@ from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
 from anydepth.foundation.transform import as_bgr_uint8, image_to_tensor, resize_prediction
+from anydepth.precision import autocast
 
 MANIFEST = "manifest.json"
 FORMAT = "anydepth.pseudolabels"
@@ -68,6 +71,7 @@ class PseudoLabel:
     frame_sha1: str
     weights_sha1: str = ""
     path: Path | None = None
+    precision: str = "fp32"  # the teacher's arithmetic (labels before this key existed: fp32)
 
 
 @dataclass
@@ -131,6 +135,7 @@ def read_pseudolabel(path: str | Path) -> PseudoLabel:
             if missing:
                 raise FormatError(f"not a pseudo-label (missing {', '.join(missing)})", path)
             values = {key: data[key] for key in _KEYS}
+            precision = str(data["precision"]) if "precision" in data.files else "fp32"
     except FormatError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
@@ -149,11 +154,12 @@ def read_pseudolabel(path: str | Path) -> PseudoLabel:
         frame_sha1=str(values["frame_sha1"]),
         weights_sha1=str(values["weights_sha1"]),
         path=path,
+        precision=precision,
     )
 
 
 def write_pseudolabel(path: str | Path, depth: np.ndarray, timestamp_us: int, teacher: str, input_size: int,
-                      frame_sha1: str, weights_sha1: str) -> Path:
+                      frame_sha1: str, weights_sha1: str, precision: str = "fp32") -> Path:
     """Write one label atomically (see the module docstring for the keys)."""
     depth = np.ascontiguousarray(depth, dtype=np.float32)
     arrays = {
@@ -164,6 +170,7 @@ def write_pseudolabel(path: str | Path, depth: np.ndarray, timestamp_us: int, te
         "frame_sha1": np.str_(frame_sha1),
         "label_sha1": np.str_(sha1_bytes(depth)),
         "weights_sha1": np.str_(weights_sha1),
+        "precision": np.str_(precision),
     }
 
     def write(temporary: str) -> None:
@@ -173,25 +180,28 @@ def write_pseudolabel(path: str | Path, depth: np.ndarray, timestamp_us: int, te
     return atomic_write(path, write)
 
 
-def _is_done(path: Path, teacher: str, weights_sha1: str, input_size: int, frame_sha1: str) -> bool:
+def _is_done(path: Path, teacher: str, weights_sha1: str, input_size: int, frame_sha1: str, precision: str) -> bool:
     if not path.is_file():
         return False
     try:
         label = read_pseudolabel(path)
     except FormatError:
         return False
-    return (label.teacher, label.weights_sha1, label.input_size, label.frame_sha1) == (teacher, weights_sha1, input_size, frame_sha1)
+    return ((label.teacher, label.weights_sha1, label.input_size, label.frame_sha1, label.precision)
+            == (teacher, weights_sha1, input_size, frame_sha1, precision))
 
 
 @torch.inference_mode()
-def predict_label(model: torch.nn.Module, frame: np.ndarray, input_size: int = 518) -> np.ndarray:
+def predict_label(model: torch.nn.Module, frame: np.ndarray, input_size: int = 518, precision: str = "fp32") -> np.ndarray:
     """`infer_image` on one frame, alone: BGR (or grey) uint8 (H, W[, 3]) -> float32 (H, W) relative
     inverse depth at the frame's resolution. Never batched, so the result does not depend on which
     other frames were being labelled (see the module docstring)."""
     height, width = frame.shape[:2]
     parameter = next(model.parameters())
     x = image_to_tensor(as_bgr_uint8(frame), input_size).to(device=parameter.device, dtype=parameter.dtype)
-    return resize_prediction(model(x), height, width)[0].float().cpu().numpy()
+    with autocast(parameter.device, precision):
+        raw = model(x)
+    return resize_prediction(raw.float(), height, width)[0].float().cpu().numpy()
 
 
 def check_label(label: PseudoLabel, timestamp_us: int, frame: np.ndarray | None, labels: str | Path, sequence: str,
@@ -227,6 +237,7 @@ def generate_pseudolabels(
     limit: int | None = None,
     weights_sha1: str | None = None,
     on_start: Callable[[int], object] | None = None,
+    precision: str = "fp32",
 ) -> PseudoLabelSummary:
     """Label every aligned sample with a frame in the sequences of `dataset` (see the module docstring).
 
@@ -287,10 +298,10 @@ def generate_pseudolabels(
                     frame_sha1 = sha1_bytes(frame)
                     target = pseudolabel_path(out, name, sample.index)
                     kind = "skipped"
-                    if not _is_done(target, teacher_name, weights_sha1, input_size, frame_sha1):
-                        depth = predict_label(teacher_model, frame, input_size)
+                    if not _is_done(target, teacher_name, weights_sha1, input_size, frame_sha1, precision):
+                        depth = predict_label(teacher_model, frame, input_size, precision)
                         write_pseudolabel(target, depth, int(sample.timestamp_us), teacher_name, input_size,
-                                          frame_sha1, weights_sha1)
+                                          frame_sha1, weights_sha1, precision)
                         kind = "computed"
                 setattr(summary, kind, getattr(summary, kind) + 1)
                 counts[kind] += 1

@@ -35,6 +35,7 @@ from torch import nn
 
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
+from anydepth.precision import autocast
 
 REPRESENTATIONS = ("tencode", "voxel")  # what a precomputed array can be
 OUTPUTS = ("depth", "log_depth")  # what `predict` can return
@@ -94,20 +95,24 @@ class EventDepthModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, window: EventArray | np.ndarray, state=None, *, representation: str | None = None,
-                input_size: tuple[int, int] | None = None, output: str = "depth") -> tuple[np.ndarray, object]:
+                input_size: tuple[int, int] | None = None, output: str = "depth",
+                precision: str = "fp32") -> tuple[np.ndarray, object]:
         """One window -> (map (H, W) float32 at the sensor resolution, new state).
 
         window: raw events, or a precomputed (C, H, W) array named by `representation`
         ("tencode" or "voxel"); input_size: the resize target (h, w) for this call (models that
         resize); output: "depth" (metres or relative, as `output_kind`) or "log_depth" (the
-        normalised log depth in [0, 1] of E2Depth and EReFormer)."""
+        normalised log depth in [0, 1] of E2Depth and EReFormer); precision: the network's
+        arithmetic ("fp32", "bf16", "fp16" on CUDA; `anydepth.precision`), the conversion to depth
+        runs in float32."""
         if output not in OUTPUTS:
             raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
         x = self.prepare(window, representation, input_size)  # checks the window (event_input) once
         size = window.sensor_size if isinstance(window, EventArray) else tuple(np.shape(window)[-2:])
-        raw, state = self(x, state)
+        with autocast(self.device, precision):
+            raw, state = self(x, state)
         convert = self.to_depth if output == "depth" else self.to_log_depth
-        return convert(raw, size)[0].float().cpu().numpy(), state
+        return convert(raw.float(), size)[0].float().cpu().numpy(), state
 
 
 @dataclass
@@ -118,6 +123,7 @@ class DepthStream:
     model: EventDepthModel
     state: object = None
     step_seconds: list[float] = field(default_factory=list)
+    precision: str = "fp32"  # the network's arithmetic (`anydepth.precision`)
 
     def reset(self) -> None:
         self.state = None
@@ -128,7 +134,7 @@ class DepthStream:
         state moves on."""
         started = time.perf_counter()
         depth, self.state = self.model.predict(window, self.state, representation=representation,
-                                               input_size=input_size, output=output)
+                                               input_size=input_size, output=output, precision=self.precision)
         self.step_seconds.append(time.perf_counter() - started)
         return depth
 

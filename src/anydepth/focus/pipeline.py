@@ -15,7 +15,8 @@ from anydepth.errors import InputError
 from anydepth.focus.dfv import DFV, predict_stack
 from anydepth.focus.measures import dff_from_volume, focus_volume
 from anydepth.focus.stack import FocalStack
-from anydepth.focus.tto import FAST, FASTEST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto
+from anydepth.focus.tto import (FAST, FASTEST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto,
+                                with_precision)
 from anydepth.foundation.model import DepthAnythingV2
 
 # CLI names of the classical measures
@@ -54,10 +55,12 @@ def focus_volume_of(stack: FocalStack, method: str = "laplacian", dfv: DFV | Non
 
 def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str = "laplacian", dfv: DFV | None = None,
                    tto: str | TTOConfig = "fast", confidence: str = "stack", input_size: int | None = None,
-                   progress=None) -> FocusDepth:
+                   progress=None, precision: str | None = None) -> FocusDepth:
     """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "fastest", "off" or a TTOConfig;
     confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's).
-    model None: no prior, the focus volume and DFF alone (depth = dff; tto must be "off")."""
+    model None: no prior, the focus volume and DFF alone (depth = dff; tto must be "off").
+    precision: "fp32", "bf16" or "fp16" (CUDA) for the DAv2 prior and the TTO (`anydepth.precision`);
+    None: fp32 for the prior and the TTO recipe's own autocast."""
     volume = focus_volume_of(stack, method, dfv)
     dff = dff_from_volume(volume, stack.positions, stack)
     aif = (np.clip(dff.aif, 0, 1) * 255).round().astype(np.uint8)
@@ -73,9 +76,11 @@ def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str
         config = None
     else:
         config = TTO_MODES[tto] if isinstance(tto, str) else tto
-        config = dataclasses.replace(config, confidence=confidence, input_size=input_size or config.input_size)
+        config = dataclasses.replace(with_precision(config, precision), confidence=confidence,
+                                     input_size=input_size or config.input_size)
     size = input_size or (config.input_size if config else 518)
-    linear, *_ = linear_baseline(model, aif_bgr, volume, stack.positions, stack.unit, slices, confidence, size)
+    linear, *_ = linear_baseline(model, aif_bgr, volume, stack.positions, stack.unit, slices, confidence, size,
+                                 precision or "fp32")
     weights = confidence_map(confidence, dff.spread, slices)
     result = None
     depth = linear

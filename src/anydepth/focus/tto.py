@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -58,6 +59,7 @@ from anydepth.focus.measures import dff_from_volume
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.foundation.transform import image_to_tensor
 from anydepth.metrics.align import scale_shift_lstsq
+from anydepth.precision import autocast as precision_autocast
 
 CONFIDENCES = ("stack", "volume", "none")
 PARAMETER_SETS = ("encoder", "norm-bias", "last-k", "lora", "head", "none", "all")
@@ -81,8 +83,9 @@ class TTOConfig:
     (14 patch_h x 14 patch_w) against the focus statistics averaged onto it (confidence-weighted;
     exact for a prediction constant per cell) instead of at the stack's size: about 2.5x cheaper a
     step at 196; the per-iteration losses are then those of the grid (the final pass is always at
-    the stack's size); amp: bfloat16 autocast "cuda" (on CUDA only: the default, so the CPU runs
-    float32), "on" (the CPU too) or "off" (True and False are read as "cuda" and "off")."""
+    the stack's size); amp: autocast "cuda" (on CUDA only: the default, so the CPU runs float32),
+    "on" (the CPU too) or "off" (True and False are read as "cuda" and "off"); amp_dtype: its type,
+    "bf16" or "fp16" (CUDA only; the gradients are then scaled against underflow)."""
 
     iterations: int = 500
     lr: float = 1e-5
@@ -96,6 +99,7 @@ class TTOConfig:
     tau: float | None = None
     lora_rank: int = 8
     amp: str = "cuda"
+    amp_dtype: str = "bf16"
     head_solve: bool = False
     ridge: float = 1e-6
     loss_grid: bool = False
@@ -106,6 +110,8 @@ class TTOConfig:
             object.__setattr__(self, "amp", "cuda" if self.amp else "off")
         if self.amp not in AMP_MODES:
             raise InputError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.amp_dtype not in ("bf16", "fp16"):
+            raise InputError(f"amp_dtype must be bf16 or fp16, got {self.amp_dtype!r}")
         if self.parameters == "none" and not self.head_solve and self.iterations:
             raise InputError('parameters "none" leaves nothing to optimise without head_solve')
         if self.ridge < 0:
@@ -395,8 +401,18 @@ def _statistics_on_grid(mu: torch.Tensor, spread: torch.Tensor, weights: torch.T
 
 def _autocast(config: TTOConfig, device: torch.device):
     if config.amp == "on" or (config.amp == "cuda" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return precision_autocast(device, config.amp_dtype)
     return contextlib.nullcontext()
+
+
+def with_precision(config: TTOConfig, precision: str | None) -> TTOConfig:
+    """`config` running at `precision` ("fp32", "bf16", "fp16"; `anydepth.precision`); None keeps
+    the recipe's own choice."""
+    if precision is None:
+        return config
+    if precision == "fp32":
+        return dataclasses.replace(config, amp="off")
+    return dataclasses.replace(config, amp="on", amp_dtype=precision)
 
 
 def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray, unit: str,
@@ -436,6 +452,8 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
     autocast = _autocast(config, device)
+    fp16 = config.amp_dtype == "fp16" and not isinstance(autocast, contextlib.nullcontext)
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # fp16 gradients underflow unscaled
     size, step_mu, step_spread, step_weights, step_target = (height, width), mu, spread, weights, target
     if config.loss_grid:
         patch_h, patch_w = model.patch_grid(x)
@@ -457,8 +475,9 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
                 scale, shift = fit_to_dff(relative, step_mu, step_weights, unit)
         loss = focus_loss(metric_from_relative(relative, scale, shift, unit), step_mu, step_spread, step_weights)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         losses.append(float(loss.detach()))
         elapsed.append(time.perf_counter() - started)
         iterations = iteration + 1
@@ -493,11 +512,13 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
 
 
 def linear_baseline(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray,
-                    unit: str, slices: np.ndarray | None = None, confidence: str = "none", input_size: int = 518):
+                    unit: str, slices: np.ndarray | None = None, confidence: str = "none", input_size: int = 518,
+                    precision: str = "fp32"):
     """The "linear" baseline: DAv2 on the AiF, mapped by the (confidence-weighted) least-squares fit
-    to the DFF depth. Returns (depth (H, W) in `unit`, relative (H, W), scale, shift)."""
+    to the DFF depth (DAv2 at `precision`, `anydepth.precision`). Returns (depth (H, W) in `unit`,
+    relative (H, W), scale, shift)."""
     mu, spread = dff_statistics(volume, positions)
     weights = confidence_map(confidence, spread, slices)
-    relative = model.infer_image(aif_bgr, input_size).astype(np.float64)
+    relative = model.infer_image(aif_bgr, input_size, precision).astype(np.float64)
     scale, shift = fit_to_dff(relative, mu, weights, unit)
     return metric_from_relative(relative, scale, shift, unit), relative, scale, shift

@@ -10,6 +10,7 @@ from anydepth.foundation.config import PATCH_SIZE, DepthAnythingConfig, get_conf
 from anydepth.foundation.dinov2 import DinoVisionTransformer
 from anydepth.foundation.dpt import DPTHead
 from anydepth.foundation.transform import image_to_tensor, resize_prediction
+from anydepth.precision import autocast
 
 
 class DepthAnythingV2(nn.Module):
@@ -61,13 +62,17 @@ class DepthAnythingV2(nn.Module):
         return self.decode(self.feature_maps(x), patch_h, patch_w)
 
     @torch.no_grad()
-    def infer_image(self, image_bgr: np.ndarray, input_size: int = 518) -> np.ndarray:
+    def infer_image(self, image_bgr: np.ndarray, input_size: int = 518, precision: str = "fp32") -> np.ndarray:
         """The official `infer_image`: BGR uint8 (H, W, 3) (or grey (H, W)) -> float32 (H, W)
-        prediction at the input resolution (relative disparity, or metres for a metric head)."""
+        prediction at the input resolution (relative disparity, or metres for a metric head).
+        precision: "fp32", "bf16" or "fp16" (CUDA) for the network (`anydepth.precision`); the
+        resize back to the input resolution runs in float32."""
         height, width = image_bgr.shape[:2]
         parameter = next(self.parameters())
         x = image_to_tensor(image_bgr, input_size).to(device=parameter.device, dtype=parameter.dtype)
-        prediction = resize_prediction(self.forward(x), height, width)
+        with autocast(parameter.device, precision):
+            raw = self.forward(x)
+        prediction = resize_prediction(raw.float() if precision != "fp32" else raw, height, width)
         return prediction[0].float().cpu().numpy()
 
     def num_parameters(self) -> int:

@@ -58,16 +58,18 @@ def predict_images(
     input_size: int = 518,
     grayscale: bool = False,
     raw_out: str | Path | None = None,
+    precision: str = "fp32",
 ) -> Iterator[ImageDepth]:
     """Run `model.infer_image` on each (image path, output stem) and write its outputs under
     `out_dir`. A bad image yields an ImageDepth with `error` set and the loop goes on.
-    raw_out: with exactly one image, also write the raw float32 (H, W) prediction to this .npy."""
+    raw_out: with exactly one image, also write the raw float32 (H, W) prediction to this .npy.
+    precision: the network's arithmetic ("fp32", "bf16", "fp16" on CUDA; `anydepth.precision`)."""
     metric = model.config.head == "metric"
     for source, stem in images:
         result = ImageDepth(source)
         try:
             image = imageio.read_image_bgr(source)
-            result.prediction = model.infer_image(image, input_size)
+            result.prediction = model.infer_image(image, input_size, precision)
             if out_dir is not None and formats:
                 result.written = write_outputs(result.prediction, Path(out_dir) / stem, formats, metric, grayscale)
             if raw_out is not None:
