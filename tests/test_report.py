@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from anydepth.errors import InputError
-from anydepth.report import Figure, Report, Table, find_browser, plot_curves, screenshot
-from anydepth.viz import colorize
+from anydepth.report import Figure, Report, Table, find_browser, screenshot
+from anydepth.viz import colorize, plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 

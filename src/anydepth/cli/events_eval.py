@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from anydepth.cli.checks import positive_int
 from anydepth.errors import InputError
+from anydepth.fileio import first_line
 from anydepth.metrics.protocols import PROTOCOLS
 
 
@@ -60,7 +61,7 @@ def run(args) -> int:
     try:
         model = model.to(device).eval()
     except (RuntimeError, ValueError) as error:
-        raise InputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})") from None
+        raise InputError(f"cannot use device {device!r} ({first_line(error)})") from None
     if not args.ignore_trainer:
         _, taken = apply_trainer(args.protocol, model.run_config)
         if taken:

@@ -23,7 +23,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line
 
 ROSBAG1_SIGNATURE = b"#ROSBAG V2.0"
 EVENT_MSGTYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from anydepth.errors import FormatError
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 
 
