@@ -129,7 +129,7 @@ def read_image_bgr(path: str | Path) -> np.ndarray:
     if image is None:
         raise InputError("not a readable image", path)
     if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
+        image = uint16_to_uint8(image)
     elif image.dtype != np.uint8:
         raise InputError(f"unsupported image sample type {image.dtype}", path)
     if image.ndim == 2:
@@ -137,6 +137,12 @@ def read_image_bgr(path: str | Path) -> np.ndarray:
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+def uint16_to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit samples as 8-bit: value / 257, rounded (65535 -> 255), the inverse of 8 -> 16-bit
+    widening by 257."""
+    return np.round(np.asarray(image) / 257.0).astype(np.uint8)
 
 
 def read_rgb(path: Path, reduce: int = 1) -> np.ndarray:
