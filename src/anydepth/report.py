@@ -181,10 +181,14 @@ _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif
 
 
 def slug(text: str, words: int = 3, limit: int = 40) -> str:
-    """A short file-name part of `text`: lower-case words joined by '-', the first `words` of them,
-    at most `limit` characters ("x" when nothing is left)."""
-    parts = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-").split("-")
-    return "-".join(parts[:words])[:limit].strip("-") or "x"
+    """A short file-name part of `text`: lower-case words joined by '-', the first `words` of them
+    that fit in `limit` characters (whole words; "x" when nothing is left)."""
+    kept: list[str] = []
+    for part in re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-").split("-")[:words]:
+        if kept and len("-".join(kept + [part])) > limit:
+            break
+        kept.append(part)
+    return "-".join(kept)[:limit] or "x"
 
 
 class Figure:
