@@ -230,12 +230,13 @@ def main() -> None:
 
     @section("simulator")
     def _():
+        from anydepth import viz
         from anydepth.synth.esim import EventSimulator
 
         height, width, count = 480, 640, 60 if args.quick else 200
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
         frames = np.stack([0.5 + 0.4 * np.sin(0.05 * (xs + 3 * k)) * np.cos(0.04 * (ys - 2 * k)) for k in range(count)])
-        frames = (255 * frames).astype(np.uint8)
+        frames = viz.to_uint8(frames)
         times = np.arange(count, dtype=np.int64) * 1000
         cuda_frames = torch.from_numpy(frames).cuda()
         EventSimulator(device="cuda").simulate(cuda_frames[:5], times[:5])  # warm-up

@@ -32,12 +32,12 @@ from anydepth.synth.focus_writers import (
     DDFF12_FOCUS_DISPARITIES,
     FOD500_FOCUS_DISTANCES_M,
     ddff12_focus_distances_m,
-    to_uint8,
     write_ddff12_h5,
     write_fod500_folder,
     write_phone_folder,
 )
 from anydepth.synth.thin_lens import LENS_PRESETS, depth_to_disparity, focal_stack
+from anydepth.viz import to_uint8
 
 
 def rendered(height, width, focus_m, lens="fod500", seed=0, near=0.2, far=1.5):

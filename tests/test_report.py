@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from anydepth.errors import InputError
-from anydepth.report import Figure, Report, Table, find_browser, plot_curves, screenshot
-from anydepth.viz import colorize
+from anydepth.report import Figure, Report, Table, find_browser, screenshot
+from anydepth.viz import colorize, plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,3 +169,19 @@ def test_screenshot_renders_table_and_colours(tmp_path):
     red, green, blue = image[..., 0], image[..., 1], image[..., 2]
     assert ((red > 150) & (green < 80) & (blue < 100)).sum() > 500  # Spectral_r's dark red end
     assert ((blue > 150) & (red < 120)).sum() > 500  # and its blue end
+
+
+def test_figure_files_get_short_names_and_keep_their_captions(tmp_path):
+    caption = ("t=1200 ms · student: distilled DepthAnyEvent-R on the held-out target recording, inverse depth, "
+               "aligned to the ground truth for display, near = red, far = blue, percentiles 2 to 98 of the truth")
+    report = Report("r")
+    report.add_section("Focal stack: focus, Depth Anything V2 and test-time optimisation",
+                       Figure("Streaming prediction on a held-out target recording (inverse depth, near = red)",
+                              [(caption, colorize(np.eye(4))), (caption, colorize(np.eye(4)))]),
+                       Figure("Anything", [("x", colorize(np.eye(4)))], name="tto-loss"))
+    names = [p.name for p in report.write_images(tmp_path)]
+    assert names == ["focal-stack-focus-streaming-prediction-on-t-1200-ms-student-distilled.png",
+                     "focal-stack-focus-streaming-prediction-on-t-1200-ms-student-distilled-2.png",
+                     "focal-stack-focus-tto-loss-x.png"]
+    assert all(len(name) < 100 for name in names)
+    assert caption.replace("&", "&amp;") in report.to_html()

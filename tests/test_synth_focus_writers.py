@@ -16,22 +16,25 @@ import pytest
 import torch
 from PIL import Image
 
+from anydepth import viz
 from anydepth.errors import FormatError, InputError
+from anydepth.fileio import exr_bytes, read_exr, write_exr
 from anydepth.synth.focus_writers import (
     DDFF12_FOCUS_DISPARITIES,
     FOD500_FOCUS_DISTANCES_M,
     ddff12_focus_distances_m,
-    exr_bytes,
     fod500_names,
     focus_distance_name,
-    read_exr,
-    to_uint8,
     write_ddff12_h5,
-    write_exr,
     write_fod500_folder,
     write_phone_folder,
 )
 from anydepth.synth.thin_lens import DDFF12_DISPARITY_SCALE, LENS_PRESETS, focal_stack
+
+
+def to_uint8(image):
+    """What the writers store for an image in [0, 1]."""
+    return viz.to_uint8(image, strict=True)
 
 
 def scene(height: int, width: int, near: float, far: float, seed: int, smooth: float = 0.8):

@@ -37,7 +37,7 @@ from anydepth.focus.tto import FAST
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.metrics import depth as metrics
 from anydepth.metrics.align import align_scale_shift
-from anydepth.report import Figure, Report, Table, plot_curves
+from anydepth.report import Figure, Report, Table
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rendered_scene, rgbd_scenes
 
 DDFF12_DISPARITY_SCALE = 0.141238  # m·px of DDFF-12 (disparity = scale / metres)
@@ -83,12 +83,6 @@ def disparity_view(depth_like: np.ndarray, gt_m: np.ndarray | None = None) -> np
     return align_scale_shift(disparity, 1.0 / gt_m)
 
 
-def colour(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    finite = reference[np.isfinite(reference)]
-    low, high = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-    return viz.colorize(np.nan_to_num(values, nan=low), vmin=low, vmax=high)
-
-
 # ---- events -----------------------------------------------------------------------------------------
 def events_section(report: Report, experiment: ExperimentResult, teacher: DepthAnythingV2, out: Path, log) -> dict:
     """Tables and figures of the event experiment; returns the numbers for results.json."""
@@ -122,15 +116,15 @@ def events_section(report: Report, experiment: ExperimentResult, teacher: DepthA
             t_ms = sample.timestamp_us / 1000
             panels += [(f"t={t_ms:.0f} ms · events (Tencode, 50 ms)", viz.render_events(tencode(sample.events), "tencode")),
                        (f"t={t_ms:.0f} ms · frame (teacher input)", np.ascontiguousarray(frame_rgb)),
-                       (f"t={t_ms:.0f} ms · ground truth", colour(gt_disparity, gt_disparity)),
-                       (f"t={t_ms:.0f} ms · teacher on the frame", colour(teacher_disparity, gt_disparity))]
-            panels += [(f"t={t_ms:.0f} ms · student: {r}", colour(disparity_view(predictions[r], gt), gt_disparity))
+                       (f"t={t_ms:.0f} ms · ground truth", viz.colorize_like(gt_disparity, gt_disparity)),
+                       (f"t={t_ms:.0f} ms · teacher on the frame", viz.colorize_like(teacher_disparity, gt_disparity))]
+            panels += [(f"t={t_ms:.0f} ms · student: {r}", viz.colorize_like(disparity_view(predictions[r], gt), gt_disparity))
                        for r in predictions]
         latency = {r: s.mean_latency_ms for r, s in streams.items()}
     columns = 4 + len(students)
     figure = Figure("Streaming prediction on a held-out target recording (inverse depth, near = red; "
                     "each panel aligned to the ground truth for display)", panels, columns=columns, min_width=120)
-    curves = plot_curves({r: [h["loss"] for h in experiment.histories[r]] for r in experiment.histories},
+    curves = viz.plot_curves({r: [h["loss"] for h in experiment.histories[r]] for r in experiment.histories},
                          title="student training loss (SSI + 0.25 gradient, disparity space)", logy=True)
     loss_figure = Figure("Training", [("loss per step", curves)], columns=2)
     timing = Table("Where the time went", ["stage", "seconds"],
@@ -188,8 +182,8 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
         truth_disparity = synthetic.disparity()
         panels += [(f"{name} · near focus slice", _rgb8(stack.slices[-1])), (f"{name} · all-in-focus", result.aif),
                    (f"{name} · confidence", viz.colorize(result.confidence, "magma", 0.0, 1.0)),
-                   (f"{name} · ground truth", colour(truth_disparity, truth_disparity))]
-        panels += [(f"{name} · {method}", colour(values, truth_disparity)) for method, values in maps.items()]
+                   (f"{name} · ground truth", viz.colorize_like(truth_disparity, truth_disparity))]
+        panels += [(f"{name} · {method}", viz.colorize_like(values, truth_disparity)) for method, values in maps.items()]
         if result.tto is not None:
             curves[name] = result.tto.losses
         numbers[name]["seconds"] = seconds
@@ -202,7 +196,7 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
                        "DFF: focus expectation over the stack; linear: the prior's relative depth mapped by the "
                        "confidence-weighted fit to DFF; TTO: the prior fine-tuned on the stack (FAST recipe).")
     figure = Figure("Focus pipeline (inverse depth, near = red)", panels, columns=7, min_width=120)
-    loss = Figure("Test-time optimisation", [("TTO loss per iteration", plot_curves(curves, title="TTO loss", xlabel="iteration", logy=True))], columns=2)
+    loss = Figure("Test-time optimisation", [("TTO loss per iteration", viz.plot_curves(curves, title="TTO loss", xlabel="iteration", logy=True))], columns=2)
     text = (f"Thin-lens stacks of {len(FOCUS_LAYOUTS['ddff12'].focus_distances_m)} slices (DDFF-12 focus positions) at "
             f"{size.focus_resolution[0]}x{size.focus_resolution[1]}; focus measure: sum-modified Laplacian; prior: "
             f"{prior_description}; TTO: last {tto.last_k} encoder blocks, lr {tto.lr:g}, up to {tto.iterations} iterations "
@@ -212,9 +206,7 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
 
 
 def _rgb8(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    image = viz.to_uint8(image)
     return np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, 2))
 
 

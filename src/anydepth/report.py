@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anydepth import fileio, viz
 from anydepth.atomic import atomic_write
 from anydepth.errors import InputError
 
@@ -150,30 +151,22 @@ class Table:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """(H, W, 3) RGB or (H, W) grey uint8 array -> PNG bytes (bool and float in [0, 1] are scaled)."""
-    import cv2
-
+    """(H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey uint8 array -> PNG bytes (bool and float in
+    [0, 1] are scaled by `viz.to_uint8`)."""
     array = np.asarray(image)
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise InputError(f"figure image must be uint8 (or float in [0, 1]), got {array.dtype}")
-        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255).round().astype(np.uint8)
+    if array.dtype not in (np.uint8, np.bool_) and not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"figure image must be uint8 (or float in [0, 1]), got {array.dtype}")
+    array = viz.to_uint8(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    if array.ndim == 3 and array.shape[2] == 3:
-        array = np.ascontiguousarray(array[..., ::-1])
-    elif array.ndim == 3 and array.shape[2] == 4:
-        array = np.ascontiguousarray(array[..., [2, 1, 0, 3]])
-    elif array.ndim != 2:
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise InputError(f"figure image must be (H, W, 3) RGB or (H, W) grey, got shape {array.shape}")
     if array.size == 0:
         raise InputError(f"figure image is empty (shape {array.shape})")
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
+    data = fileio.encode_image(".png", array)
+    if data is None:
         raise InputError(f"could not encode an image of shape {array.shape} as PNG")
-    return data.tobytes()
+    return data
 
 
 def _image_size(data: bytes, mime: str) -> tuple[int, int] | None:
@@ -187,15 +180,29 @@ _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif
          ".webp": "image/webp", ".svg": "image/svg+xml"}
 
 
+def slug(text: str, words: int = 3, limit: int = 40) -> str:
+    """A short file-name part of `text`: lower-case words joined by '-', the first `words` of them
+    that fit in `limit` characters (whole words; "x" when nothing is left)."""
+    kept: list[str] = []
+    for part in re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-").split("-")[:words]:
+        if kept and len("-".join(kept + [part])) > limit:
+            break
+        kept.append(part)
+    return "-".join(kept)[:limit] or "x"
+
+
 class Figure:
     """A titled grid of captioned images: PNG (or JPEG/WebP/SVG) files, or (H, W, 3) uint8 RGB
     arrays (encoded to PNG), embedded as data: URIs. Images narrower than 256 px are scaled up
     without smoothing (pixelated) unless `pixelated` says otherwise; `columns` fixes the grid
-    width (default: as many as fit, at least `min_width` px each)."""
+    width (default: as many as fit, at least `min_width` px each). name: the short slug its image
+    files are named by (`Report.write_images`; default the title's first three words)."""
 
     def __init__(self, title: str, images: Sequence[tuple[str, str | Path | np.ndarray]], note: str = "",
-                 columns: int | None = None, min_width: int = 220, pixelated: bool | None = None):
+                 columns: int | None = None, min_width: int = 220, pixelated: bool | None = None,
+                 name: str | None = None):
         self.title, self.note, self.columns, self.min_width, self.pixelated = str(title), str(note), columns, min_width, pixelated
+        self.name = slug(name if name is not None else title, 3 if name is None else 8)
         self.images: list[tuple[str, bytes, str]] = []  # (caption, data, mime)
         for caption, source in images:
             if isinstance(source, (str, Path)):
@@ -229,32 +236,6 @@ class Figure:
         note = f'<p class="note">{_esc(self.note)}</p>' if self.note else ""
         return (f'<div class="figure"><h3>{_esc(self.title)}</h3>'
                 f'<div class="grid" style="{style}">{"".join(cells)}</div>{note}</div>')
-
-
-def plot_curves(series: dict[str, Sequence[float]], title: str = "", xlabel: str = "step", ylabel: str = "loss",
-                logy: bool = False, size: tuple[float, float] = (6.0, 3.6), dpi: int = 100) -> np.ndarray:
-    """Line plot of named curves (e.g. loss per step) as an (H, W, 3) uint8 RGB array, for a Figure.
-    Uses matplotlib's Agg backend (no display needed)."""
-    from matplotlib.figure import Figure as _MplFigure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    figure = _MplFigure(figsize=size, dpi=dpi)
-    canvas = FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    for name, values in series.items():
-        values = np.asarray(values, dtype=np.float64).ravel()
-        axes.plot(np.arange(1, len(values) + 1), values, label=str(name), linewidth=1.6)
-    if logy and all(np.all(np.asarray(v, dtype=float)[np.isfinite(np.asarray(v, dtype=float))] > 0) for v in series.values()):
-        axes.set_yscale("log")
-    axes.set_title(title)
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
-    if series:
-        axes.legend(frameon=False)
-    figure.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def environment_line(device: str | None = None) -> str:
@@ -418,11 +399,10 @@ class Report:
         return atomic_write(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
 
     def write_images(self, folder: str | Path, prefix: str = "") -> list[Path]:
-        """Write every figure image as its own file (PNG for arrays) into `folder`, named
-        '<prefix><section>-<figure>-<caption>.png'; returns the paths."""
-        def slug(text: str) -> str:
-            return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-
+        """Write every figure image as its own file (PNG for arrays) into `folder`, named by short
+        slugs: '<prefix><section>-<figure>-<caption>.png', the section's and the figure's first three
+        words and the caption's first six (a figure's `name`, when given, instead of its title's);
+        a name taken twice gets -2, -3... Returns the paths."""
         folder, written, used = Path(folder), [], set()
         for section in self.sections:
             for item in section.items:
@@ -430,7 +410,7 @@ class Report:
                     continue
                 for caption, data, mime in item.images:
                     extension = {v: k for k, v in _MIME.items()}[mime]
-                    stem, n = f"{prefix}{slug(section.heading)}-{slug(item.title)}-{slug(caption)}", 2
+                    stem, n = f"{prefix}{slug(section.heading, 3)}-{item.name}-{slug(caption, 6)}", 2
                     name = stem + extension
                     while name in used:
                         name, n = f"{stem}-{n}{extension}", n + 1
@@ -499,7 +479,4 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, h
             raise InputError("the screenshot is blank (a single colour): the page did not render", html_path)
         if height is None:
             image = _trim_bottom(image)
-        ok, data = cv2.imencode(".png", image)
-        if not ok:
-            raise InputError("could not encode the screenshot", png_path)
-        return atomic_write(png_path, lambda temporary: Path(temporary).write_bytes(data.tobytes()))
+        return fileio.write_image(png_path, image, rgb=False)

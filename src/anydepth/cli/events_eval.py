@@ -8,6 +8,7 @@ from pathlib import Path
 from anydepth.cli.common import (add_limit, add_network, add_out, add_weights, check_network, check_output_dir,
                                  positive_float, progress)
 from anydepth.errors import InputError
+from anydepth.fileio import first_line
 from anydepth.metrics.protocols import PROTOCOLS
 
 
@@ -56,7 +57,7 @@ def run(args) -> int:
     try:
         model = model.to(device).eval()
     except (RuntimeError, ValueError) as error:
-        raise InputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})") from None
+        raise InputError(f"cannot use device {device!r} ({first_line(error)})") from None
     if not args.ignore_trainer:
         _, taken = apply_trainer(args.protocol, model.run_config)
         if taken:

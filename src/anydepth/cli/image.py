@@ -11,7 +11,7 @@ from anydepth.errors import InputError
 from anydepth.foundation import load_depth_anything
 from anydepth.foundation.predict import OUTPUT_FORMATS, predict_images
 from anydepth.foundation.weights import VARIANTS
-from anydepth.imageio import find_images
+from anydepth.fileio import find_images
 
 
 def add_parser(commands) -> None:

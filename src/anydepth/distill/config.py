@@ -33,6 +33,7 @@ from typing import Literal
 import yaml
 
 from anydepth.errors import InputError
+from anydepth.fileio import first_line
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -443,7 +444,7 @@ def load_config(path: str | Path, overrides: dict | None = None, check: bool = F
     try:
         values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise InputError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
+        raise InputError(f"not valid YAML ({first_line(error)})", path) from None
     except UnicodeDecodeError:
         raise InputError("not a text file (a training config is YAML)", path) from None
     if not isinstance(values, dict):

@@ -52,6 +52,7 @@ from anydepth.atomic import atomic_write, remove_stale_temporaries
 from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
+from anydepth.fileio import first_line
 from anydepth.foundation.transform import as_bgr_uint8, image_to_tensor, resize_prediction
 from anydepth.precision import autocast
 
@@ -139,7 +140,7 @@ def read_pseudolabel(path: str | Path) -> PseudoLabel:
     except FormatError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise FormatError(f"cannot read pseudo-label ({reason})", path) from None
     depth = values["depth"]
     if depth.ndim != 2 or depth.dtype != np.float32:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from anydepth import fileio, viz
 from anydepth.atomic import atomic_write, json_ready, remove_stale_temporaries
 from anydepth.distill.adapters import run_network, to_space
 from anydepth.distill.config import TrainConfig
@@ -330,14 +331,10 @@ class Trainer:
                 if key != "step":
                     writer.add_scalar(f"train/{key}", value, step)
         if step % config.image_every == 0 or step == 1:
-            from anydepth.viz import colorize
-
             shown_prediction = prediction[0].detach().float().cpu().numpy()
             shown_target = np.where(mask[0].cpu().numpy(), target[0].cpu().numpy(), np.nan)
-            finite = np.isfinite(shown_target)
-            low, high = (np.percentile(shown_target[finite], [2, 98]) if finite.any() else (None, None))
             aligned = align_scale_shift(shown_prediction, shown_target)
-            image = np.concatenate([colorize(aligned, vmin=low, vmax=high), colorize(np.nan_to_num(shown_target, nan=low or 0.0), vmin=low, vmax=high)], axis=1)
+            image = np.concatenate([viz.colorize_like(aligned, shown_target), viz.colorize_like(shown_target, shown_target)], axis=1)
             writer.add_image("train/prediction_vs_label", image, step, dataformats="HWC")
 
     def _write_history(self, history: list[dict]) -> None:
@@ -346,32 +343,13 @@ class Trainer:
 
 
 def plot_losses(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Loss curve (total and parts, log scale, smoothed) as a PNG, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([r["step"] for r in history])
-    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=110)
+    """Loss curves (total and parts, smoothed over ~1/30 of the run, log scale) as a PNG, written
+    atomically (`viz.plot_curves`)."""
     keys = [k for k in history[0] if k not in ("step", "lr")] if history else []
-    for key in keys:
-        values = np.array([r[key] for r in history], dtype=np.float64)
-        window = max(1, len(values) // 30)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axis.plot(steps[window - 1:], smooth, label=key, linewidth=1.5 if key == "loss" else 1.0)
-    axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title(title, fontsize=10)
-    axis.grid(alpha=0.3)
-    if keys:
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: figure.savefig(tmp))
-    plt.close(figure)
-    return path
+    window = max(1, len(history) // 30)
+    series = {key: np.convolve([r[key] for r in history], np.ones(window) / window, mode="valid") for key in keys}
+    steps = [r["step"] for r in history][window - 1:]
+    return fileio.write_image(path, viz.plot_curves(series, title=title, logy=True, x=steps, size=(6, 3.2), dpi=110))
 
 
 def train(config: TrainConfig, progress: bool = True) -> TrainResult:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anydepth import imageio, viz
+from anydepth import fileio, viz
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers import open_events
@@ -27,34 +27,6 @@ class WindowDepth:
     count: int
     depth: np.ndarray
     written: list[Path]
-
-
-def depth_picture(depth: np.ndarray, output_kind: str) -> np.ndarray:
-    """Colour-mapped depth (H, W, 3) RGB uint8, near = red (Spectral_r on inverse depth for metric
-    maps, on the negated map for relative depth-like outputs)."""
-    shown = 1.0 / np.maximum(depth, 1e-3) if output_kind == "metric" else -depth
-    return viz.colorize(shown, "Spectral_r")
-
-
-class _VideoWriter:
-    """Side-by-side frames (events | depth) into an mp4 as they come."""
-
-    def __init__(self, target: Path, fps: float):
-        self.target, self.fps, self.writer = target, fps, None
-
-    def write(self, rgb: np.ndarray) -> None:
-        import cv2
-
-        if self.writer is None:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(str(self.target), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (rgb.shape[1], rgb.shape[0]))
-            if not self.writer.isOpened():
-                raise InputError("OpenCV cannot write this video", self.target)
-        self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
 
 
 def predict_recording(
@@ -102,16 +74,16 @@ def predict_windows(
     end or the generator is closed."""
     _check_video(video)
     stream = stream or DepthStream(model)
-    writer = _VideoWriter(Path(video), fps) if video is not None else None
+    writer = viz.VideoWriter(video, fps) if video is not None else None
     try:
         for index, window in enumerate(windows):
             depth = stream.step(window)
             written = []
-            picture = depth_picture(depth, model.output_kind)
+            picture = viz.colorize_depth(depth, "metric" if model.output_kind == "metric" else "relative")
             if out_dir is not None:
                 stem = Path(out_dir) / f"depth_{index:06d}"
-                imageio.write_png(stem.with_suffix(".png"), picture)
-                imageio.write_npy(stem.with_suffix(".npy"), depth)
+                fileio.write_image(stem.with_suffix(".png"), picture)
+                fileio.write_npy(stem.with_suffix(".npy"), depth)
                 written += [stem.with_suffix(".png"), stem.with_suffix(".npy")]
             if writer is not None:
                 events_picture = viz.render_events(tencode(window), "tencode")

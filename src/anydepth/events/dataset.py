@@ -22,7 +22,7 @@ import numpy as np
 from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers import detect_format
-from anydepth.events.readers.files import open_hdf5
+from anydepth.fileio import open_hdf5
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 from anydepth.events.readers.dsec import (
     DSEC_SENSOR_SIZE,

@@ -31,6 +31,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
+from anydepth.fileio import first_line
 
 INSTALL_HINT = "live streams need the dv-processing package: install anydepth[live]"
 
@@ -42,11 +43,6 @@ def import_dv():
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     return dv_processing
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def _open_source(address: LiveAddress):
     except InputError:
         raise
     except Exception as error:  # boost/asio and libcaer errors come as RuntimeError, IndexError, ...
-        raise InputError(f"live source {address}: cannot connect ({_first_line(error)})") from None
+        raise InputError(f"live source {address}: cannot connect ({first_line(error)})") from None
     if not source.isEventStreamAvailable():
         raise InputError(f"live source {address}: it sends no event stream")
     return source
@@ -199,7 +195,7 @@ class LiveEvents:
         if self._error is not None:
             if isinstance(self._error, FormatError | InputError):
                 raise self._error
-            raise InputError(f"live source {self.address}: {_first_line(self._error)}") from self._error
+            raise InputError(f"live source {self.address}: {first_line(self._error)}") from self._error
 
     def close(self) -> None:
         """Stop receiving and disconnect (idempotent)."""

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from anydepth import imageio, viz
+from anydepth import fileio, viz
 from anydepth.errors import InputError
 from anydepth.events.readers import open_events
 from anydepth.events.representations import REPRESENTATIONS
@@ -79,7 +78,7 @@ def render_recording(
         for index, window in enumerate(reader.windows(window_us=window_us)):
             picture = viz.render_events(convert(window, **options), representation)
             target = out_dir / f"window_{index:06d}.png"
-            imageio.write_png(target, picture)
+            fileio.write_image(target, picture)
             yield target
 
 
@@ -99,27 +98,11 @@ def _window_us(window_ms: float) -> int:
 
 
 def write_video(frames: list[Path], target: str | Path, fps: float = 20.0) -> Path:
-    """Assemble PNG frames into an .mp4 (OpenCV, mp4v) or a .gif (Pillow)."""
+    """Assemble PNG frames into an .mp4 (OpenCV, mp4v) or a .gif (Pillow): `viz.VideoWriter`."""
     target = Path(target)
     if not frames:
         raise InputError("no frames to put in a video", target)
-    suffix = target.suffix.lower()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gif":
-        from PIL import Image
-
-        images = [Image.open(frame).convert("RGB") for frame in frames]
-        images[0].save(target, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        return target
-    if suffix != ".mp4":
-        raise InputError("video must end in .mp4 or .gif", target)
-    import cv2
-
-    first = cv2.imread(str(frames[0]))
-    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (first.shape[1], first.shape[0]))
-    if not writer.isOpened():
-        raise InputError("OpenCV cannot write mp4 here; use .gif", target)
-    for frame in frames:
-        writer.write(cv2.imread(str(frame)))
-    writer.release()
+    with viz.VideoWriter(target, fps) as writer:
+        for frame in frames:
+            writer.write(fileio.read_rgb(frame))
     return target

@@ -54,6 +54,7 @@ from torch.utils import _pytree as pytree
 
 from anydepth.atomic import atomic_write
 from anydepth.errors import CheckpointError, InputError
+from anydepth.fileio import first_line
 from anydepth.eventdepth.base import EventDepthModel
 from anydepth.events.container import EventArray
 from anydepth.foundation.config import PATCH_SIZE
@@ -306,7 +307,7 @@ class OnnxModel:
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception classes for bad files
-            raise CheckpointError(f"onnxruntime cannot load this file: {str(error).splitlines()[0][:200]}", path) from None
+            raise CheckpointError(f"onnxruntime cannot load this file: {first_line(error)[:200]}", path) from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.model, self.path = model.eval(), path
         if check and metadata.get(METADATA_PREFIX + "fingerprint") != fingerprint(model):

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anydepth import imageio, viz
-from anydepth.atomic import atomic_write
+from anydepth import fileio, viz
 from anydepth.errors import InputError
 from anydepth.focus.dfv import DFV, predict_stack
 from anydepth.focus.measures import dff_from_volume, focus_volume
@@ -63,7 +62,7 @@ def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str
     None: fp32 for the prior and the TTO recipe's own autocast."""
     volume = focus_volume_of(stack, method, dfv)
     dff = dff_from_volume(volume, stack.positions, stack)
-    aif = (np.clip(dff.aif, 0, 1) * 255).round().astype(np.uint8)
+    aif = viz.to_uint8(np.clip(dff.aif, 0, 1))
     aif_bgr = np.ascontiguousarray(aif[..., ::-1])
     slices = stack.float_slices()
     if model is None:
@@ -106,47 +105,25 @@ def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "st
     to compare), depth_mm.png (16-bit millimetres), depth.png (colour), aif.png, confidence.png,
     loss.png (TTO loss curve) and summary.png (AiF | DFF | result | confidence; no result panel
     without a prior, where the result is the DFF)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir) / name
     depth_m = to_metres(result.depth, result.unit, disparity_scale).astype(np.float32)
     dff_m = to_metres(result.dff, result.unit, disparity_scale).astype(np.float32)
     written = [out / "depth_m.npy", out / "depth_mm.png", out / "depth.png", out / "aif.png", out / "confidence.png",
                out / "dff_m.npy"]
-    imageio.write_npy(written[0], depth_m)
-    imageio.write_npy(written[5], dff_m)
-    imageio.write_png(written[1], np.clip(np.round(depth_m * 1000), 0, 65535).astype(np.uint16))
-    near_red = lambda depth: viz.colorize(1.0 / np.maximum(depth, 1e-3), "Spectral_r")  # noqa: E731
-    imageio.write_png(written[2], near_red(depth_m))
-    imageio.write_png(written[3], result.aif)
-    imageio.write_png(written[4], viz.colorize(result.confidence, "viridis", 0.0, 1.0))
+    fileio.write_npy(written[0], depth_m)
+    fileio.write_npy(written[5], dff_m)
+    fileio.write_image(written[1], np.clip(np.round(depth_m * 1000), 0, 65535).astype(np.uint16))
+    fileio.write_image(written[2], viz.colorize_depth(depth_m))
+    fileio.write_image(written[3], result.aif)
+    fileio.write_image(written[4], viz.colorize(result.confidence, "viridis", 0.0, 1.0))
     if result.tto is not None and result.tto.losses:
-        figure, axis = plt.subplots(figsize=(5, 3))
-        axis.plot(result.tto.losses[:-1])
-        axis.set_xlabel("iteration")
-        axis.set_ylabel(f"focus loss ({result.unit}²)")
-        axis.set_yscale("log")
-        axis.set_title(f"TTO: {result.tto.iterations} iterations, {result.tto.seconds:.1f} s")
-        figure.tight_layout()
-        path = out / "loss.png"
-        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
-        plt.close(figure)
-        written.append(path)
-    panels = {"all-in-focus": result.aif, "DFF": near_red(dff_m)}
+        curve = viz.plot_curves({"TTO": result.tto.losses[:-1]}, xlabel="iteration", ylabel=f"focus loss ({result.unit}²)",
+                                logy=True, title=f"TTO: {result.tto.iterations} iterations, {result.tto.seconds:.1f} s",
+                                size=(5, 3))
+        written.append(fileio.write_image(out / "loss.png", curve))
+    panels = {"all-in-focus": result.aif, "DFF": viz.colorize_depth(dff_m)}
     if result.linear is not None:
-        panels["result" if result.tto is None else "TTO"] = near_red(depth_m)
+        panels["result" if result.tto is None else "TTO"] = viz.colorize_depth(depth_m)
     panels["confidence"] = viz.colorize(result.confidence, "viridis", 0.0, 1.0)
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-    for axis, (title, panel) in zip(axes, panels.items()):
-        axis.imshow(panel)
-        axis.set_title(title)
-        axis.axis("off")
-    figure.tight_layout()
-    path = out / "summary.png"
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=80))
-    plt.close(figure)
-    written.append(path)
+    written.append(fileio.write_image(out / "summary.png", viz.plot_panels(panels)))
     return written

@@ -24,9 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-import struct
 import warnings
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +32,17 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-from PIL import Image
 
+from anydepth import viz
 from anydepth.errors import AnydepthError, AnydepthWarning, FormatError, InputError
+from anydepth.fileio import (IMAGE_EXTENSIONS, first_line, has_hdf5_signature, hdf5_keys, open_hdf5, read_exr,
+                             read_rgb, require_dataset)
 from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack
-from anydepth.imageio import IMAGE_EXTENSIONS
-from anydepth.synth.focus_writers import read_exr
 
 DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
 DDFF12_SPLITS = ("train", "val", "test")
 DDFF12_SPLITS_WITHOUT_TRUTH = ("test",)  # official layout: stack_test only
 FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
 MIN_SLICE_SIDE = 3  # pixels: a focus measure compares a pixel with its neighbours
 FOD500_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
@@ -80,13 +77,13 @@ class DDFF12Samples(Sequence):
         try:
             self._inspect(focus_disparities)
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
-            raise FormatError(f"corrupt DDFF-12 file ({_one_line(error)})", self.path) from None
+            raise FormatError(f"corrupt DDFF-12 file ({first_line(error)})", self.path) from None
 
     def _inspect(self, focus_disparities) -> None:
         split = self.split
         with _open_h5(self.path) as h5:
             if f"stack_{split}" not in h5:
-                raise FormatError(f"no DDFF-12 {split} split: no dataset 'stack_{split}' (has {_keys(h5)})", self.path)
+                raise FormatError(f"no DDFF-12 {split} split: no dataset 'stack_{split}' (has {hdf5_keys(h5)})", self.path)
             stack = h5[f"stack_{split}"]
             if stack.ndim != 5 or stack.shape[-1] != 3:
                 raise FormatError(f"stack_{split} must be (M, N, H, W, 3), got {stack.shape}", self.path)
@@ -96,7 +93,7 @@ class DDFF12Samples(Sequence):
                                   f"of at least {MIN_SLICE_SIDE}x{MIN_SLICE_SIDE} pixels", self.path)
             self.has_ground_truth = split not in DDFF12_SPLITS_WITHOUT_TRUTH or f"disp_{split}" in h5
             if self.has_ground_truth:
-                disparity = _h5_dataset(h5, f"disp_{split}", self.path)
+                disparity = require_dataset(h5, f"disp_{split}", self.path, list_keys=True)
                 if disparity.shape != (count, height, width):
                     raise FormatError(f"disp_{split} is {disparity.shape}, expected {(count, height, width)}",
                                       self.path)
@@ -132,27 +129,14 @@ class DDFF12Samples(Sequence):
                              else None)
                 aif = _ddff12_images(h5[f"AiF_{self.split}"][index], self.path) if self.has_aif else None
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
-                raise FormatError(f"cannot read DDFF-12 {self.split} sample {index} ({_one_line(error)})",
+                raise FormatError(f"cannot read DDFF-12 {self.split} sample {index} ({first_line(error)})",
                                   self.path) from None
         return FocalStack(slices, self.focus_disparities, "disparity", disparity, aif, self.scale,
                           f"{self.path}[{self.split}][{index}]")
 
 
 def _open_h5(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise FormatError(f"not a readable HDF5 file ({_one_line(error)})", path) from None
-
-
-def _h5_dataset(h5: h5py.File, key: str, path: Path):
-    if key not in h5:
-        raise FormatError(f"missing dataset {key!r} (has {_keys(h5)})", path)
-    return h5[key]
-
-
-def _keys(h5: h5py.File) -> str:
-    return ", ".join(sorted(h5.keys())) or "nothing"
+    return open_hdf5(path, "not a readable HDF5 file", signature=False)
 
 
 def _ddff12_images(values: np.ndarray, path: Path) -> np.ndarray:
@@ -184,27 +168,6 @@ def fod500_indices(folder: str | Path) -> list[int]:
     return sorted({int(m.group(1)) for p in folder.iterdir() if (m := FOD500_SLICE.match(p.name))})
 
 
-def _read_rgb(path: Path, reduce: int = 1) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of an image file; TIFF through Pillow, others through OpenCV (with its
-    fast reduced decoding for reduce 2, 4 or 8)."""
-    if not path.is_file():
-        raise InputError("no such file", path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            with Image.open(path) as image:
-                rgb = np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
-            raise FormatError(f"not a readable image ({_one_line(error)})", path) from None
-        return rgb if reduce == 1 else cv2.resize(rgb, None, fx=1 / reduce, fy=1 / reduce, interpolation=cv2.INTER_AREA)
-    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-             8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, flags) if data.size else None
-    if bgr is None:
-        raise FormatError("not a readable image (truncated or corrupt)", path)
-    return np.ascontiguousarray(bgr[..., ::-1])
-
-
 def read_fod500(folder: str | Path, index: int, focus_distances_m=FOD500_FOCUS_DISTANCES_M) -> FocalStack:
     """FoD500 sample `index` of `folder`: slices `{index:06d}_{k:02d}All.tif` (k = 0, 1, ... as long
     as they exist), depth `{index:06d}Dpt.exr` (metres, channel R; required), AiF `{index:06d}Aif.tif`
@@ -217,21 +180,18 @@ def read_fod500(folder: str | Path, index: int, focus_distances_m=FOD500_FOCUS_D
         names.append(f"{index:06d}_{len(names):02d}All.tif")
     if not names:
         raise InputError(f"no FoD500 slices {index:06d}_00All.tif ... in this folder", folder)
-    slices = _same_size([(folder / n, _read_rgb(folder / n)) for n in names], folder)
+    slices = _same_size([(folder / n, read_rgb(folder / n)) for n in names], folder)
     depth_path = folder / f"{index:06d}Dpt.exr"
     if not depth_path.is_file():
         raise FormatError(f"missing depth file {depth_path.name}", folder)
-    try:
-        channels = read_exr(depth_path)
-    except (struct.error, zlib.error, ValueError, IndexError, OverflowError, MemoryError) as error:
-        raise FormatError(f"corrupt EXR file ({_one_line(error)})", depth_path) from None
+    channels = read_exr(depth_path)
     if "R" not in channels:
         raise FormatError(f"EXR depth has no R channel (has {', '.join(sorted(channels))})", depth_path)
     depth_m = channels["R"].astype(np.float32)
     if depth_m.shape != slices.shape[1:3]:
         raise FormatError(f"depth is {depth_m.shape}, slices are {slices.shape[1:3]}", depth_path)
     aif_path = folder / f"{index:06d}Aif.tif"
-    aif = _read_rgb(aif_path) if aif_path.is_file() else None
+    aif = read_rgb(aif_path) if aif_path.is_file() else None
     return FocalStack(slices, np.asarray(focus_distances_m, np.float64), "metres", depth_m, aif, None,
                       str(folder / names[0]))
 
@@ -262,7 +222,7 @@ def _sidecar_focus(folder: Path) -> tuple[Path, list[tuple[str, float]]] | None:
         try:
             pairs = json.loads(json_path.read_text(), object_pairs_hook=lambda items: items)
         except (OSError, ValueError) as error:
-            raise FormatError(f"not valid JSON ({_one_line(error)})", json_path) from None
+            raise FormatError(f"not valid JSON ({first_line(error)})", json_path) from None
         if not isinstance(pairs, list) or not pairs or not all(isinstance(p, tuple) for p in pairs):
             raise FormatError('expected a non-empty object {"file name": metres, ...}', json_path)
         source, rows = json_path, pairs
@@ -270,7 +230,7 @@ def _sidecar_focus(folder: Path) -> tuple[Path, list[tuple[str, float]]] | None:
         try:
             rows = [r for r in csv.reader(csv_path.read_text().splitlines()) if r and any(c.strip() for c in r)]
         except (OSError, UnicodeDecodeError, csv.Error) as error:
-            raise FormatError(f"not a readable CSV file ({_one_line(error)})", csv_path) from None
+            raise FormatError(f"not a readable CSV file ({first_line(error)})", csv_path) from None
         source = csv_path
         if rows and len(rows[0]) >= 2 and not _is_number(rows[0][1]):
             rows = rows[1:]  # header
@@ -389,14 +349,14 @@ def read_image_folder(folder: str | Path, reduce: int = 1) -> FocalStack:
         what = "the image_<k>_<metres> names"
     _check_focus_distances(entries, folder, what)
     names, focus_m = [n for n, _ in entries], [m for _, m in entries]
-    slices = _same_size([(folder / n, _read_rgb(folder / n, reduce)) for n in names], folder)
+    slices = _same_size([(folder / n, read_rgb(folder / n, reduce)) for n in names], folder)
     height, width = slices.shape[1:3]
     depth_m, aif = None, None
     if (folder / "depth_m.npy").is_file():
         try:
             depth_m = np.load(folder / "depth_m.npy").astype(np.float32)
         except (OSError, ValueError) as error:
-            raise FormatError(f"cannot read depth ({_one_line(error)})", folder / "depth_m.npy") from None
+            raise FormatError(f"cannot read depth ({first_line(error)})", folder / "depth_m.npy") from None
         if depth_m.ndim != 2:
             raise FormatError(f"depth must be (H, W), got {depth_m.shape}", folder / "depth_m.npy")
         if depth_m.shape != (height, width):
@@ -404,7 +364,7 @@ def read_image_folder(folder: str | Path, reduce: int = 1) -> FocalStack:
                 raise FormatError(f"depth is {depth_m.shape}, slices are {(height, width)}", folder / "depth_m.npy")
             depth_m = cv2.resize(depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
     if (folder / "aif.png").is_file():
-        aif = _read_rgb(folder / "aif.png", reduce)
+        aif = read_rgb(folder / "aif.png", reduce)
         if aif.shape[:2] != (height, width):
             raise FormatError(f"AiF is {aif.shape[:2]}, slices are {(height, width)}", folder / "aif.png")
     return FocalStack(slices, np.asarray(focus_m, np.float64), "metres", depth_m, aif, None, str(folder))
@@ -457,9 +417,7 @@ def open_focal_stacks(path: str | Path, split: str = "val", reduce: int = 1) -> 
     reported, not skipped)."""
     path = Path(path)
     if path.is_file():
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-        if head == HDF5_SIGNATURE:
+        if has_hdf5_signature(path):
             return read_ddff12(path, split)
         raise FormatError("not a focal-stack file (only DDFF-12 HDF5 files are read as files)", path)
     if not path.is_dir():
@@ -619,7 +577,7 @@ def _ecc(template: np.ndarray, image: np.ndarray, motion: str, iterations: int, 
     try:
         correlation, warp = cv2.findTransformECC(template, image, warp, ECC_MOTIONS[motion], criteria, None, 5)
     except cv2.error as error:
-        raise AlignmentError(f"ECC did not converge ({_one_line(error)[-120:]})") from None
+        raise AlignmentError(f"ECC did not converge ({first_line(error)[-120:]})") from None
     if not np.isfinite(warp).all() or not np.isfinite(correlation) or correlation < min_correlation:
         raise AlignmentError(f"ECC correlation {correlation:.3f} below {min_correlation}")
     full = np.eye(3)
@@ -629,9 +587,8 @@ def _ecc(template: np.ndarray, image: np.ndarray, motion: str, iterations: int, 
 
 def _orb_homography(template: np.ndarray, image: np.ndarray, features: int = 4000, min_inliers: int = 12) -> np.ndarray:
     orb = cv2.ORB_create(features)
-    to_uint8 = lambda g: np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)  # noqa: E731
-    points_ref, descriptors_ref = orb.detectAndCompute(to_uint8(template), None)
-    points, descriptors = orb.detectAndCompute(to_uint8(image), None)
+    points_ref, descriptors_ref = orb.detectAndCompute(viz.to_uint8(template), None)
+    points, descriptors = orb.detectAndCompute(viz.to_uint8(image), None)
     if descriptors_ref is None or descriptors is None or len(points_ref) < 4 or len(points) < 4:
         raise AlignmentError("too few ORB features")
     matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(descriptors_ref, descriptors)
@@ -646,7 +603,3 @@ def _orb_homography(template: np.ndarray, image: np.ndarray, features: int = 400
     keep = inliers.ravel().astype(bool)
     refit, _ = cv2.findHomography(source[keep], target[keep], 0)  # least squares on all inliers
     return (homography if refit is None else refit).astype(np.float64)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

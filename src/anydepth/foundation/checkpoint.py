@@ -17,6 +17,7 @@ from torch import nn
 
 from anydepth.atomic import atomic_write, write_json
 from anydepth.errors import CheckpointError
+from anydepth.fileio import first_line
 from anydepth.foundation import hf_keys
 from anydepth.foundation.config import ENCODERS, PRETRAIN_IMAGE_SIZE, DepthAnythingConfig, get_config
 from anydepth.foundation.model import DepthAnythingV2
@@ -38,7 +39,7 @@ def read_container(path: str | Path) -> dict:
         else:
             container = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # torch/safetensors raise many types for corrupt files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise CheckpointError(f"cannot read checkpoint ({reason})", path) from None
     if not isinstance(container, dict):
         raise CheckpointError(f"expected a checkpoint dict, found a {type(container).__name__}", path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anydepth import imageio, viz
+from anydepth import fileio, viz
 from anydepth.errors import AnydepthError
 from anydepth.foundation.model import DepthAnythingV2
 
@@ -36,16 +36,16 @@ def write_outputs(prediction: np.ndarray, stem: Path, formats, metric: bool, gra
         shown = 1.0 / np.maximum(prediction, 1e-6) if metric else prediction
         picture = viz.grayscale(shown) if grayscale else viz.colorize(shown, "Spectral_r")
         path = stem.parent / f"{stem.name}_depth.png"
-        imageio.write_png(path, picture)
+        fileio.write_image(path, picture)
         written.append(path)
     if "png16" in formats:
-        values = np.clip(np.round(prediction * 1000.0), 0, 65535).astype(np.uint16) if metric else imageio.to_uint16(prediction)
+        values = np.clip(np.round(prediction * 1000.0), 0, 65535).astype(np.uint16) if metric else viz.to_uint16(prediction)
         path = stem.parent / f"{stem.name}_depth16.png"
-        imageio.write_png(path, values)
+        fileio.write_image(path, values)
         written.append(path)
     if "npy" in formats:
         path = stem.parent / f"{stem.name}_depth.npy"
-        imageio.write_npy(path, prediction.astype(np.float32))
+        fileio.write_npy(path, prediction.astype(np.float32))
         written.append(path)
     return written
 
@@ -68,12 +68,12 @@ def predict_images(
     for source, stem in images:
         result = ImageDepth(source)
         try:
-            image = imageio.read_image_bgr(source)
+            image = fileio.read_image_bgr(source)
             result.prediction = model.infer_image(image, input_size, precision)
             if out_dir is not None and formats:
                 result.written = write_outputs(result.prediction, Path(out_dir) / stem, formats, metric, grayscale)
             if raw_out is not None:
-                imageio.write_npy(raw_out, result.prediction)
+                fileio.write_npy(raw_out, result.prediction)
                 result.written.append(Path(raw_out))
         except AnydepthError as error:  # named after the image when the problem is in it, not in a file
             result.error = str(error) if error.path else f"{source}: {error}"

@@ -1,14 +1,13 @@
 """Synthetic sequences with exact ground truth: scenes, an event simulator, thin-lens focal stacks,
 and writers of the datasets' on-disk layouts."""
 
+from anydepth.fileio import read_exr, write_exr
 from anydepth.synth.esim import EventSimulator, simulate_events
 from anydepth.synth.focus_writers import (
     DDFF12_FOCUS_DISPARITIES,
     FOD500_FOCUS_DISTANCES_M,
     ddff12_focus_distances_m,
-    read_exr,
     write_ddff12_h5,
-    write_exr,
     write_fod500_folder,
     write_phone_folder,
 )

@@ -25,27 +25,23 @@ FoD500.py`, `data_preprocess/pack_to_h5.py`):
   as ../shared/realdata/phone_focal_stacks; optional ground truth `depth_m.npy` (float32 metres,
   0 = invalid) and `aif.png` beside them.
 
-OpenEXR: OpenCV's EXR codec is optional (and absent from this environment's OpenCV 5 wheel), so
-`write_exr` writes the format itself (single-part scanline, uncompressed) and `read_exr` reads
-uncompressed, RLE, ZIPS and ZIP scanline files; both checked against the OpenEXR library.
-
-Every file is written to a temporary name in its folder and renamed (os.replace).
+Files go through `anydepth.fileio` (images, OpenEXR depth) and `anydepth.atomic`: every file is
+written to a temporary name in its folder and renamed (os.replace). Images in [0, 1] become uint8
+by `viz.to_uint8(..., strict=True)` (values outside [0, 1] are an InputError, not clipped).
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
-from PIL import Image
 
 from anydepth.atomic import atomic_write
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import InputError
+from anydepth.fileio import write_exr, write_image, write_npy
+from anydepth.viz import to_uint8
 from anydepth.synth.thin_lens import DDFF12_DISPARITY_SCALE, FocalStack, depth_to_disparity
 
 # The conventions of each layout, in one place.
@@ -60,187 +56,6 @@ FOD500_FIRST_TEST_INDEX = 400  # DFV: int(name[:6]) < 400 is train, the rest tes
 def ddff12_focus_distances_m(disparities=DDFF12_FOCUS_DISPARITIES, scale: float = DDFF12_DISPARITY_SCALE) -> np.ndarray:
     """Focus distances in metres of DDFF-12's slices: scale / disparity (0.504 .. 7.06 m)."""
     return scale / np.asarray(disparities, dtype=np.float64)
-
-
-# --------------------------------------------------------------------------- atomic helpers
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] to uint8 0–255 (rounded). Raises InputError for values outside
-    [0, 1] beyond rounding (e.g. an image already scaled to 0–255)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    if image.size and (float(np.nanmin(image)) < -1e-3 or float(np.nanmax(image)) > 1.0 + 1e-3):
-        raise InputError(f"image values must lie in [0, 1], got [{float(np.nanmin(image)):g}, {float(np.nanmax(image)):g}]")
-    return np.round(np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _write_image(path: Path, rgb_uint8: np.ndarray, quality: int = 95) -> Path:
-    """RGB uint8 (H, W, 3) to PNG / JPEG (OpenCV) or TIFF (Pillow, uncompressed), atomically."""
-    suffix = path.suffix.lower()
-
-    def write(temporary):
-        if suffix in (".tif", ".tiff"):
-            Image.fromarray(np.ascontiguousarray(rgb_uint8), mode="RGB").save(temporary, format="TIFF")
-            return
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else []
-        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(rgb_uint8[..., ::-1]), params)
-        if not ok:
-            raise InputError("could not encode image", path)
-        Path(temporary).write_bytes(encoded.tobytes())
-
-    return atomic_write(path, write)
-
-
-# --------------------------------------------------------------------------- OpenEXR
-
-_EXR_MAGIC = 20000630
-_EXR_PIXEL_TYPES = {"uint": (0, np.dtype("<u4")), "half": (1, np.dtype("<f2")), "float": (2, np.dtype("<f4"))}
-_EXR_COMPRESSIONS = {0: ("none", 1), 1: ("rle", 1), 2: ("zips", 1), 3: ("zip", 16)}
-
-
-def _attribute(name: str, kind: str, value: bytes) -> bytes:
-    return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
-
-
-def exr_bytes(channels: dict[str, np.ndarray], pixel_type: str = "half") -> bytes:
-    """An uncompressed single-part scanline OpenEXR file holding `channels` (name -> (H, W) array,
-    all the same shape) stored as `pixel_type` "half", "float" or "uint"."""
-    if pixel_type not in _EXR_PIXEL_TYPES:
-        raise InputError(f"EXR pixel type must be one of {', '.join(_EXR_PIXEL_TYPES)}, got {pixel_type!r}")
-    if not channels:
-        raise InputError("an EXR file needs at least one channel")
-    type_code, dtype = _EXR_PIXEL_TYPES[pixel_type]
-    names = sorted(channels)  # the format requires alphabetical channel order
-    planes = [np.asarray(channels[name]) for name in names]
-    shape = planes[0].shape
-    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0 or any(p.shape != shape for p in planes):
-        raise InputError(f"EXR channels must be non-empty (H, W) arrays of one shape, got {[p.shape for p in planes]}")
-    height, width = shape
-    chlist = b"".join(n.encode() + b"\0" + struct.pack("<iB3xii", type_code, 0, 1, 1) for n in names) + b"\0"
-    window = struct.pack("<iiii", 0, 0, width - 1, height - 1)
-    header = (struct.pack("<ii", _EXR_MAGIC, 2)
-              + _attribute("channels", "chlist", chlist)
-              + _attribute("compression", "compression", b"\0")
-              + _attribute("dataWindow", "box2i", window)
-              + _attribute("displayWindow", "box2i", window)
-              + _attribute("lineOrder", "lineOrder", b"\0")
-              + _attribute("pixelAspectRatio", "float", struct.pack("<f", 1.0))
-              + _attribute("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0))
-              + _attribute("screenWindowWidth", "float", struct.pack("<f", 1.0))
-              + b"\0")
-    # One block per scanline: int32 y, int32 byte count, then each channel's row in name order.
-    rows = np.stack([p.astype(dtype) for p in planes], axis=1)  # (H, C, W)
-    line_bytes = len(names) * width * dtype.itemsize
-    first_block = len(header) + 8 * height
-    offsets = first_block + np.arange(height, dtype="<u8") * (8 + line_bytes)
-    blocks = np.empty((height, 8 + line_bytes), np.uint8)
-    blocks[:, :8] = np.stack([np.arange(height, dtype="<i4"), np.full(height, line_bytes, "<i4")], axis=1).view(np.uint8)
-    blocks[:, 8:] = np.ascontiguousarray(rows).reshape(height, -1).view(np.uint8)
-    return header + offsets.astype("<u8").tobytes() + blocks.tobytes()
-
-
-def write_exr(path: str | Path, channels: dict[str, np.ndarray], pixel_type: str = "half") -> Path:
-    """Write `exr_bytes(channels, pixel_type)` to path atomically."""
-    data = exr_bytes(channels, pixel_type)
-    return atomic_write(Path(path), lambda temporary: Path(temporary).write_bytes(data))
-
-
-def _undo_zip_predictor(data: bytes) -> np.ndarray:
-    """OpenEXR's RLE / ZIP byte post-processing undone: delta decoding, then de-interleaving."""
-    buffer = np.frombuffer(data, np.uint8).astype(np.int64)
-    buffer[1:] -= 128
-    decoded = (np.cumsum(buffer) & 0xFF).astype(np.uint8)
-    half = (decoded.size + 1) // 2
-    out = np.empty_like(decoded)
-    out[0::2] = decoded[:half]
-    out[1::2] = decoded[half:]
-    return out
-
-
-def _rle_decode(data: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        count = struct.unpack_from("<b", data, i)[0]
-        i += 1
-        if count < 0:
-            out += data[i:i - count]
-            i -= count
-        else:
-            out += bytes([data[i]]) * (count + 1)
-            i += 1
-    return bytes(out)
-
-
-def read_exr(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a single-part scanline OpenEXR file: name -> (H, W) array (float16 for half, float32,
-    uint32). Compressions: none, RLE, ZIPS, ZIP; others (PIZ, PXR24, B44, DWA...) and tiled or
-    multi-part files raise FormatError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path)
-    data = path.read_bytes()
-    if len(data) < 8 or struct.unpack_from("<i", data, 0)[0] != _EXR_MAGIC:
-        raise FormatError("not an OpenEXR file", path)
-    version = struct.unpack_from("<i", data, 4)[0]
-    if version & 0x200 or version & 0x1000 or version & 0x800:
-        raise FormatError("tiled, multi-part or deep EXR files are not supported", path)
-    position, attributes = 8, {}
-    try:
-        while data[position] != 0:
-            name_end = data.index(b"\0", position)
-            kind_end = data.index(b"\0", name_end + 1)
-            size = struct.unpack_from("<i", data, kind_end + 1)[0]
-            start = kind_end + 5
-            attributes[data[position:name_end].decode()] = data[start:start + size]
-            position = start + size
-    except (IndexError, ValueError, struct.error) as error:
-        raise FormatError(f"truncated EXR header ({error})", path) from None
-    position += 1
-    channels, chlist, i = [], attributes.get("channels", b""), 0
-    while i < len(chlist) and chlist[i] != 0:
-        end = chlist.index(b"\0", i)
-        type_code, _, x_sampling, y_sampling = struct.unpack_from("<iB3xii", chlist, end + 1)
-        if (x_sampling, y_sampling) != (1, 1):
-            raise FormatError("subsampled EXR channels are not supported", path)
-        dtype = {code: dt for code, dt in _EXR_PIXEL_TYPES.values()}.get(type_code)
-        if dtype is None:
-            raise FormatError(f"unknown EXR pixel type {type_code}", path)
-        channels.append((chlist[i:end].decode(), dtype))
-        i = end + 17
-    if not channels or "dataWindow" not in attributes or "compression" not in attributes:
-        raise FormatError("EXR header lacks channels, dataWindow or compression", path)
-    compression = attributes["compression"][0]
-    if compression not in _EXR_COMPRESSIONS:
-        raise FormatError(f"EXR compression {compression} is not supported (none, RLE, ZIPS, ZIP only)", path)
-    method, lines_per_block = _EXR_COMPRESSIONS[compression]
-    x_min, y_min, x_max, y_max = struct.unpack("<iiii", attributes["dataWindow"])
-    width, height = x_max - x_min + 1, y_max - y_min + 1
-    planes = {name: np.empty((height, width), dtype) for name, dtype in channels}
-    line_bytes = sum(width * dtype.itemsize for _, dtype in channels)
-    block_count = (height + lines_per_block - 1) // lines_per_block
-    offsets = np.frombuffer(data, "<u8", block_count, position)
-    for offset in offsets:
-        y, size = struct.unpack_from("<ii", data, int(offset))
-        payload = data[int(offset) + 8:int(offset) + 8 + size]
-        first = y - y_min
-        lines = min(lines_per_block, height - first)
-        expected = lines * line_bytes
-        if len(payload) != size:
-            raise FormatError("truncated EXR pixel data", path)
-        if size < expected:  # compressed block (a block that would not shrink is stored raw)
-            raw = _rle_decode(payload) if method == "rle" else zlib.decompress(payload) if method != "none" else payload
-            payload = _undo_zip_predictor(raw).tobytes()
-        if len(payload) != expected:
-            raise FormatError("corrupt EXR block", path)
-        cursor = 0
-        for line in range(lines):
-            for name, dtype in channels:
-                count = width * dtype.itemsize
-                planes[name][first + line] = np.frombuffer(payload, dtype, width, cursor)
-                cursor += count
-    return planes
 
 
 # --------------------------------------------------------------------------- DDFF-12
@@ -304,11 +119,11 @@ def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack] = (), val: Seq
                 if split_samples:
                     stacks.attrs["focus_disparity"] = DDFF12_DISPARITY_SCALE / split_samples[0].focus_distances_m
                 for index, sample in enumerate(split_samples):
-                    stacks[index] = to_uint8(sample.stack).astype(image_dtype)
+                    stacks[index] = to_uint8(sample.stack, strict=True).astype(image_dtype)
                     if disparity is not None:
                         disparity[index] = depth_to_disparity(sample.depth_m, DDFF12_DISPARITY_SCALE)
                     if aif is not None:
-                        aif[index] = to_uint8(sample.aif).astype(np.float32)
+                        aif[index] = to_uint8(sample.aif, strict=True).astype(np.float32)
 
     return atomic_write(Path(path), write)
 
@@ -347,10 +162,10 @@ def write_fod500_folder(folder: str | Path, samples: Sequence[FocalStack], *, st
     for offset, sample in enumerate(samples):
         names = fod500_names(start_index + offset, count)
         for name, image in zip(names["slices"], sample.stack):
-            written.append(_write_image(folder / name, to_uint8(image)))
+            written.append(write_image(folder / name, to_uint8(image, strict=True)))
         depth = np.where(np.isfinite(sample.depth_m) & (sample.depth_m > 0), sample.depth_m, 0.0).astype(np.float32)
         written.append(write_exr(folder / names["depth"], {"R": depth, "G": depth, "B": depth}, "half"))
-        written.append(_write_image(folder / names["aif"], to_uint8(sample.aif)))
+        written.append(write_image(folder / names["aif"], to_uint8(sample.aif, strict=True)))
     return written
 
 
@@ -371,15 +186,11 @@ def write_phone_folder(folder: str | Path, stack: FocalStack, *, extension: str 
     if extension.lower() not in (".jpg", ".jpeg", ".png"):
         raise InputError(f"phone stacks are .jpg or .png, got {extension!r}")
     folder = Path(folder)
-    written = [_write_image(folder / f"image_{k}_{focus_distance_name(focus)}{extension}", to_uint8(image), quality)
+    written = [write_image(folder / f"image_{k}_{focus_distance_name(focus)}{extension}", to_uint8(image, strict=True), quality)
                for k, (focus, image) in enumerate(zip(stack.focus_distances_m, stack.stack), start=1)]
     if ground_truth:
         depth = np.where(np.isfinite(stack.depth_m) & (stack.depth_m > 0), stack.depth_m, 0.0).astype(np.float32)
 
-        def write_npy(temporary):
-            with open(temporary, "wb") as handle:
-                np.save(handle, depth)
-
-        written.append(atomic_write(folder / "depth_m.npy", write_npy))
-        written.append(_write_image(folder / "aif.png", to_uint8(stack.aif)))
+        written.append(write_npy(folder / "depth_m.npy", depth))
+        written.append(write_image(folder / "aif.png", to_uint8(stack.aif, strict=True)))
     return written

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anydepth import viz
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray, concatenate
 from anydepth.synth.esim import EventSimulator
@@ -130,9 +131,9 @@ def generate_event_sequence(spec: EventSequenceSpec, progress: Callable[[int], N
         if start is not None and index >= start:
             offset = index - start
             if offset % frame_every == 0:
-                frames.append((views[0][0] * 255).round().astype(np.uint8))
+                frames.append(viz.to_uint8(views[0][0]))
                 if stereo:
-                    right_frames.append((views[1][0] * 255).round().astype(np.uint8))
+                    right_frames.append(viz.to_uint8(views[1][0]))
                 frame_times.append(t_us)
             if offset % depth_every == 0:
                 depth_m = views[0][1]

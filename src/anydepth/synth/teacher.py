@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from anydepth import viz
 from anydepth.foundation.finetune import train_on_rgbd
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.synth.scenes import PinholeCamera, random_scene, render
@@ -25,7 +26,7 @@ def rendered_rgbd(count: int, resolution: tuple[int, int] = (192, 256), depth_ra
         rotation, position = random_trajectory(seed + index).pose(0.3 * (index % 5))
         position = position * np.array([1.0, 0.6, 1.0])
         rgb, depth = render(scene, camera, rotation, position)
-        pairs.append(((rgb[..., ::-1] * 255).round().astype(np.uint8).copy(), np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)))
+        pairs.append((viz.to_uint8(rgb[..., ::-1]).copy(), np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)))
     return pairs
 
 

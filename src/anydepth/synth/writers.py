@@ -69,7 +69,7 @@ from anydepth.atomic import atomic_write
 from anydepth.errors import InputError
 from anydepth.events.container import EventArray
 from anydepth.events.representations import voxel_grid
-from anydepth.imageio import write_npy, write_png
+from anydepth.fileio import write_image, write_npy
 
 DISPARITY_SCALE = 256.0  # DSEC: disparity = PNG value / 256
 UINT32_MAX = 2 ** 32 - 1
@@ -342,7 +342,7 @@ def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, fra
                  ("right/rectified", frames if right_frames is None else right_frames))
         for view, images in views:
             for index, frame in enumerate(images):
-                write_png(folder / "images" / view / f"{index:06d}.png", frame, rgb=True)
+                write_image(folder / "images" / view / f"{index:06d}.png", frame, rgb=True)
         _write_text(folder / "images" / "timestamps.txt", "".join(f"{t}\n" for t in frame_stamps))
         for side in ("left", "right"):
             _write_text(folder / "images" / side / "exposure_timestamps.txt", _exposure_text(frame_stamps))
@@ -355,7 +355,7 @@ def write_dsec_sequence(folder: str | Path, events: EventArray, frames=None, fra
                 names = match
         for name, disparity in zip(names, disparities):
             for view in ("event", "image"):
-                write_png(folder / "disparity" / view / f"{int(name):06d}.png", disparity, rgb=False)
+                write_image(folder / "disparity" / view / f"{int(name):06d}.png", disparity, rgb=False)
         _write_text(folder / "disparity" / "timestamps.txt", "".join(f"{t}\n" for t in depth_stamps))
     if focal_px is not None:
         centre = principal_point if principal_point is not None else ((width - 1) / 2.0, (height - 1) / 2.0)
@@ -412,7 +412,7 @@ def write_e2depth_folder(folder: str | Path, events: EventArray, depth_m=None, d
         _write_index_seconds(folder / "depth" / "data" / "timestamps.txt", depth_stamps)
     if frames is not None:
         for index, frame in enumerate(frames):
-            write_png(folder / "rgb" / "davis" / f"frame_{index:010d}.png", frame, rgb=True)
+            write_image(folder / "rgb" / "davis" / f"frame_{index:010d}.png", frame, rgb=True)
         _write_index_seconds(folder / "rgb" / "davis" / "timestamps.txt", frame_stamps)
     return folder
 

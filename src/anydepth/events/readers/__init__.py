@@ -20,7 +20,7 @@ from anydepth.events.readers.aedat2 import AEDAT2_SIGNATURE, Aedat2Reader
 from anydepth.events.readers.aedat31 import AEDAT31_SIGNATURE, Aedat31Reader
 from anydepth.events.readers.aedat4 import AEDAT4_SIGNATURE, Aedat4Reader
 from anydepth.events.readers.base import EventReader, InMemoryEventReader
-from anydepth.events.readers.files import check_file, has_hdf5_signature, open_hdf5
+from anydepth.fileio import check_file, has_hdf5_signature, open_hdf5
 from anydepth.events.readers.dsec import DsecEventReader
 from anydepth.events.readers.mvsec import MvsecEventReader
 from anydepth.events.readers.plain import H5EventReader, NpzEventReader, TxtEventReader

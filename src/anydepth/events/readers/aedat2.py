@@ -32,7 +32,7 @@ import numpy as np
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
-from anydepth.events.readers.files import check_file
+from anydepth.fileio import check_file
 
 AEDAT2_SIGNATURE = b"#!AER-DAT2.0"
 RECORD = np.dtype([("address", ">u4"), ("t", ">u4")])

@@ -30,7 +30,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.aedat2 import read_header_lines
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
-from anydepth.events.readers.files import check_file
+from anydepth.fileio import check_file
 
 AEDAT31_SIGNATURE = b"#!AER-DAT3.1"
 PACKET_HEADER = np.dtype([("type", "<i2"), ("source", "<i2"), ("size", "<i4"), ("ts_offset", "<i4"),

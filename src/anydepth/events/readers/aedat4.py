@@ -39,7 +39,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line
 
 AEDAT4_SIGNATURE = b"#!AER-DAT4.0"
 EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])

@@ -27,7 +27,7 @@ import yaml
 from anydepth.errors import REPAIR, FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader
-from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.plain import _sensor_from_values
 
 DSEC_SENSOR_SIZE = (480, 640)  # (height, width)

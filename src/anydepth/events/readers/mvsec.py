@@ -15,7 +15,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, search_sorted_lazily
-from anydepth.events.readers.files import open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.timestamps import seconds_to_us
 
 MVSEC_SENSOR_SIZE = (260, 346)  # (height, width)

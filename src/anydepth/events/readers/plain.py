@@ -21,7 +21,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, InMemoryEventReader, search_sorted_lazily
-from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
 
 TIME_UNITS_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "ns": None}  # ns: integer division by 1000
 KEYS = ("x", "y", "t", "p")

@@ -36,7 +36,7 @@ import numpy as np
 from anydepth.errors import REPAIR, FormatError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import GAP_WINDOWS, Arrays, EventReader, search_sorted_lazily
-from anydepth.events.readers.files import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.prophesee_kernels import (KERNELS, MAX_PER_WORD, NO_STOP, S_BASE_SET, S_COUNT, S_LAST_T,
                                                        S_UNSORTED, STATE_SIZE, decode_dat_cd, new_state)
 

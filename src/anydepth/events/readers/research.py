@@ -34,7 +34,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, InMemoryEventReader, search_sorted_lazily
-from anydepth.events.readers.files import check_file, first_line, read_dataset
+from anydepth.fileio import check_file, first_line, read_dataset
 from anydepth.events.readers.plain import H5EventReader, _infer_sensor_size, _times_us, read_event_text
 
 FIELD_NAMES = {"x": ("x",), "y": ("y",), "t": ("t", "ts", "timestamp", "time"), "p": ("p", "pol", "polarity")}

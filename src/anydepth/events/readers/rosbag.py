@@ -23,7 +23,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line, uint16_to_uint8
 
 ROSBAG1_SIGNATURE = b"#ROSBAG V2.0"
 EVENT_MSGTYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")
@@ -383,7 +383,7 @@ def image_array(message, depth: bool, where: str, path: Path) -> np.ndarray:
         depth_m[~(np.isfinite(depth_m) & (depth_m > 0))] = np.nan
         return depth_m
     if dtype.itemsize == 2:
-        image = np.round(image / 257.0).astype(np.uint8)
+        image = uint16_to_uint8(image)
     if channels == 1:
         return np.ascontiguousarray(image[..., 0])
     return np.ascontiguousarray(image[..., to_bgr] if to_bgr is not None else image)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from anydepth.errors import FormatError
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line
 
 
 def seconds_to_us(seconds: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from anydepth.errors import FormatError
-from anydepth.events.readers.files import check_file, first_line
+from anydepth.fileio import check_file, first_line, uint16_to_uint8
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 
 
@@ -154,7 +154,7 @@ def read_frame(path: str | Path) -> np.ndarray:
     if image is None:
         raise FormatError("not a readable image", path)
     if image.dtype == np.uint16:
-        image = np.round(image / 257.0).astype(np.uint8)
+        image = uint16_to_uint8(image)
     elif image.dtype != np.uint8:
         raise FormatError(f"unsupported image sample type {image.dtype}", path)
     if image.ndim == 3 and image.shape[2] == 4:
