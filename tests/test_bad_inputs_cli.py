@@ -427,8 +427,8 @@ def test_synth_bad_numbers(tmp_path, capsys):
     fails(capsys, ["synth", "events", "--out", tmp_path / "s", "--resolution", "4x4"], "4x4")
     fails(capsys, ["synth", "events", "--out", tmp_path / "s", "--resolution", "big"], "big")
     fails(capsys, ["synth", "events", "--out", tmp_path / "s", "--seconds", "-1"], "--seconds", code=2)
-    fails(capsys, ["synth", "events", "--out", tmp_path / "s", "--sequences", "0"], "--sequences")
-    fails(capsys, ["synth", "focus", "--out", tmp_path / "s", "--samples", "0"], "--samples")
+    fails(capsys, ["synth", "events", "--out", tmp_path / "s", "--sequences", "0"], "--sequences", code=2)
+    fails(capsys, ["synth", "focus", "--out", tmp_path / "s", "--samples", "0"], "--samples", code=2)
     assert not (tmp_path / "s").exists()
 
 
