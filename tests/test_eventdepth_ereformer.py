@@ -155,15 +155,15 @@ def test_matches_the_authors_code_over_a_recurrent_sequence(model, reference):
 
 
 # ---- recurrent state ------------------------------------------------------------------------------
-def test_none_state_is_the_zero_state_and_carrying_it_matters(model):
+def test_none_state_is_the_zero_state_and_carrying_it_matters(tiny):
     x0, x1 = torch.from_numpy(reference_inputs(seed=7, frames=2, size=(64, 64)))
     with torch.no_grad():
-        fresh, state = model(x0, None)
-        zero, _ = model(x0, model.zero_state(1, 64, 64))
+        fresh, state = tiny(x0, None)
+        zero, _ = tiny(x0, tiny.zero_state(1, 64, 64))
         assert torch.equal(fresh, zero)
-        carried, _ = model(x1, state)
-        reset, _ = model(x1, None)
-    assert len(state) == 4 and [tuple(s.shape) for s in state] == model.state_shapes(1, 64, 64)
+        carried, _ = tiny(x1, state)
+        reset, _ = tiny(x1, None)
+    assert len(state) == 4 and [tuple(s.shape) for s in state] == tiny.state_shapes(1, 64, 64)
     assert (carried - reset).abs().max() > 1e-3
 
 
@@ -223,8 +223,8 @@ def test_prepare_normalises_and_pads_centred(tiny):
         tiny.prepare(np.full((3, 50, 70), np.nan, np.float32), "voxel")
 
 
-def test_depth_stream_gives_finite_metric_depth(model):
-    stream = DepthStream(model)
+def test_depth_stream_gives_finite_metric_depth(tiny):
+    stream = DepthStream(tiny)
     depths = [stream.step(_events(seed, sensor=(60, 80))) for seed in range(3)]
     for depth in depths:
         assert depth.shape == (60, 80) and depth.dtype == np.float32
