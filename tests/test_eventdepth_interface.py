@@ -103,4 +103,4 @@ def test_depth_to_log_depth_is_one_function_for_both_metric_students():
     np.testing.assert_allclose(e2depth, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, np.nan], atol=1e-5)
     np.testing.assert_allclose(ereformer, e2depth, atol=2e-5)  # eps / (α ratio): 1.1e-5 at 1.97 m
     assert e2depth[3] != ereformer[3]  # the eps is there
-    torch.testing.assert_close(depth_to_log_depth(torch.from_numpy(depth)), torch.from_numpy(e2depth))
+    torch.testing.assert_close(depth_to_log_depth(torch.from_numpy(depth)), torch.from_numpy(e2depth), equal_nan=True)
