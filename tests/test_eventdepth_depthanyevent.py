@@ -46,7 +46,7 @@ def test_parity_with_the_authors_code(reference, name, recurrent, keys, params_m
     outputs = []
     with torch.no_grad():
         for step in range(3):
-            raw, state = model(model.prepare_image(frames[step]), state)
+            raw, state = model(model.prepare_images(frames[step]), state)
             outputs.append(model.to_depth(raw, (60, 80)).numpy())
     for step, output in enumerate(outputs):
         expected = reference[f"{name}_{step}"][:, 0]
@@ -54,7 +54,7 @@ def test_parity_with_the_authors_code(reference, name, recurrent, keys, params_m
         np.testing.assert_allclose(output, expected, rtol=1e-5, atol=2e-5)
     if recurrent:  # the state matters: later steps differ from a fresh start
         with torch.no_grad():
-            fresh = model.to_depth(model(model.prepare_image(frames[2]))[0], (60, 80)).numpy()
+            fresh = model.to_depth(model(model.prepare_images(frames[2]))[0], (60, 80)).numpy()
         assert np.abs(fresh - outputs[2]).max() > 1e-4
 
 
@@ -74,11 +74,11 @@ def test_state_semantics():
     rng = np.random.default_rng(1)
     a, b = (torch.from_numpy(rng.random((1, 3, 28, 42)).astype(np.float32)) for _ in range(2))
     with torch.no_grad():
-        raw_a, state = model(model.prepare_image(a))
-        carried, _ = model(model.prepare_image(b), state)
-        reset, _ = model(model.prepare_image(b), None)
+        raw_a, state = model(model.prepare_images(a))
+        carried, _ = model(model.prepare_images(b), state)
+        reset, _ = model(model.prepare_images(b), None)
         zeros = tuple((torch.zeros_like(h), torch.zeros_like(c)) for h, c in state)
-        explicit_zero, _ = model(model.prepare_image(b), zeros)
+        explicit_zero, _ = model(model.prepare_images(b), zeros)
     assert (carried - reset).abs().max() > 1e-5
     torch.testing.assert_close(reset, explicit_zero)
     stream = DepthStream(model)
@@ -101,7 +101,7 @@ def test_prepare_uses_tencode_and_the_lower_bound_size():
                                     rng.integers(0, 2, 500), (260, 346))
     x = model.prepare(events)
     assert x.shape == (1, 3, 266, 350)  # MVSEC 260x346 -> 266x350
-    torch.testing.assert_close(x, model.prepare_image(torch.from_numpy(tencode(events))[None]))
+    torch.testing.assert_close(x, model.prepare_images(torch.from_numpy(tencode(events))[None]))
     voxels = np.zeros((5, 260, 346), np.float32)
     voxels[4, 10, 10] = 1.0
     image = model.event_image(voxels, "voxel")  # official MVSEC path: Tencode from voxels

@@ -43,15 +43,8 @@ import torch
 
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import DepthStream
-from anydepth.eventdepth.e2depth import (
-    CropParameters,
-    E2Depth,
-    E2DepthConfig,
-    depth_to_log_depth,
-    load_e2depth,
-    log_depth_to_depth,
-    save_e2depth,
-)
+from anydepth.eventdepth.e2depth import CropParameters, E2Depth, E2DepthConfig, load_e2depth, save_e2depth
+from anydepth.eventdepth.log_depth import depth_to_log_depth, log_depth_to_depth
 from anydepth.events.container import EventArray
 from anydepth.events.representations import voxel_grid
 

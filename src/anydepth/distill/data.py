@@ -22,13 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-from anydepth.distill.adapters import event_image
 from anydepth.distill.config import DataConfig, DataSource
 from anydepth.distill.pseudolabels import MANIFEST, check_label, pseudolabel_path, read_pseudolabel
 from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import InputError
 from anydepth.eventdepth.base import EventDepthModel
-from anydepth.eventdepth.e2depth import depth_to_log_depth
 from anydepth.events.dataset import AlignedSequence, open_sequence
 
 
@@ -54,15 +52,10 @@ def open_for_training(path: Path, window_ms: float) -> AlignedSequence:
 
 
 def label_to_space(depth_m: np.ndarray, space: str, model: EventDepthModel) -> np.ndarray:
-    """Ground-truth metres (NaN/<=0 invalid) -> the loss space, NaN where invalid."""
+    """Ground-truth metres (NaN/<=0 invalid) -> the loss space (`model.depth_to_space`), NaN where
+    invalid."""
     valid = np.isfinite(depth_m) & (depth_m > 0)
-    depth = np.where(valid, depth_m, np.nan).astype(np.float32)
-    if space == "disparity":
-        return 1.0 / depth
-    if space == "log_depth":
-        config = model.config
-        return np.where(valid, depth_to_log_depth(np.nan_to_num(depth, nan=1.0), config.max_depth, config.alpha), np.nan).astype(np.float32)
-    return depth
+    return model.depth_to_space(np.where(valid, depth_m, np.nan).astype(np.float32), space)
 
 
 class TrainingClips:
@@ -171,7 +164,7 @@ class TrainingClips:
         images, labels = [], []
         for index in entry.indices[start:start + self.length]:
             sample = sequence[int(index)]
-            image = event_image(self.model, *sample.event_window())
+            image = self.model.event_image(*sample.event_window())
             label = self.label(entry, int(index), sample)
             height, width = image.shape[-2:]
             if label is None:

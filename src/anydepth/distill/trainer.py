@@ -39,14 +39,12 @@ from torch import nn
 
 from anydepth import fileio, viz
 from anydepth.atomic import atomic_write, json_ready, remove_stale_temporaries
-from anydepth.distill.adapters import run_network, to_space
 from anydepth.distill.config import TrainConfig
 from anydepth.distill.data import TrainingClips
 from anydepth.distill.distributed import setup_distributed
 from anydepth.distill.losses import DistillationLoss, e2depth_loss, silog_loss
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import EventDepthModel
-from anydepth.eventdepth.depthanyevent import DepthAnyEvent, init_from_dav2
 from anydepth.eventdepth.registry import load_model, save_model
 from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
 from anydepth.foundation.config import ENCODERS
@@ -91,19 +89,18 @@ def clean_stale_temporaries(out: str | Path) -> list[Path]:
 
 # ---- pieces ---------------------------------------------------------------------------------------
 def build_student(config: TrainConfig) -> EventDepthModel:
-    """The student of `config.model`: from its weights, or fresh (DepthAnyEvent optionally with
-    DAv2 weights in its encoder and head)."""
+    """The student of `config.model`: from its weights, or fresh (a DepthAnyEvent student
+    optionally with DAv2 weights in its encoder and head; otherwise `init_for_training`)."""
     spec = config.model
     model = load_model(spec.name, spec.weights, **spec.config)
     if spec.init_dav2 is not None:
-        if not isinstance(model, DepthAnyEvent):
+        if not model.takes_dav2_weights:
             raise InputError(f"model.init_dav2 applies to DepthAnyEvent students, not {spec.name}")
         path = resolve_weights(spec.init_dav2) if spec.init_dav2 in ENCODERS else resolve_weights(weights=spec.init_dav2)
         state_dict, _ = read_state_dict(path)
-        init_from_dav2(model, state_dict)
-    elif spec.weights is None and isinstance(model, DepthAnyEvent) and model.config.activation == "relu":
-        with torch.no_grad():  # a fresh ReLU head starts alive (positive outputs) rather than at 0
-            model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
+        model.init_from_dav2(state_dict)
+    elif spec.weights is None:
+        model.init_for_training()
     return model
 
 
@@ -135,6 +132,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_network(model: EventDepthModel, images: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
+    """images (N, C, H, W) event images -> (raw output (N, H, W) at the image size, state)."""
+    raw, state = model(model.prepare_images(images), state)
+    return model.raw_at_size(raw, images.shape[-2:]), state
 
 
 def detach_state(state):
@@ -246,7 +249,7 @@ class Trainer:
         torch.manual_seed(config.seed + self.distributed.rank)
         student = build_student(config).to(self.device)
         space = config.loss.resolved_space
-        to_space(student, torch.ones(1, 2, 2, device=self.device), space)  # fails early on a bad pairing
+        student.to_space(torch.ones(1, 2, 2, device=self.device), space)  # fails early on a bad pairing
         clips = TrainingClips(student, config.data, space, seed=config.seed)
         runner = ClipRunner(student, config.data.detach_every)
         network = runner
@@ -279,7 +282,7 @@ class Trainer:
             labels = batch["labels"].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                 raw = network(images)
-            prediction = to_space(student, raw.float().flatten(0, 1), space)
+            prediction = student.to_space(raw.float().flatten(0, 1), space)
             target = labels.flatten(0, 1)
             mask = torch.isfinite(target)
             loss, parts = loss_fn(prediction, torch.nan_to_num(target), mask)

@@ -7,19 +7,32 @@ A model is a plain `nn.Module` with:
   precomputed array, and then the caller says what the array is: `representation="tencode"` (a
   (3, H, W) Tencode image in [0, 1]) or `"voxel"` (a (B, H, W) voxel grid). An array is never
   guessed from its shape;
-- `prepare(window, representation=None, input_size=None) -> x`: that image -> the network input
-  (1, C, h, w) float32 on the model's device (normalisation, resizing or padding). `input_size`
-  (h, w) replaces the configured resize target for this call where the model resizes
+- `prepare_images(images, input_size=None) -> x`: a batch of such images (N, C, H, W) float32 on
+  the model's device -> the network input (N, C, h, w) (normalisation, resizing or padding).
+  `input_size` (h, w) replaces the configured resize target for this call where the model resizes
   (DepthAnyEvent, as the authors' `infer_image(input_size_width, input_size_height)`);
+  `prepare(window, representation=None, input_size=None)` is the same for one window;
 - `forward(x, state) -> (raw, new_state)`: x (N, C, h, w) and the recurrent state (None = zero
   state; stateless models take and return None) -> raw network output (N, 1, h, w);
+- `raw_at_size(raw, size) -> (N, H, W)`: the raw output back at the event image size (H, W)
+  (padding cropped away, or resized back), still in the raw output's own space;
 - `to_depth(raw, size) -> (N, H, W)`: raw output -> the model's output quantity at `size`
   (H, W): metres for `output_kind == "metric"`, an affine-invariant depth-like map for
   "relative" (to be aligned by the evaluation protocol); metric students also have
   `to_log_depth(raw, size)`, their normalised log depth in [0, 1] before the conversion to metres;
+- for training: `native_space` (the space of `SPACES` the raw output lives in), `to_space(raw_map,
+  space)` (a map of `raw_at_size` -> the same map in a loss's space, differentiable),
+  `depth_to_space(depth_m, space)` (labels in metres -> that space) and `init_for_training()`
+  (what a freshly built student needs before training from scratch);
 - attributes `config` (a dataclass that `load_model` can rebuild it from), `recurrent` (bool),
   `output_kind` ("metric" or "relative"), `run_config` (the whole authors' run config of the file
-  it was loaded from, e.g. its `trainer` section, or None).
+  it was loaded from, e.g. its `trainer` section, or None), `takes_dav2_weights` (whether
+  `init_from_dav2` can copy Depth Anything V2 weights into it).
+
+Spaces of a training loss (`SPACES`):
+- "disparity": relative inverse depth, the space of DAv2 pseudo-labels (affine-invariant losses);
+- "log_depth": the normalised log depth in [0, 1] of the metric students, for metric ground truth;
+- "depth": metres (metric students only).
 
 `DepthStream` carries the state from window to window.
 """
@@ -39,6 +52,7 @@ from anydepth.precision import autocast
 
 REPRESENTATIONS = ("tencode", "voxel")  # what a precomputed array can be
 OUTPUTS = ("depth", "log_depth")  # what `predict` can return
+SPACES = ("disparity", "log_depth", "depth")  # what a training loss can compare in
 
 
 def event_input(window, representation: str | None) -> EventArray | np.ndarray:
@@ -69,18 +83,30 @@ def event_input(window, representation: str | None) -> EventArray | np.ndarray:
 
 
 class EventDepthModel(nn.Module):
-    """Base class: subclasses implement `event_image`, `prepare`, `forward` and `to_depth`."""
+    """Base class: subclasses implement `event_image`, `prepare_images`, `forward`, `raw_at_size`,
+    `to_depth` and `to_space` (see the module docstring)."""
 
     config = None
     recurrent: bool = False
     output_kind: str = "relative"
+    native_space: str = "disparity"
+    takes_dav2_weights: bool = False
     run_config: dict | None = None  # the whole run config of the file the model came from, if any
 
+    # ---- inference ------------------------------------------------------------------------------
     def event_image(self, window: EventArray | np.ndarray, representation: str | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare_images(self, images: torch.Tensor, input_size: tuple[int, int] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
                 input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`event_image` -> the network input (1, C, h, w) float32 on the model's device."""
+        image = torch.from_numpy(self.event_image(window, representation))[None].to(self.device)
+        return self.prepare_images(image, input_size)
+
+    def raw_at_size(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise NotImplementedError
 
     def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -88,6 +114,28 @@ class EventDepthModel(nn.Module):
 
     def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise InputError(f"{type(self).__name__} predicts {self.output_kind} depth; it has no normalised log depth output")
+
+    # ---- training -------------------------------------------------------------------------------
+    def to_space(self, raw_map: torch.Tensor, space: str) -> torch.Tensor:
+        """A map of `raw_at_size` (N, H, W) -> the same map in `space` (differentiable); InputError
+        for a space the model cannot be trained in."""
+        raise NotImplementedError
+
+    def depth_to_space(self, depth_m: np.ndarray, space: str) -> np.ndarray:
+        """Labels in metres (any shape, float32, NaN where invalid, > 0 elsewhere) -> `space`:
+        1 / depth for "disparity", the metres for "depth" (NaN stays NaN)."""
+        if space == "disparity":
+            return 1.0 / depth_m
+        if space == "depth":
+            return depth_m
+        raise InputError(f"{type(self).__name__} has no {space!r} labels; choose one of disparity, depth")
+
+    def init_for_training(self) -> None:
+        """Prepare a freshly built student for training from scratch (nothing by default)."""
+
+    def init_from_dav2(self, dav2_state_dict: dict[str, torch.Tensor]) -> None:
+        """Copy Depth Anything V2 weights into the student (those with `takes_dav2_weights`)."""
+        raise InputError(f"Depth Anything V2 weights apply to DepthAnyEvent students, not {type(self).__name__}")
 
     @property
     def device(self) -> torch.device:

@@ -36,7 +36,7 @@ from torch import nn
 from anydepth.errors import AnydepthWarning, CheckpointError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.representations import tencode, tencode_from_voxels, voxel_grid
-from anydepth.eventdepth.base import EventDepthModel, event_input
+from anydepth.eventdepth.base import SPACES, EventDepthModel, event_input
 from anydepth.eventdepth.layers import RecurrentConvLayer
 from anydepth.foundation.checkpoint import atomic_torch_save, infer_config, load_strict, read_container
 from anydepth.foundation.config import IMAGENET_MEAN, IMAGENET_STD, get_config
@@ -153,6 +153,8 @@ class DepthAnyEvent(EventDepthModel):
     """DepthAnyEvent (recurrent=False) and DepthAnyEvent-R (recurrent=True)."""
 
     output_kind = "relative"
+    native_space = "disparity"
+    takes_dav2_weights = True
 
     def __init__(self, config: DepthAnyEventConfig | None = None, **overrides):
         super().__init__()
@@ -208,27 +210,52 @@ class DepthAnyEvent(EventDepthModel):
             raise InputError(f"expected {self.config.input_channels} voxel bins, got {window.shape[0]}")
         return window
 
-    def prepare_image(self, image: torch.Tensor, input_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """(N, C, H, W) event image -> network input: bicubic resize to the lower-bound size of
+    def prepare_images(self, images: torch.Tensor, input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(N, C, H, W) event images -> network input: bicubic resize to the lower-bound size of
         `input_size` (h, w; default the configured one) and ImageNet normalisation of the first
         three channels (as the authors' `image2tensor`)."""
         target = self.config.input_size if input_size is None else tuple(int(side) for side in input_size)
         if len(target) != 2 or min(target) < 14:
             raise InputError(f"input_size must be (height, width) of at least 14 pixels, got {input_size}")
-        height, width = network_size(image.shape[-2], image.shape[-1], target)
-        x = F.interpolate(image, (height, width), mode="bicubic", align_corners=False)
+        height, width = network_size(images.shape[-2], images.shape[-1], target)
+        x = F.interpolate(images, (height, width), mode="bicubic", align_corners=False)
         mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return torch.cat(((x[:, :3] - mean) / std, x[:, 3:]), dim=1)
 
-    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
-                input_size: tuple[int, int] | None = None) -> torch.Tensor:
-        image = torch.from_numpy(self.event_image(window, representation))[None].to(self.device)
-        return self.prepare_image(image, input_size)
-
-    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def raw_at_size(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(N, 1, h, w) -> (N, H, W), bilinear with align_corners=False."""
         return F.interpolate(raw, tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(N, 1, h, w) -> the relative depth-like map (N, H, W), as `raw_at_size`."""
+        return self.raw_at_size(raw, size)
+
+    # ---- training -------------------------------------------------------------------------------
+    def to_space(self, raw_map: torch.Tensor, space: str) -> torch.Tensor:
+        """The output (N, H, W) -> disparity, the only space DepthAnyEvent trains in: the head
+        output before `inv_prediction` (ReLU + inv_prediction: 1 / d -> d; sigmoid: 1 - d -> d),
+        divided by `scale_factor`; a softplus output is read as depth, as the authors' code does."""
+        if space not in SPACES:
+            raise InputError(f"unknown space {space!r}; choose one of {', '.join(SPACES)}")
+        if space != "disparity":
+            raise InputError(f"DepthAnyEvent predicts relative depth; it trains in disparity space, not {space}")
+        config = self.config
+        if config.inv_prediction and config.activation == "relu":
+            return config.scale_factor / raw_map.clamp_min(1e-6) - 1e-6
+        if config.inv_prediction and config.activation == "sigmoid":
+            return 1.0 - raw_map / config.scale_factor
+        if config.activation == "softplus":
+            return 1.0 / raw_map.clamp_min(1e-6)
+        return raw_map / config.scale_factor
+
+    def init_for_training(self) -> None:
+        """A ReLU head starts open (see `DPTHead.open_output`); other activations need nothing."""
+        if self.config.activation == "relu":
+            self.depth_head.open_output()
+
+    def init_from_dav2(self, dav2_state_dict: dict[str, torch.Tensor]) -> None:
+        init_from_dav2(self, dav2_state_dict)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------

@@ -29,15 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import EventDepthModel, event_input
+from anydepth.eventdepth.base import event_input
+from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
 
 ARCH = "E2VIDRecurrent"  # the official class name, stored in every checkpoint as "arch"
-CLIP_DISTANCE_M = 80.0  # D_max, official `clip_distance` (evaluation.py, training configs)
-REG_FACTOR = 3.70378  # α, official `reg_factor` (dataset.py, evaluation.py)
 
 # What the official BaseE2VID takes when a key is missing from the model config.
 OFFICIAL_DEFAULTS = {
@@ -139,29 +138,6 @@ class E2DepthConfig:
         return cls(**values)
 
 
-# ---- the conversion between normalised log depth and metres ------------------------------------
-def log_depth_to_depth(log_depth, max_depth: float = CLIP_DISTANCE_M, alpha: float = REG_FACTOR):
-    """Normalised log depth D̂ (any shape, numpy or torch) -> depth in metres,
-    D_max · exp(α (D̂ − 1)): D̂ = 1 is D_max, D̂ = 0 is D_max · e^−α (1.97 m for 80 m, α 3.70378).
-    As official `evaluation.prepare_depth_data` (no inversion unless the model was trained on
-    inverse depth, which the released E2Depth was not)."""
-    exp = torch.exp if isinstance(log_depth, torch.Tensor) else np.exp
-    return max_depth * exp(alpha * (log_depth - 1.0))
-
-
-def depth_to_log_depth(depth_m, max_depth: float = CLIP_DISTANCE_M, alpha: float = REG_FACTOR):
-    """Depth in metres (numpy or torch) -> normalised log depth 1 + log(min(d, D_max) / D_max) / α,
-    clipped to [0, 1] (the inverse of `log_depth_to_depth`, as the official training targets; the
-    official loader divides by the frame's maximum, which is D_max whenever the frame reaches it).
-    Depth 0 gives 0; NaN stays NaN."""
-    if isinstance(depth_m, torch.Tensor):
-        ratio = depth_m.clamp(max=max_depth) / max_depth
-        return (1.0 + torch.log(ratio) / alpha).clamp(0.0, 1.0)
-    ratio = np.minimum(depth_m, max_depth) / max_depth
-    with np.errstate(divide="ignore"):
-        return np.clip(1.0 + np.log(ratio) / alpha, 0.0, 1.0)
-
-
 # ---- padding to the network size and cropping back ------------------------------------------
 class CropParameters:
     """Centred reflection padding of an (H, W) input to multiples of 2**num_encoders, and the crop
@@ -242,7 +218,7 @@ class UNetRecurrent(nn.Module):
         return torch.sigmoid(self.pred(self.skip(x, head))), states
 
 
-class E2Depth(EventDepthModel):
+class E2Depth(LogDepthModel):
     """E2Depth: the official `E2VIDRecurrent` (parameters under `unetrecurrent.`).
 
     forward(x (N, num_bins, h, w), state) -> (normalised log depth (N, 1, h, w) in [0, 1], state);
@@ -252,7 +228,6 @@ class E2Depth(EventDepthModel):
     """
 
     recurrent = True
-    output_kind = "metric"
 
     def __init__(self, config: E2DepthConfig | None = None):
         super().__init__()
@@ -292,31 +267,22 @@ class E2Depth(EventDepthModel):
             raise InputError(f"E2Depth expects a voxel grid ({bins}, H, W), got shape {window.shape}")
         return normalize_voxel_grid(window)
 
-    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
-                input_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """`event_image` -> (1, num_bins, h, w) float32 on the model's device, reflection-padded
-        to multiples of 2**num_encoders. E2Depth runs at the input's own resolution: there is no
-        `input_size`."""
+    def prepare_images(self, images: torch.Tensor, input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Voxel grids (N, num_bins, H, W) -> (N, num_bins, h, w), reflection-padded to multiples of
+        2**num_encoders. E2Depth runs at the input's own resolution: there is no `input_size`."""
         if input_size is not None:
             raise InputError("E2Depth runs at the input's own resolution (padded to a multiple of "
                              f"{self.config.stride}); input_size does not apply")
-        voxels = self.event_image(window, representation)
-        crop = CropParameters(voxels.shape[1], voxels.shape[2], self.config.num_encoders)
-        return crop.pad(torch.from_numpy(voxels)[None].to(self.device))
+        return CropParameters(images.shape[-2], images.shape[-1], self.config.num_encoders).pad(images)
 
-    def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Network output (N, 1, h, w) -> its normalised log depth D̂ (N, H, W) in [0, 1] at
-        `size` (H, W), the padding of `prepare` cropped away."""
+    def raw_at_size(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Network output (N, 1, h, w) -> (N, H, W) at `size` (H, W), the padding of
+        `prepare_images` cropped away."""
         crop = CropParameters(size[0], size[1], self.config.num_encoders)
         if tuple(raw.shape[-2:]) != (crop.padded_height, crop.padded_width):
             raise InputError(f"output {tuple(raw.shape[-2:])} is not the padded size "
                              f"{(crop.padded_height, crop.padded_width)} of {tuple(size)}")
         return crop.crop(raw[:, 0])
-
-    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Normalised log depth (N, 1, h, w) -> depth (N, H, W) in metres at `size` (H, W):
-        D_max · exp(α (D̂ − 1)) of `to_log_depth`."""
-        return log_depth_to_depth(self.to_log_depth(raw, size), self.config.max_depth, self.config.alpha)
 
 
 # ---- the official checkpoint container -------------------------------------------------------

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import EventDepthModel, event_input
-from anydepth.eventdepth.e2depth import CLIP_DISTANCE_M, REG_FACTOR, log_depth_to_depth  # same conversion as E2Depth
+from anydepth.eventdepth.base import event_input
+from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel  # same conversion as E2Depth
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.swin import CrossSwinBlock, PatchSplitting, SwinBlock, SwinTransformer
 from anydepth.events.container import EventArray
@@ -183,17 +183,6 @@ class EReFormerConfig:
         if unknown:
             raise InputError(f"unknown EReFormer config keys: {', '.join(unknown)}")
         return cls(**values)
-
-
-# ---- the conversion between normalised log depth and metres ------------------------------------
-def depth_to_log_depth(depth_m, max_depth: float = CLIP_DISTANCE_M, alpha: float = REG_FACTOR, eps: float = 1e-6):
-    """Metres -> the training target 1 + log(min(d, max_depth) / max_depth + eps) / α clipped to
-    [0, 1] (official `DENSE_Data.prepare_depth`); NaN stays NaN."""
-    if isinstance(depth_m, torch.Tensor):
-        ratio = depth_m.clamp(0.0, max_depth) / max_depth
-        return (1.0 + torch.log(ratio + eps) / alpha).clamp(0.0, 1.0)
-    ratio = np.clip(depth_m, 0.0, max_depth) / max_depth
-    return np.clip(1.0 + np.log(ratio + eps) / alpha, 0.0, 1.0)
 
 
 # ---- centred zero padding to multiples of 16 ---------------------------------------------------
@@ -337,7 +326,7 @@ class TransformerRecurrent(nn.Module):
         return self.head(grid), tuple(new_states)
 
 
-class EReFormer(EventDepthModel):
+class EReFormer(LogDepthModel):
     """EReFormer: the official `E2DepthTransformerRecurrent` (parameters under
     `transformerrecurrent.`).
 
@@ -348,7 +337,6 @@ class EReFormer(EventDepthModel):
     """
 
     recurrent = True
-    output_kind = "metric"
 
     def __init__(self, config: EReFormerConfig | None = None, **overrides):
         super().__init__()
@@ -394,31 +382,24 @@ class EReFormer(EventDepthModel):
             raise InputError(f"EReFormer expects a ({bins}, H, W) input, got shape {window.shape}")
         return normalize_voxel_grid(window) if self.config.normalize else window
 
-    def prepare(self, window: EventArray | np.ndarray, representation: str | None = None,
-                input_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """`event_image` -> (1, num_bins, h, w) float32 on the model's device, zero-padded (centred)
-        to multiples of 16. EReFormer runs at the input's own resolution: there is no `input_size`."""
+    def prepare_images(self, images: torch.Tensor, input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Voxel grids (N, num_bins, H, W) -> (N, num_bins, h, w), zero-padded (centred) to
+        multiples of 16. EReFormer runs at the input's own resolution: there is no `input_size`."""
         if input_size is not None:
             raise InputError(f"EReFormer runs at the input's own resolution (padded to a multiple of {PAD_MULTIPLE}); "
                              "input_size does not apply")
-        voxels = self.event_image(window, representation)
-        top, bottom, left, right = padding_for(voxels.shape[1:])
-        return F.pad(torch.from_numpy(voxels)[None].to(self.device), (left, right, top, bottom))
+        top, bottom, left, right = padding_for(images.shape[-2:])
+        return F.pad(images, (left, right, top, bottom))
 
-    def to_log_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Network output (N, 1, h, w) -> normalised log depth D̂ (N, H, W) in [0, 1] at `size`
-        (H, W): when (h, w) is the padded size `prepare` gives for `size`, the padding is cropped
-        away; otherwise the map is resized (bilinear, in log depth)."""
+    def raw_at_size(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Network output (N, 1, h, w) -> (N, H, W) at `size` (H, W): when (h, w) is the padded
+        size `prepare_images` gives for `size`, the padding is cropped away; otherwise the map is
+        resized (bilinear, in log depth)."""
         height, width = int(size[0]), int(size[1])
         top, bottom, left, right = padding_for((height, width))
         if tuple(raw.shape[-2:]) == (height + top + bottom, width + left + right):
             return raw[:, 0, top:top + height, left:left + width]
         return F.interpolate(raw, (height, width), mode="bilinear", align_corners=False)[:, 0]
-
-    def to_depth(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Normalised log depth (N, 1, h, w) -> metres (N, H, W) at `size` (H, W):
-        max_depth · exp(α (D̂ − 1)) of `to_log_depth`, 1.97 to 80 m."""
-        return log_depth_to_depth(self.to_log_depth(raw, size), self.config.max_depth, self.config.alpha)
 
 
 # ---- the official checkpoint container -------------------------------------------------------

@@ -96,6 +96,12 @@ class DPTHead(nn.Module):
         # channels-last weights: the head's convolutions then run in the faster NHWC kernels
         self.to(memory_format=torch.channels_last)
 
+    def open_output(self) -> None:
+        """Set the bias of the last convolution to 1, so that a fresh head starts with positive
+        outputs and its final ReLU open (a head at 0 there gets no gradient and stays dead)."""
+        with torch.no_grad():
+            self.scratch.output_conv2[2].bias.fill_(1.0)
+
     def reassemble(self, tapped: list[tuple[torch.Tensor, torch.Tensor]], patch_h: int, patch_w: int) -> list[torch.Tensor]:
         """Tapped (tokens (B, N, D), cls) -> [layer1_rn .. layer4_rn], each (B, features, h_i, w_i)
         with (h_i, w_i) = (4, 2, 1, 1/2) x (patch_h, patch_w)."""

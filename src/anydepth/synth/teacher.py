@@ -38,7 +38,6 @@ def train_synthetic_teacher(encoder: str = "vitt", pairs: list | None = None, st
     torch.manual_seed(seed)
     pairs = pairs if pairs is not None else rendered_rgbd(48, seed=seed)
     model = DepthAnythingV2(encoder)
-    with torch.no_grad():  # start the final ReLU open, so a fresh head cannot die at zero
-        model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
+    model.depth_head.open_output()
     train_on_rgbd(model, pairs, steps=steps, lr=lr, input_size=input_size, batch=batch, progress=progress)
     return model.eval()
