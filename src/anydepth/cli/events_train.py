@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from anydepth.cli.common import PRECISIONS, add_device
 from anydepth.errors import InputError
 
 
@@ -31,7 +32,10 @@ def add_action(actions) -> None:
     parser.add_argument("config", help="YAML training config")
     parser.add_argument("--out", help="output folder (overrides the config's `out`)")
     parser.add_argument("--steps", type=int, help="number of steps (overrides the config)")
-    parser.add_argument("--device", help="cpu, cuda, ... (overrides the config; default auto)")
+    add_device(parser, "; overrides the config's device", None)
+    parser.add_argument("--precision", choices=("auto", *PRECISIONS),
+                        help="the student's arithmetic, overrides the config's precision (auto: bf16 autocast on "
+                             "CUDA, fp32 on the CPU; fp16 on CUDA only, with loss scaling)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config value, dotted (e.g. --set optim.lr=1e-4 --set data.crop=[112,112])")
     parser.set_defaults(run=run)
@@ -42,17 +46,20 @@ def run(args) -> int:
     from anydepth.distill.trainer import Trainer
 
     from anydepth.cli.common import check_output_dir, resolve_device
+    from anydepth.precision import check_precision
 
     if args.out is not None:
         check_output_dir(args.out, "--out")
     if args.device is not None:
         resolve_device(args.device)
     overrides = dict(_override(text) for text in args.overrides)
-    for key in ("out", "steps", "device"):
+    for key in ("out", "steps", "device", "precision"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     config = load_config(args.config, overrides, check=True)
-    resolve_device(config.device, f"{args.config}: device")  # the config's device, checked like --device
+    device = resolve_device(config.device, f"{args.config}: device")  # the config's device, checked like --device
+    if config.precision != "auto":
+        check_precision(config.precision, device, "--precision" if args.precision else f"{args.config}: precision")
     trainer = Trainer(config)
     result = trainer.run()
     if not trainer.distributed.is_main:

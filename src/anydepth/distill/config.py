@@ -58,6 +58,7 @@ Domain = Literal["source", "target"]
 Schedule = Literal["onecycle", "cosine", "constant"]
 LossName = Literal["ssi", "e2depth", "silog"]
 LossSpace = Literal["disparity", "log_depth", "depth"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 REGIMES = typing.get_args(Regime)
 LABEL_KINDS = typing.get_args(LabelKind)
 SCHEDULES = typing.get_args(Schedule)
@@ -170,6 +171,11 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A whole training run. precision: the student's arithmetic (`anydepth.precision`): "auto" =
+    bf16 autocast on CUDA (fp32 with `amp: false`, kept for configs written before `precision`),
+    fp32 elsewhere; "fp16" (CUDA only) scales the loss against gradient underflow. Losses run in
+    float32 in every case."""
+
     model: ModelSpec = _field(factory=ModelSpec)
     data: DataConfig = _field(factory=DataConfig)
     optim: OptimConfig = _field(factory=OptimConfig)
@@ -181,6 +187,7 @@ class TrainConfig:
     log_every: int = _field(10, min=1)
     image_every: int = _field(200, min=1)
     seed: int = 0
+    precision: Precision = "auto"
     amp: bool = True
     device: str = "auto"
     out: str = _field("runs/train", path="output")

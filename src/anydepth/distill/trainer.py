@@ -4,7 +4,7 @@ One step: `batch_size` clips of `sequence_length` consecutive samples (per proce
 student runs through each clip from a zero state (truncated BPTT: the state is detached every
 `detach_every` frames), a stateless one sees each frame alone; the loss of each frame is taken in
 the loss's space over the label's valid pixels and averaged over the clip; AdamW, a learning-rate
-schedule, gradient-norm clipping, bf16 autocast on GPU.
+schedule, gradient-norm clipping, bf16 autocast on GPU (`precision`).
 
 Checkpoints (`OUT/checkpoints/step_XXXXXXX.pt` and `last.pt`, written atomically every
 `checkpoint_every` steps and at the end) hold the model, optimiser, scheduler, step, loss history,
@@ -50,6 +50,7 @@ from anydepth.foundation.checkpoint import atomic_torch_save, read_state_dict
 from anydepth.foundation.config import ENCODERS
 from anydepth.foundation.weights import resolve_weights
 from anydepth.metrics.align import align_scale_shift
+from anydepth.precision import autocast, check_precision
 
 CHECKPOINT_FORMAT = "anydepth-train-v1"
 OUTPUTS = ("student.pth", "history.jsonl", "loss.png")  # written in OUT at the end of a run
@@ -211,7 +212,7 @@ class Trainer:
         folder = self.out / "checkpoints"
         return folder / ("last.pt" if step is None else f"step_{step:07d}.pt")
 
-    def save_checkpoint(self, student, optimizer, scheduler, step: int, history: list[dict]) -> None:
+    def save_checkpoint(self, student, optimizer, scheduler, step: int, history: list[dict], scaler=None) -> None:
         if not self.distributed.is_main:
             return
         payload = {
@@ -220,10 +221,12 @@ class Trainer:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states(),
             "history": history, "config": json_ready(self.config.to_dict()),
         }
+        if scaler is not None and scaler.is_enabled():  # fp16: the loss scale is part of an exact resume
+            payload["scaler"] = scaler.state_dict()
         atomic_torch_save(payload, self.checkpoint_path(step))
         atomic_torch_save(payload, self.checkpoint_path())
 
-    def load_checkpoint(self, student, optimizer, scheduler) -> tuple[int, list[dict]]:
+    def load_checkpoint(self, student, optimizer, scheduler, scaler=None) -> tuple[int, list[dict]]:
         path = self.checkpoint_path()
         if not path.is_file():
             return 0, []
@@ -242,6 +245,8 @@ class Trainer:
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_states(payload["rng"])
+        if scaler is not None and scaler.is_enabled() and "scaler" in payload:
+            scaler.load_state_dict(payload["scaler"])
         return int(payload["step"]), list(payload["history"])
 
     def run(self) -> TrainResult:
@@ -265,9 +270,13 @@ class Trainer:
         loss_fn = make_loss(config)
         if self.distributed.is_main:
             clean_stale_temporaries(self.out)
-        start, history = self.load_checkpoint(student, optimizer, scheduler)
+        precision = config.precision
+        if precision == "auto":
+            precision = "bf16" if config.amp and self.device.type == "cuda" else "fp32"
+        check_precision(precision, self.device, "precision")
+        scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
+        start, history = self.load_checkpoint(student, optimizer, scheduler, scaler)
         writer = self._writer(start) if self.distributed.is_main else None
-        autocast = config.amp and self.device.type == "cuda"
         end = config.steps if self.stop_after is None else min(config.steps, start + self.stop_after)
         bar = None
         if self.progress and self.distributed.is_main:
@@ -280,17 +289,19 @@ class Trainer:
             batch = clips.batch(step, config.batch_size, self.distributed.rank)
             images = batch["images"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            with autocast(self.device, precision):
                 raw = network(images)
             prediction = student.to_space(raw.float().flatten(0, 1), space)
             target = labels.flatten(0, 1)
             mask = torch.isfinite(target)
             loss, parts = loss_fn(prediction, torch.nan_to_num(target), mask)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if config.optim.clip_grad > 0:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_grad)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             record = {"step": step + 1, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                       **{k: float(v.detach()) for k, v in parts.items()}}
@@ -301,11 +312,11 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                self.save_checkpoint(student, optimizer, scheduler, step + 1, history)
+                self.save_checkpoint(student, optimizer, scheduler, step + 1, history, scaler)
         if bar is not None:
             bar.close()
         if end > start and (end % config.checkpoint_every) and end != config.steps:
-            self.save_checkpoint(student, optimizer, scheduler, end, history)
+            self.save_checkpoint(student, optimizer, scheduler, end, history, scaler)
         if writer is not None:
             writer.close()
         clips.close()
