@@ -16,7 +16,7 @@ from anydepth.events.container import EventArray
 from anydepth.focus.tto import FAST, with_precision
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
 from anydepth.precision import PRECISIONS, autocast, check_precision
-from conftest import synthetic_bgr
+from tests.support import synthetic_bgr
 
 
 def _relative(value: np.ndarray, reference: np.ndarray) -> float:

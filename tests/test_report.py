@@ -15,8 +15,8 @@ import pytest
 from anydepth.errors import InputError
 from anydepth.report import Figure, Report, Table, find_browser, screenshot
 from anydepth.viz import colorize, plot_curves
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def metrics_table() -> Table:

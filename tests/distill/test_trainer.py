@@ -22,8 +22,9 @@ from anydepth.errors import InputError
 from anydepth.eventdepth.registry import MODELS, load_model
 from anydepth.foundation import load_depth_anything_file, random_state_dict, save_checkpoint
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
+from tests.support import REPO
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "train"
+CONFIGS = REPO / "configs" / "train"
 SMALL_E2DEPTH = {"name": "e2depth", "config": {"base_num_channels": 8, "num_encoders": 2}}
 SMALL_DAE_R = {"encoder": "vitp", "activation": "relu", "inv_prediction": True, "input_size": [84, 112]}
 

@@ -34,8 +34,8 @@ from anydepth.eventdepth.base import DepthStream
 from anydepth.eventdepth.ereformer import ARCH, EReFormer, EReFormerConfig, load_ereformer, padding_for, save_ereformer
 from anydepth.eventdepth.log_depth import depth_to_log_depth, log_depth_to_depth
 from anydepth.events.container import EventArray
+from tests.support import DATA
 
-DATA = Path(__file__).resolve().parent / "data"
 REFERENCE = DATA / "ereformer_reference.npz"
 REFERENCE_SEED = 20240517
 REFERENCE_SIZE = (112, 160)

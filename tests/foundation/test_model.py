@@ -8,7 +8,7 @@ import torch
 
 from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config, random_state_dict
 from anydepth.foundation import hf_keys
-from conftest import DATA, synthetic_bgr
+from tests.support import DATA, synthetic_bgr
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from anydepth.cli.main import main
 from anydepth.eventdepth import load_model, save_model
 from anydepth.foundation.checkpoint import random_weights
-from test_events_readers import T_OFFSET, random_events, write_dsec
+from tests.events.readers.test_readers import T_OFFSET, random_events, write_dsec
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from anydepth.cli.main import main
 from anydepth.eventdepth import load_model, save_model
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
 from anydepth.foundation.checkpoint import random_weights
-from conftest import REALDATA, synthetic_bgr
-from test_events_inivation import _aedat2_file, _dvs128_address
-from test_events_prophesee import EVT3_HEADER, encode_evt3, write_raw
-from test_events_readers import random_events, write_dsec, write_mvsec, write_npz, write_txt
+from tests.support import REALDATA, synthetic_bgr
+from tests.events.readers.test_inivation import _aedat2_file, _dvs128_address
+from tests.events.readers.test_prophesee import EVT3_HEADER, encode_evt3, write_raw
+from tests.events.readers.test_readers import random_events, write_dsec, write_mvsec, write_npz, write_txt
 
 SENSOR = (48, 64)  # height, width of the small recordings below
 

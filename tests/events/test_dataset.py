@@ -21,7 +21,7 @@ from anydepth.events.dataset import (
     open_sequence,
 )
 from anydepth.events.readers.dsec import disparity_to_depth, focal_baseline, read_disparity_png
-from test_events_readers import (
+from tests.events.readers.test_readers import (
     MVSEC_EPOCH_US,
     T_OFFSET,
     assert_events_equal,

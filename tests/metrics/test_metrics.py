@@ -36,8 +36,8 @@ from anydepth.metrics import (
     sq_rel,
 )
 from anydepth.metrics.protocols import center_crop
+from tests.support import DATA
 
-DATA = Path(__file__).parent / "data"
 
 
 def test_error_metrics_known_answers():

@@ -15,7 +15,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events import open_events
 from anydepth.events.convert import convert_to_dsec
 from anydepth.synth.writers import ms_to_idx
-from test_events_readers import T_OFFSET, random_events, write_dsec
+from tests.events.readers.test_readers import T_OFFSET, random_events, write_dsec
 
 
 def assert_same_recording(converted, original_path, **options):

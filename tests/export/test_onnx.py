@@ -23,7 +23,7 @@ from anydepth.events.container import EventArray  # noqa: E402
 from anydepth.export.onnx import OnnxModel, _require, bicubic_matrix, evaluate_dim, export_onnx  # noqa: E402
 from anydepth.foundation import DepthAnythingV2, get_config, save_checkpoint  # noqa: E402
 from anydepth.foundation.checkpoint import random_state_dict, random_weights  # noqa: E402
-from conftest import synthetic_bgr  # noqa: E402
+from tests.support import synthetic_bgr  # noqa: E402
 
 TOLERANCE = 1e-4
 

@@ -16,7 +16,7 @@ from anydepth.eventdepth import DepthStream, load_model, save_model
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, DepthAnyEventConfig, init_from_dav2, load_depthanyevent
 from anydepth.foundation import random_state_dict
 from anydepth.foundation.checkpoint import random_weights
-from conftest import DATA
+from tests.support import DATA
 
 
 def seeded(model: DepthAnyEvent, seed: int) -> DepthAnyEvent:

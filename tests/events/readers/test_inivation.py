@@ -19,8 +19,9 @@ from anydepth.errors import FormatError
 from anydepth.events.dataset import open_sequence
 from anydepth.events.readers import aedat2, detect_format, open_events
 from anydepth.events.readers.aedat4 import Aedat4Reader
+from tests.support import REALDATA
 
-REAL_AEDAT4 = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / "dvxplorer_aedat4" / "sample.aedat4"
+REAL_AEDAT4 = REALDATA / "dvxplorer_aedat4" / "sample.aedat4"
 
 
 def _random_events(n, height, width, seed=0, t0=1_000_000, step=7):

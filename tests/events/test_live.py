@@ -20,7 +20,7 @@ import pytest
 from anydepth.cli.main import main
 from anydepth.errors import InputError
 from anydepth.eventdepth import DepthStream, load_model
-from test_cli_events_predict import tiny_daer  # noqa: F401  (fixture)
+from tests.cli.test_events_predict import tiny_daer  # noqa: F401  (fixture)
 
 dv = pytest.importorskip("dv_processing", reason="live tests need dv-processing (anydepth[live])")
 

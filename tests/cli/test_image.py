@@ -15,7 +15,7 @@ import torch
 
 from anydepth.cli.main import main
 from anydepth.foundation import DepthAnythingV2, random_state_dict, save_checkpoint
-from conftest import synthetic_bgr
+from tests.support import synthetic_bgr
 
 
 @pytest.fixture(scope="module")

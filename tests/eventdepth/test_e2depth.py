@@ -47,8 +47,9 @@ from anydepth.eventdepth.e2depth import CropParameters, E2Depth, E2DepthConfig, 
 from anydepth.eventdepth.log_depth import depth_to_log_depth, log_depth_to_depth
 from anydepth.events.container import EventArray
 from anydepth.events.representations import voxel_grid
+from tests.support import DATA
 
-REFERENCE = Path(__file__).resolve().parent / "data" / "e2depth_reference.npz"
+REFERENCE = DATA / "e2depth_reference.npz"
 
 # name -> (official model config, weight seed, input seed, input shape (steps, bins, H, W))
 CASES = {

@@ -1,0 +1,21 @@
+"""What several test modules share: paths to the stored and the real data, and a deterministic
+test image. Weights in the official layout filled with random values: `tests.support.weights`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def synthetic_bgr(height: int = 120, width: int = 160) -> np.ndarray:
+    """A deterministic uint8 BGR test image: colour ramps, a disc and fine stripes."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    blue = 255 * x / (width - 1)
+    green = 127.5 + 127.5 * np.sin(x / 5.0) * np.cos(y / 7.0)
+    red = 255 * ((x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(height, width) / 3) ** 2)
+    return np.clip(np.stack([blue, green, red], axis=-1), 0, 255).astype(np.uint8)
