@@ -116,88 +116,133 @@ def time_surface_serial(x, y, t, p, t_ref, inv_tau, width, out):
 
 
 # ---- voxel grid ----------------------------------------------------------------------------------
+# Time is sorted, so the events whose position (t - t_first) (B - 1) / span has lower bin b form one
+# index range [starts[b], starts[b + 1]) (found by binary search on integer thresholds): within it
+# the bin is a constant and each event only needs its weight. Events are handled in blocks: a
+# vectorised pass computes pixel and both contributions of a block, then a scalar loop scatters them.
+VOXEL_BLOCK = 512
+
+
+@numba.njit(cache=True, nogil=True)
+def voxel_bin_starts(t, t_first, span, bins):
+    """(bins + 1,) int64: events [starts[b], starts[b + 1]) have lower bin b, i.e. (t - t_first)
+    (bins - 1) in [b span, (b + 1) span); the last range holds the events at t_first + span (weight
+    0). Integer thresholds, so an event on a bin boundary gets weight exactly 0."""
+    steps = bins - 1
+    starts = np.empty(bins + 1, np.int64)
+    starts[0] = 0
+    for b in range(1, bins):
+        starts[b] = np.searchsorted(t, t_first + (b * span + steps - 1) // steps)
+    starts[bins] = t.shape[0]
+    return starts
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bin_position(dt, steps, span, inv_span):
-    """(lower bin, float32 weight of the upper bin) of position dt * steps / span without a
-    division: the quotient from a float64 product corrected by one step either way, the remainder
-    exact, so an event on a bin boundary gives weight exactly 0 (as the official
-    multiply-then-divide)."""
-    scaled = dt * steps
-    lower = np.int64(scaled * inv_span)
-    remainder = scaled - lower * span
-    if remainder >= span:
-        lower += 1
-        remainder -= span
-    elif remainder < 0:
-        lower -= 1
-        remainder += span
-    return lower, np.float32(remainder * inv_span)
+def _voxel_block(xs, ys, ts, ps, t_first, steps, offset, inv_span, width, pixel, low, high):
+    """One block of events of one lower bin (vectorised; slices index from 0, so no wraparound
+    checks): pixel index, (2p - 1)(1 - w) and (2p - 1) w in float32 with w = ((t - t_first) steps -
+    offset) / span from an exact integer numerator."""
+    for j in range(xs.shape[0]):
+        weight = np.float64((ts[j] - t_first) * steps - offset) * inv_span
+        value = np.float64(2 * np.int32(ps[j]) - 1)
+        pixel[j] = np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])
+        low[j] = np.float32(value - value * weight)
+        high[j] = np.float32(value * weight)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, lower, upper):
+    """Events [start, stop), all of lower bin b: lower[pixel] += (2p - 1)(1 - w), upper[pixel] +=
+    (2p - 1) w (any 1-D float32 views: planes or the two halves of interleaved pairs)."""
+    offset = np.int64(b) * span
+    inv_span = 1.0 / span
+    pixel = np.empty(VOXEL_BLOCK, np.uint32)
+    low = np.empty(VOXEL_BLOCK, np.float32)
+    high = np.empty(VOXEL_BLOCK, np.float32)
+    for s in range(start, stop, VOXEL_BLOCK):
+        e = min(s + VOXEL_BLOCK, stop)
+        _voxel_block(x[s:e], y[s:e], t[s:e], p[s:e], t_first, steps, offset, inv_span, width, pixel, low, high)
+        for j in range(e - s):
+            k = pixel[j]
+            lower[k] += low[j]
+            upper[k] += high[j]
 
 
 @numba.njit(cache=True, nogil=True)
 def voxel_planes(x, y, t, p, t_first, span, width, out):
     """Integer coordinates, one thread: out (bins, H * W) float32 zeroed, += (2p - 1)(1 - w) at the
-    lower bin and (2p - 1) w at the next (w = 0 exactly for the last event, whose next bin is
-    clamped to the last)."""
+    lower bin and (2p - 1) w at the next (w = 0 exactly for the last event, which adds its 0 to
+    its own bin)."""
     bins = out.shape[0]
     steps = bins - 1
-    inv_span = 1.0 / span
-    for i in range(t.shape[0]):
-        lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
-        value = np.float32(2 * p[i] - 1)
-        k = np.int64(y[i]) * width + np.int64(x[i])
-        out[lower, k] += value - value * weight
-        out[min(lower + 1, steps), k] += value * weight
+    starts = voxel_bin_starts(t, t_first, span, bins)
+    for b in range(bins):
+        _voxel_range(x, y, t, p, t_first, span, steps, width, b, starts[b], starts[b + 1], out[b], out[min(b + 1, steps)])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def voxel_pixel_major(x, y, t, p, t_first, span, width, bins, partial):
-    """Integer coordinates, split over threads: partial (chunks, H * W * (bins + 1)) float32, any
-    content (each chunk zeroes its row); chunk c accumulates its events at [pixel * (bins + 1) +
-    bin]; the extra bin takes the zero-weight spill of the last one. `voxel_reduce` sums chunks."""
-    chunks = partial.shape[0]
-    n = t.shape[0]
+def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
+    """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, any content.
+    Chunk c takes events [c n / chunks, (c + 1) n / chunks) and, for each lower bin b its events
+    reach, zeroes pairs[c, b] and accumulates at [2 pixel] the lower-bin and at [2 pixel + 1] the
+    upper-bin contributions (both in one cache line: the footprint of one bin range is 8 bytes per
+    pixel). Returns the bin starts for `voxel_merge`."""
+    chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
-    stride = bins + 1
-    inv_span = 1.0 / span
+    n = t.shape[0]
+    starts = voxel_bin_starts(t, t_first, span, bins)
     for c in numba.prange(chunks):
-        grid = partial[c]
-        grid[:] = 0.0
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
-            value = np.float32(2 * p[i] - 1)
-            k = (np.int64(y[i]) * width + np.int64(x[i])) * stride + lower
-            grid[k] += value - value * weight
-            grid[k + 1] += value * weight
+        first, last = c * n // chunks, (c + 1) * n // chunks
+        for b in range(bins):
+            start, stop = max(starts[b], first), min(starts[b + 1], last)
+            if start < stop:
+                pair = pairs[c, b]
+                pair[:] = 0.0
+                _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
+    return starts
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
-def voxel_reduce(partial, out, workers):
-    """out (bins, H * W) = sum over chunks of the pixel-major partials, in parallel over pixel
-    ranges. Returns (count of non-zero values, sum, sum of squares) for the normalisation."""
-    chunks = partial.shape[0]
-    bins, size = out.shape
-    stride = bins + 1
+def voxel_merge(pairs, starts, out, workers):
+    """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
+    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), in parallel over
+    pixel ranges. Returns (count of non-zero values, sum, sum of squares) for the normalisation."""
+    chunks, bins = pairs.shape[0], pairs.shape[1]
+    size = out.shape[1]
+    n = starts[bins]
+    reached = np.zeros((chunks, bins), np.bool_)
+    for c in range(chunks):
+        for b in range(bins):
+            reached[c, b] = max(starts[b], c * n // chunks) < min(starts[b + 1], (c + 1) * n // chunks)
     counts = np.zeros(workers, np.int64)
     sums = np.zeros(workers, np.float64)
     squares = np.zeros(workers, np.float64)
     for w in numba.prange(workers):
-        count = 0
-        total = 0.0
-        square = 0.0
-        for j in range(w * size // workers, (w + 1) * size // workers):
-            for b in range(bins):
-                value = partial[0, j * stride + b]
-                for c in range(1, chunks):
-                    value += partial[c, j * stride + b]
-                out[b, j] = value
-                count += value != 0
-                total += value
-                square += np.float64(value) * value
+        j0, j1 = w * size // workers, (w + 1) * size // workers
+        plane = out[:, j0:j1]
+        count, total, square = 0, 0.0, 0.0
+        for b in range(bins):
+            target = plane[b]
+            target[:] = 0.0
+            for c in range(chunks):
+                if reached[c, b]:
+                    _add_strided(target, pairs[c, b, 2 * j0:2 * j1:2])
+                if b and reached[c, b - 1]:
+                    _add_strided(target, pairs[c, b - 1, 2 * j0 + 1:2 * j1:2])
+            partial = _moments_range(target, 0, target.shape[0])
+            count += partial[0]
+            total += partial[1]
+            square += partial[2]
         counts[w] = count
         sums[w] = total
         squares[w] = square
     return counts.sum(), sums.sum(), squares.sum()
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_strided(target, source):
+    for j in range(target.shape[0]):
+        target[j] += source[j]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -93,9 +93,9 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
             kernels.normalize_nonzero(grid)
         return grid
     grid = np.empty((bins, height, width), np.float32)
-    partial = _scratch(f"voxel{workers}", (workers, (bins + 1) * height * width), np.float32)
-    kernels.voxel_pixel_major(events.x, events.y, events.t, events.p, t_first, span, width, bins, partial)
-    count, total, squares = kernels.voxel_reduce(partial, grid.reshape(bins, -1), workers)
+    pairs = _scratch(f"voxel{workers}", (workers, bins, 2 * height * width), np.float32)
+    starts = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
+    count, total, squares = kernels.voxel_merge(pairs, starts, grid.reshape(bins, -1), workers)
     if normalize and count:
         mean = total / count
         variance = squares / count - mean * mean
