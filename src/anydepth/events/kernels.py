@@ -202,55 +202,55 @@ def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
     return starts
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
-def voxel_merge(pairs, starts, out, workers):
+MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay in L1 / L2
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def voxel_merge(pairs, starts, out):
     """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
-    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), in parallel over
-    pixel ranges. Returns (count of non-zero values, sum, sum of squares) for the normalisation."""
+    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile.
+    Returns (count of non-zero values, sum, sum of squares) of out for the normalisation, from the
+    same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
+    a busy machine."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
+    steps = bins - 1
     size = out.shape[1]
     n = starts[bins]
     reached = np.zeros((chunks, bins), np.bool_)
     for c in range(chunks):
         for b in range(bins):
             reached[c, b] = max(starts[b], c * n // chunks) < min(starts[b + 1], (c + 1) * n // chunks)
-    counts = np.zeros(workers, np.int64)
-    sums = np.zeros(workers, np.float64)
-    squares = np.zeros(workers, np.float64)
-    for w in numba.prange(workers):
-        j0, j1 = w * size // workers, (w + 1) * size // workers
-        plane = out[:, j0:j1]
-        count, total, square = 0, 0.0, 0.0
+    count, total, square = 0, 0.0, 0.0
+    for j0 in range(0, size, MERGE_TILE):
+        j1 = min(j0 + MERGE_TILE, size)
         for b in range(bins):
-            target = plane[b]
-            target[:] = 0.0
-            for c in range(chunks):
-                if reached[c, b]:
-                    _add_strided(target, pairs[c, b, 2 * j0:2 * j1:2])
-                if b and reached[c, b - 1]:
-                    _add_strided(target, pairs[c, b - 1, 2 * j0 + 1:2 * j1:2])
-            partial = _moments_range(target, 0, target.shape[0])
-            count += partial[0]
-            total += partial[1]
-            square += partial[2]
-        counts[w] = count
-        sums[w] = total
-        squares[w] = square
-    return counts.sum(), sums.sum(), squares.sum()
+            out[b, j0:j1] = 0.0
+        for c in range(chunks):
+            for b in range(bins):
+                if reached[c, b]:  # the last bin's upper halves hold zeros: added to itself
+                    _add_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
+        for b in range(bins):
+            tile = _moments(out[b, j0:j1])
+            count += tile[0]
+            total += tile[1]
+            square += tile[2]
+    return count, total, square
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_strided(target, source):
-    for j in range(target.shape[0]):
-        target[j] += source[j]
+def _add_pairs(pair, lower, upper):
+    """lower += pair[0::2], upper += pair[1::2] (contiguous 1-D arrays indexed from 0: vectorised)."""
+    for j in range(lower.shape[0]):
+        lower[j] += pair[2 * j]
+        upper[j] += pair[2 * j + 1]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _moments_range(flat, start, stop):
+def _moments(flat):
     count = 0
     total = 0.0
     square = 0.0
-    for j in range(start, stop):
+    for j in range(flat.shape[0]):
         value = flat[j]
         count += value != 0
         total += value
@@ -262,12 +262,12 @@ def _moments_range(flat, start, stop):
 def moments(flat):
     """(count of non-zero values, sum, sum of squares) of a float32 array, in float64 (zeros add
     nothing to the sums, so only the count tests; summed in SIMD lanes, hence `reassoc`)."""
-    return _moments_range(flat, 0, flat.shape[0])
+    return _moments(flat)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _standardize_range(flat, mean, inv_std, start, stop):
-    for j in range(start, stop):
+def _standardize(flat, mean, inv_std):
+    for j in range(flat.shape[0]):
         value = flat[j]
         flat[j] = (value - mean) * inv_std if value != 0 else value
 
@@ -275,14 +275,7 @@ def _standardize_range(flat, mean, inv_std, start, stop):
 @numba.njit(cache=True, nogil=True)
 def standardize_nonzero(flat, mean, inv_std):
     """In place over the non-zero values: (v - mean) * inv_std (mean, inv_std float32)."""
-    _standardize_range(flat, mean, inv_std, 0, flat.shape[0])
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def standardize_nonzero_parallel(flat, mean, inv_std, workers):
-    size = flat.shape[0]
-    for w in numba.prange(workers):
-        _standardize_range(flat, mean, inv_std, w * size // workers, (w + 1) * size // workers)
+    _standardize(flat, mean, inv_std)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -95,12 +95,12 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
     grid = np.empty((bins, height, width), np.float32)
     pairs = _scratch(f"voxel{workers}", (workers, bins, 2 * height * width), np.float32)
     starts = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
-    count, total, squares = kernels.voxel_merge(pairs, starts, grid.reshape(bins, -1), workers)
+    count, total, squares = kernels.voxel_merge(pairs, starts, grid.reshape(bins, -1))
     if normalize and count:
         mean = total / count
         variance = squares / count - mean * mean
         if variance > 0:
-            kernels.standardize_nonzero_parallel(grid.reshape(-1), np.float32(mean), np.float32(1.0 / np.sqrt(variance)), workers)
+            kernels.standardize_nonzero(grid.reshape(-1), np.float32(mean), np.float32(1.0 / np.sqrt(variance)))
     return grid
 
 
