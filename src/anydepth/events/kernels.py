@@ -119,7 +119,8 @@ def time_surface_serial(x, y, t, p, t_ref, inv_tau, width, out):
 # Time is sorted, so the events whose position (t - t_first) (B - 1) / span has lower bin b form one
 # index range [starts[b], starts[b + 1]) (found by binary search on integer thresholds): within it
 # the bin is a constant and each event only needs its weight. Events are handled in blocks: a
-# vectorised pass computes pixel and both contributions of a block, then a scalar loop scatters them.
+# vectorised pass computes the pixel and both contributions of a block (the reference's float64
+# operations, rounded to float32 as it does), then a scalar loop scatters them.
 VOXEL_BLOCK = 512
 
 
@@ -138,30 +139,28 @@ def voxel_bin_starts(t, t_first, span, bins):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _voxel_block(xs, ys, ts, ps, t_first, steps, offset, inv_span, width, pixel, low, high):
-    """One block of events of one lower bin (vectorised; slices index from 0, so no wraparound
-    checks): pixel index, (2p - 1)(1 - w) and (2p - 1) w in float32 with w = ((t - t_first) steps -
-    offset) / span from an exact integer numerator."""
+def _voxel_block(xs, ys, ts, ps, t_first, steps, b, span, width, pixel, low, high):
+    """One block of events of lower bin b (vectorised; slices index from 0, so no wraparound
+    checks): pixel index, float32((2p - 1)(1 - w)) and float32((2p - 1) w) with w = (t - t_first)
+    steps / span - b in float64 (span float64), the reference's operations bit for bit."""
     for j in range(xs.shape[0]):
-        weight = np.float64((ts[j] - t_first) * steps - offset) * inv_span
+        weight = np.float64((ts[j] - t_first) * steps) / span - b
         value = np.float64(2 * np.int32(ps[j]) - 1)
         pixel[j] = np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])
-        low[j] = np.float32(value - value * weight)
+        low[j] = np.float32(value * (1.0 - weight))
         high[j] = np.float32(value * weight)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, lower, upper):
-    """Events [start, stop), all of lower bin b: lower[pixel] += (2p - 1)(1 - w), upper[pixel] +=
-    (2p - 1) w (any 1-D float32 views: planes or the two halves of interleaved pairs)."""
-    offset = np.int64(b) * span
-    inv_span = 1.0 / span
+    """Events [start, stop), all of lower bin b, in order: lower[pixel] += (2p - 1)(1 - w),
+    upper[pixel] += (2p - 1) w (any 1-D float32 views: planes or the halves of interleaved pairs)."""
     pixel = np.empty(VOXEL_BLOCK, np.uint32)
     low = np.empty(VOXEL_BLOCK, np.float32)
     high = np.empty(VOXEL_BLOCK, np.float32)
     for s in range(start, stop, VOXEL_BLOCK):
         e = min(s + VOXEL_BLOCK, stop)
-        _voxel_block(x[s:e], y[s:e], t[s:e], p[s:e], t_first, steps, offset, inv_span, width, pixel, low, high)
+        _voxel_block(x[s:e], y[s:e], t[s:e], p[s:e], t_first, steps, b, np.float64(span), width, pixel, low, high)
         for j in range(e - s):
             k = pixel[j]
             lower[k] += low[j]
@@ -171,12 +170,14 @@ def _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, lower,
 @numba.njit(cache=True, nogil=True)
 def voxel_planes(x, y, t, p, t_first, span, width, out):
     """Integer coordinates, one thread: out (bins, H * W) float32 zeroed, += (2p - 1)(1 - w) at the
-    lower bin and (2p - 1) w at the next (w = 0 exactly for the last event, which adds its 0 to
-    its own bin)."""
+    lower bin and (2p - 1) w at the next (w = 0 exactly for the last events, which add that 0 to
+    their own bin). Bins from the last to the first, so each voxel sums its lower-bin contributions
+    in time order, then its upper-bin ones: the order of the reference's two `np.add.at` passes,
+    hence the same float32 sums bit for bit."""
     bins = out.shape[0]
     steps = bins - 1
     starts = voxel_bin_starts(t, t_first, span, bins)
-    for b in range(bins):
+    for b in range(steps, -1, -1):
         _voxel_range(x, y, t, p, t_first, span, steps, width, b, starts[b], starts[b + 1], out[b], out[min(b + 1, steps)])
 
 
