@@ -210,6 +210,8 @@ def test_every_kernel_path_matches_the_references(kernel_path):
     # calls reuse their scratch: a second, different window must not see the first one
     other = random_events(3_000, (30, 50), seed=7)
     np.testing.assert_array_equal(tencode(other), reference.tencode(other))
+    for bins in (5, 3):
+        np.testing.assert_allclose(voxel_grid(other, bins, False), reference.voxel_grid(other, bins, False), atol=2e-4)
     np.testing.assert_allclose(time_surface(other, 20_000.0, int(other.t[-1])),
                                time_surface_reference(other, 20_000.0, int(other.t[-1])), rtol=1e-6, atol=0)
 

@@ -9,8 +9,9 @@ that splits the events into chunks, each with its own scratch, merged in a pass 
 Scratch conventions (the buffers are reused across calls by `representations`):
 - last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
   pass writes event indices, the pixel pass reads them and puts -1 back, so no call fills them;
-- voxel partials are float32 (chunks, H * W * (bins + 1)), pixel-major (the bins of one pixel are
-  adjacent, so an event's two bins share a cache line), zeroed by the chunk that uses them.
+- voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
+  lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
+  event); the merge reads them tile by tile and writes the zeros back.
 """
 
 from __future__ import annotations
@@ -183,11 +184,11 @@ def voxel_planes(x, y, t, p, t_first, span, width, out):
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
-    """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, any content.
-    Chunk c takes events [c n / chunks, (c + 1) n / chunks) and, for each lower bin b its events
-    reach, zeroes pairs[c, b] and accumulates at [2 pixel] the lower-bin and at [2 pixel + 1] the
-    upper-bin contributions (both in one cache line: the footprint of one bin range is 8 bytes per
-    pixel). Returns the bin starts for `voxel_merge`."""
+    """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, all 0 on entry
+    (`voxel_merge` puts the zeros back). Chunk c takes events [c n / chunks, (c + 1) n / chunks)
+    and, for each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the
+    lower-bin and at [2 pixel + 1] the upper-bin contributions (both in one cache line: the
+    footprint of one bin range is 8 bytes per pixel). Returns the bin starts for `voxel_merge`."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     n = t.shape[0]
@@ -198,7 +199,6 @@ def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
             start, stop = max(starts[b], first), min(starts[b + 1], last)
             if start < stop:
                 pair = pairs[c, b]
-                pair[:] = 0.0
                 _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
     return starts
 
@@ -209,9 +209,10 @@ MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def voxel_merge(pairs, starts, out):
     """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
-    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile.
-    Returns (count of non-zero values, sum, sum of squares) of out for the normalisation, from the
-    same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
+    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile,
+    writing 0 back into the pairs it read (they are in L1 then; cheaper than clearing them before
+    the next call). Returns (count of non-zero values, sum, sum of squares) of out for the
+    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
     a busy machine."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
@@ -229,7 +230,7 @@ def voxel_merge(pairs, starts, out):
         for c in range(chunks):
             for b in range(bins):
                 if reached[c, b]:  # the last bin's upper halves hold zeros: added to itself
-                    _add_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
+                    _take_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
         for b in range(bins):
             tile = _moments(out[b, j0:j1])
             count += tile[0]
@@ -239,11 +240,13 @@ def voxel_merge(pairs, starts, out):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_pairs(pair, lower, upper):
-    """lower += pair[0::2], upper += pair[1::2] (contiguous 1-D arrays indexed from 0: vectorised)."""
+def _take_pairs(pair, lower, upper):
+    """lower += pair[0::2], upper += pair[1::2], then pair = 0 (contiguous 1-D arrays indexed from
+    0: vectorised)."""
     for j in range(lower.shape[0]):
         lower[j] += pair[2 * j]
         upper[j] += pair[2 * j + 1]
+    pair[:] = 0.0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
