@@ -4,7 +4,9 @@
 All kernels take x, y (uint16 or float32), t (int64 µs), p (int8 0/1), sorted by t. Each exists
 once as a loop over a range (`_..._range`), called by a serial kernel (streaming windows: no
 thread start-up, which costs milliseconds on a loaded machine) and by a `parallel=True` kernel
-that splits the events into chunks, each with its own scratch, merged in a pass over the pixels.
+that splits the events into chunks, each with its own scratch, merged in a pass over the pixels
+on the calling thread (a few milliseconds of streaming: less than a second parallel region, whose
+thread wake-up costs more on a busy machine).
 
 Scratch conventions (the buffers are reused across calls by `representations`):
 - last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
@@ -23,8 +25,9 @@ import numpy as np
 # ---- last event per pixel: Tencode and the time surface ---------------------------------------
 @numba.njit(cache=True, nogil=True, inline="always")
 def _last_index_range(x, y, p, width, plane, start, stop, last):
-    for i in range(start, stop):
-        last[np.int64(p[i]) * plane + np.int64(y[i]) * width + np.int64(x[i])] = i
+    xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]  # indexed from 0: no wraparound checks
+    for j in range(xs.shape[0]):
+        last[np.uint64(ps[j]) * np.uint64(plane) + np.uint64(ys[j]) * np.uint64(width) + np.uint64(xs[j])] = start + j
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -64,13 +67,11 @@ def _tencode_range(t, p, t_first, span, last, out, start, stop):
             out[2, j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def tencode_pixels_parallel(t, p, t_first, span, last, out, workers):
+@numba.njit(cache=True, nogil=True)
+def tencode_pixels(t, p, t_first, span, last, out):
     """out (3, H * W) float32 = (p, 1 - t_n, 1 - p) of the event in `last` per pixel, 0 where
     none; t_n = (t - t_first) / span in float64 per pixel, as the reference. Resets `last`."""
-    size = out.shape[1]
-    for w in numba.prange(workers):
-        _tencode_range(t, p, t_first, span, last, out, w * size // workers, (w + 1) * size // workers)
+    _tencode_range(t, p, t_first, span, last, out, 0, out.shape[1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -83,11 +84,11 @@ def _time_surface_range(t, t_ref, inv_tau, last, out, start, stop):
             out[j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def time_surface_pixels_parallel(t, t_ref, inv_tau, last, out, workers):
-    size = out.shape[0]
-    for w in numba.prange(workers):
-        _time_surface_range(t, t_ref, inv_tau, last, out, w * size // workers, (w + 1) * size // workers)
+@numba.njit(cache=True, nogil=True)
+def time_surface_pixels(t, t_ref, inv_tau, last, out):
+    """out (2 H W) float32 = exp((t - t_ref) * inv_tau) of the event in `last`, 0 where none.
+    Resets `last`."""
+    _time_surface_range(t, t_ref, inv_tau, last, out, 0, out.shape[0])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -322,26 +323,27 @@ def histogram(x, y, p, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def histogram_chunks(x, y, p, width, counts, out, workers):
+def histogram_chunks(x, y, p, width, counts, out):
     """Split over threads: counts (chunks, 2 H W) int32 scratch (zeroed by each chunk), pixel-major
-    (both polarities of a pixel adjacent); then out (2, H W) float32 = the sum over chunks."""
+    (both polarities of a pixel adjacent); then, on the calling thread, out (2, H W) float32 = the
+    sum over chunks."""
     chunks = counts.shape[0]
     n = x.shape[0]
     for c in numba.prange(chunks):
         grid = counts[c]
         grid[:] = 0
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            grid[(np.int64(y[i]) * width + np.int64(x[i])) * 2 + np.int64(p[i])] += 1
-    size = out.shape[1]
-    for w in numba.prange(workers):
-        for j in range(w * size // workers, (w + 1) * size // workers):
-            negative = counts[0, 2 * j]
-            positive = counts[0, 2 * j + 1]
-            for c in range(1, chunks):
-                negative += counts[c, 2 * j]
-                positive += counts[c, 2 * j + 1]
-            out[0, j] = negative
-            out[1, j] = positive
+        start, stop = c * n // chunks, (c + 1) * n // chunks
+        xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
+        for j in range(xs.shape[0]):
+            grid[(np.uint64(ys[j]) * np.uint64(width) + np.uint64(xs[j])) * np.uint64(2) + np.uint64(ps[j])] += 1
+    for j in range(out.shape[1]):
+        negative = counts[0, 2 * j]
+        positive = counts[0, 2 * j + 1]
+        for c in range(1, chunks):
+            negative += counts[c, 2 * j]
+            positive += counts[c, 2 * j + 1]
+        out[0, j] = negative
+        out[1, j] = positive
 
 
 @numba.njit(cache=True, nogil=True)

@@ -62,7 +62,7 @@ def tencode(events: EventArray) -> np.ndarray:
     grid = np.empty((3, height, width), np.float32)
     with _clean_scratch(f"tencode{workers}", (workers, height * width), np.int32, -1) as last:
         kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
-        kernels.tencode_pixels_parallel(events.t, events.p, t_first, span, last, grid.reshape(3, -1), workers)
+        kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
     return grid
 
 
@@ -164,7 +164,7 @@ def histogram(events: EventArray, clip: float | None = None) -> np.ndarray:
     else:
         grid = np.empty((2, height, width), np.float32)
         counts = _scratch("histogram", (workers, 2 * height * width), np.int32)
-        kernels.histogram_chunks(events.x, events.y, events.p, width, counts, grid.reshape(2, -1), workers)
+        kernels.histogram_chunks(events.x, events.y, events.p, width, counts, grid.reshape(2, -1))
     if clip is not None:
         np.minimum(grid, clip, out=grid)
     return grid
@@ -190,7 +190,7 @@ def time_surface(events: EventArray, tau_us: float = 50_000.0, t_ref_us: int | N
     plane = height * width
     with _clean_scratch(f"time surface{workers}", (workers, 2 * plane), np.int32, -1) as last:
         kernels.last_index_chunks(events.x, events.y, events.p, width, plane, last)
-        kernels.time_surface_pixels_parallel(events.t, t_ref, inv_tau, last, surface.reshape(-1), workers)
+        kernels.time_surface_pixels(events.t, t_ref, inv_tau, last, surface.reshape(-1))
     return surface
 
 
