@@ -183,6 +183,20 @@ def median_seconds_prepared(function, prepared, repeats: int) -> float:
     return statistics.median(times)
 
 
+GOALS = {"tencode": 0.5, "voxel grid (B=5, normalised)": 0.3}  # fraction of the read limit (issue 16)
+
+
+def print_goals(rows: list[dict], stream_rows: list[dict]) -> None:
+    """One line per goal of issue 16, from this run's numbers."""
+    print("\ngoals:")
+    for name, goal in GOALS.items():
+        fractions = ", ".join(f"{row['stream']} {100 * row['fraction_of_read_limit']:.1f} %" for row in rows if row["representation"] == name)
+        print(f"  {name} >= {100 * goal:.0f} % of the read limit: {fractions}")
+    ours = [row["over_fastest_peer"] for row in stream_rows if row["representation"].startswith("anydepth")]
+    if ours and np.isfinite(max(ours)):
+        print(f"  streaming windows within 2x of the fastest dv-processing case: worst {max(ours):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -228,6 +242,7 @@ def main() -> None:
             rows.append(row)
             print(line)
     stream_rows = streaming(args.window_events, *args.window_size, args.window_rounds) if args.window_rounds else []
+    print_goals(rows, stream_rows)
     if args.json:
         args.json.write_text(json.dumps({"events": args.events, "size": [height, width], "read_limit": limits, "rows": rows,
                                          "streaming": {"events": args.window_events, "size": list(args.window_size),

@@ -4,13 +4,16 @@
 All kernels take x, y (uint16 or float32), t (int64 µs), p (int8 0/1), sorted by t. Each exists
 once as a loop over a range (`_..._range`), called by a serial kernel (streaming windows: no
 thread start-up, which costs milliseconds on a loaded machine) and by a `parallel=True` kernel
-that splits the events into chunks, each with its own scratch, merged in a pass over the pixels.
+that splits the events into chunks, each with its own scratch, merged in a pass over the pixels
+on the calling thread (a few milliseconds of streaming: less than a second parallel region, whose
+thread wake-up costs more on a busy machine).
 
 Scratch conventions (the buffers are reused across calls by `representations`):
 - last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
   pass writes event indices, the pixel pass reads them and puts -1 back, so no call fills them;
-- voxel partials are float32 (chunks, H * W * (bins + 1)), pixel-major (the bins of one pixel are
-  adjacent, so an event's two bins share a cache line), zeroed by the chunk that uses them.
+- voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
+  lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
+  event); the merge reads them tile by tile and writes the zeros back.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import numpy as np
 # ---- last event per pixel: Tencode and the time surface ---------------------------------------
 @numba.njit(cache=True, nogil=True, inline="always")
 def _last_index_range(x, y, p, width, plane, start, stop, last):
-    for i in range(start, stop):
-        last[np.int64(p[i]) * plane + np.int64(y[i]) * width + np.int64(x[i])] = i
+    xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]  # indexed from 0: no wraparound checks
+    for j in range(xs.shape[0]):
+        last[np.uint64(ps[j]) * np.uint64(plane) + np.uint64(ys[j]) * np.uint64(width) + np.uint64(xs[j])] = start + j
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -63,13 +67,11 @@ def _tencode_range(t, p, t_first, span, last, out, start, stop):
             out[2, j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def tencode_pixels_parallel(t, p, t_first, span, last, out, workers):
+@numba.njit(cache=True, nogil=True)
+def tencode_pixels(t, p, t_first, span, last, out):
     """out (3, H * W) float32 = (p, 1 - t_n, 1 - p) of the event in `last` per pixel, 0 where
     none; t_n = (t - t_first) / span in float64 per pixel, as the reference. Resets `last`."""
-    size = out.shape[1]
-    for w in numba.prange(workers):
-        _tencode_range(t, p, t_first, span, last, out, w * size // workers, (w + 1) * size // workers)
+    _tencode_range(t, p, t_first, span, last, out, 0, out.shape[1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -82,11 +84,11 @@ def _time_surface_range(t, t_ref, inv_tau, last, out, start, stop):
             out[j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def time_surface_pixels_parallel(t, t_ref, inv_tau, last, out, workers):
-    size = out.shape[0]
-    for w in numba.prange(workers):
-        _time_surface_range(t, t_ref, inv_tau, last, out, w * size // workers, (w + 1) * size // workers)
+@numba.njit(cache=True, nogil=True)
+def time_surface_pixels(t, t_ref, inv_tau, last, out):
+    """out (2 H W) float32 = exp((t - t_ref) * inv_tau) of the event in `last`, 0 where none.
+    Resets `last`."""
+    _time_surface_range(t, t_ref, inv_tau, last, out, 0, out.shape[0])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -116,96 +118,144 @@ def time_surface_serial(x, y, t, p, t_ref, inv_tau, width, out):
 
 
 # ---- voxel grid ----------------------------------------------------------------------------------
+# Time is sorted, so the events whose position (t - t_first) (B - 1) / span has lower bin b form one
+# index range [starts[b], starts[b + 1]) (found by binary search on integer thresholds): within it
+# the bin is a constant and each event only needs its weight. Events are handled in blocks: a
+# vectorised pass computes the pixel and both contributions of a block (the reference's float64
+# operations, rounded to float32 as it does), then a scalar loop scatters them.
+VOXEL_BLOCK = 512
+
+
+@numba.njit(cache=True, nogil=True)
+def voxel_bin_starts(t, t_first, span, bins):
+    """(bins + 1,) int64: events [starts[b], starts[b + 1]) have lower bin b, i.e. (t - t_first)
+    (bins - 1) in [b span, (b + 1) span); the last range holds the events at t_first + span (weight
+    0). Integer thresholds, so an event on a bin boundary gets weight exactly 0."""
+    steps = bins - 1
+    starts = np.empty(bins + 1, np.int64)
+    starts[0] = 0
+    for b in range(1, bins):
+        starts[b] = np.searchsorted(t, t_first + (b * span + steps - 1) // steps)
+    starts[bins] = t.shape[0]
+    return starts
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bin_position(dt, steps, span, inv_span):
-    """(lower bin, float32 weight of the upper bin) of position dt * steps / span without a
-    division: the quotient from a float64 product corrected by one step either way, the remainder
-    exact, so an event on a bin boundary gives weight exactly 0 (as the official
-    multiply-then-divide)."""
-    scaled = dt * steps
-    lower = np.int64(scaled * inv_span)
-    remainder = scaled - lower * span
-    if remainder >= span:
-        lower += 1
-        remainder -= span
-    elif remainder < 0:
-        lower -= 1
-        remainder += span
-    return lower, np.float32(remainder * inv_span)
+def _voxel_block(xs, ys, ts, ps, t_first, steps, b, span, width, pixel, low, high):
+    """One block of events of lower bin b (vectorised; slices index from 0, so no wraparound
+    checks): pixel index, float32((2p - 1)(1 - w)) and float32((2p - 1) w) with w = (t - t_first)
+    steps / span - b in float64 (span float64), the reference's operations bit for bit."""
+    for j in range(xs.shape[0]):
+        weight = np.float64((ts[j] - t_first) * steps) / span - b
+        value = np.float64(2 * np.int32(ps[j]) - 1)
+        pixel[j] = np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])
+        low[j] = np.float32(value * (1.0 - weight))
+        high[j] = np.float32(value * weight)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, lower, upper):
+    """Events [start, stop), all of lower bin b, in order: lower[pixel] += (2p - 1)(1 - w),
+    upper[pixel] += (2p - 1) w (any 1-D float32 views: planes or the halves of interleaved pairs)."""
+    pixel = np.empty(VOXEL_BLOCK, np.uint32)
+    low = np.empty(VOXEL_BLOCK, np.float32)
+    high = np.empty(VOXEL_BLOCK, np.float32)
+    for s in range(start, stop, VOXEL_BLOCK):
+        e = min(s + VOXEL_BLOCK, stop)
+        _voxel_block(x[s:e], y[s:e], t[s:e], p[s:e], t_first, steps, b, np.float64(span), width, pixel, low, high)
+        for j in range(e - s):
+            k = pixel[j]
+            lower[k] += low[j]
+            upper[k] += high[j]
 
 
 @numba.njit(cache=True, nogil=True)
 def voxel_planes(x, y, t, p, t_first, span, width, out):
     """Integer coordinates, one thread: out (bins, H * W) float32 zeroed, += (2p - 1)(1 - w) at the
-    lower bin and (2p - 1) w at the next (w = 0 exactly for the last event, whose next bin is
-    clamped to the last)."""
+    lower bin and (2p - 1) w at the next (w = 0 exactly for the last events, which add that 0 to
+    their own bin). Bins from the last to the first, so each voxel sums its lower-bin contributions
+    in time order, then its upper-bin ones: the order of the reference's two `np.add.at` passes,
+    hence the same float32 sums bit for bit."""
     bins = out.shape[0]
     steps = bins - 1
-    inv_span = 1.0 / span
-    for i in range(t.shape[0]):
-        lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
-        value = np.float32(2 * p[i] - 1)
-        k = np.int64(y[i]) * width + np.int64(x[i])
-        out[lower, k] += value - value * weight
-        out[min(lower + 1, steps), k] += value * weight
+    starts = voxel_bin_starts(t, t_first, span, bins)
+    for b in range(steps, -1, -1):
+        _voxel_range(x, y, t, p, t_first, span, steps, width, b, starts[b], starts[b + 1], out[b], out[min(b + 1, steps)])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def voxel_pixel_major(x, y, t, p, t_first, span, width, bins, partial):
-    """Integer coordinates, split over threads: partial (chunks, H * W * (bins + 1)) float32, any
-    content (each chunk zeroes its row); chunk c accumulates its events at [pixel * (bins + 1) +
-    bin]; the extra bin takes the zero-weight spill of the last one. `voxel_reduce` sums chunks."""
-    chunks = partial.shape[0]
-    n = t.shape[0]
+def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
+    """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, all 0 on entry
+    (`voxel_merge` puts the zeros back). Chunk c takes events [c n / chunks, (c + 1) n / chunks)
+    and, for each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the
+    lower-bin and at [2 pixel + 1] the upper-bin contributions (both in one cache line: the
+    footprint of one bin range is 8 bytes per pixel). Returns the bin starts for `voxel_merge`."""
+    chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
-    stride = bins + 1
-    inv_span = 1.0 / span
+    n = t.shape[0]
+    starts = voxel_bin_starts(t, t_first, span, bins)
     for c in numba.prange(chunks):
-        grid = partial[c]
-        grid[:] = 0.0
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            lower, weight = _bin_position(t[i] - t_first, steps, span, inv_span)
-            value = np.float32(2 * p[i] - 1)
-            k = (np.int64(y[i]) * width + np.int64(x[i])) * stride + lower
-            grid[k] += value - value * weight
-            grid[k + 1] += value * weight
+        first, last = c * n // chunks, (c + 1) * n // chunks
+        for b in range(bins):
+            start, stop = max(starts[b], first), min(starts[b + 1], last)
+            if start < stop:
+                pair = pairs[c, b]
+                _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
+    return starts
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
-def voxel_reduce(partial, out, workers):
-    """out (bins, H * W) = sum over chunks of the pixel-major partials, in parallel over pixel
-    ranges. Returns (count of non-zero values, sum, sum of squares) for the normalisation."""
-    chunks = partial.shape[0]
-    bins, size = out.shape
-    stride = bins + 1
-    counts = np.zeros(workers, np.int64)
-    sums = np.zeros(workers, np.float64)
-    squares = np.zeros(workers, np.float64)
-    for w in numba.prange(workers):
-        count = 0
-        total = 0.0
-        square = 0.0
-        for j in range(w * size // workers, (w + 1) * size // workers):
+MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay in L1 / L2
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def voxel_merge(pairs, starts, out):
+    """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
+    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile,
+    writing 0 back into the pairs it read (they are in L1 then; cheaper than clearing them before
+    the next call). Returns (count of non-zero values, sum, sum of squares) of out for the
+    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
+    a busy machine."""
+    chunks, bins = pairs.shape[0], pairs.shape[1]
+    steps = bins - 1
+    size = out.shape[1]
+    n = starts[bins]
+    reached = np.zeros((chunks, bins), np.bool_)
+    for c in range(chunks):
+        for b in range(bins):
+            reached[c, b] = max(starts[b], c * n // chunks) < min(starts[b + 1], (c + 1) * n // chunks)
+    count, total, square = 0, 0.0, 0.0
+    for j0 in range(0, size, MERGE_TILE):
+        j1 = min(j0 + MERGE_TILE, size)
+        for b in range(bins):
+            out[b, j0:j1] = 0.0
+        for c in range(chunks):
             for b in range(bins):
-                value = partial[0, j * stride + b]
-                for c in range(1, chunks):
-                    value += partial[c, j * stride + b]
-                out[b, j] = value
-                count += value != 0
-                total += value
-                square += np.float64(value) * value
-        counts[w] = count
-        sums[w] = total
-        squares[w] = square
-    return counts.sum(), sums.sum(), squares.sum()
+                if reached[c, b]:  # the last bin's upper halves hold zeros: added to itself
+                    _take_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
+        for b in range(bins):
+            tile = _moments(out[b, j0:j1])
+            count += tile[0]
+            total += tile[1]
+            square += tile[2]
+    return count, total, square
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _moments_range(flat, start, stop):
+def _take_pairs(pair, lower, upper):
+    """lower += pair[0::2], upper += pair[1::2], then pair = 0 (contiguous 1-D arrays indexed from
+    0: vectorised)."""
+    for j in range(lower.shape[0]):
+        lower[j] += pair[2 * j]
+        upper[j] += pair[2 * j + 1]
+    pair[:] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _moments(flat):
     count = 0
     total = 0.0
     square = 0.0
-    for j in range(start, stop):
+    for j in range(flat.shape[0]):
         value = flat[j]
         count += value != 0
         total += value
@@ -217,12 +267,12 @@ def _moments_range(flat, start, stop):
 def moments(flat):
     """(count of non-zero values, sum, sum of squares) of a float32 array, in float64 (zeros add
     nothing to the sums, so only the count tests; summed in SIMD lanes, hence `reassoc`)."""
-    return _moments_range(flat, 0, flat.shape[0])
+    return _moments(flat)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _standardize_range(flat, mean, inv_std, start, stop):
-    for j in range(start, stop):
+def _standardize(flat, mean, inv_std):
+    for j in range(flat.shape[0]):
         value = flat[j]
         flat[j] = (value - mean) * inv_std if value != 0 else value
 
@@ -230,14 +280,7 @@ def _standardize_range(flat, mean, inv_std, start, stop):
 @numba.njit(cache=True, nogil=True)
 def standardize_nonzero(flat, mean, inv_std):
     """In place over the non-zero values: (v - mean) * inv_std (mean, inv_std float32)."""
-    _standardize_range(flat, mean, inv_std, 0, flat.shape[0])
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def standardize_nonzero_parallel(flat, mean, inv_std, workers):
-    size = flat.shape[0]
-    for w in numba.prange(workers):
-        _standardize_range(flat, mean, inv_std, w * size // workers, (w + 1) * size // workers)
+    _standardize(flat, mean, inv_std)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -280,26 +323,27 @@ def histogram(x, y, p, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def histogram_chunks(x, y, p, width, counts, out, workers):
+def histogram_chunks(x, y, p, width, counts, out):
     """Split over threads: counts (chunks, 2 H W) int32 scratch (zeroed by each chunk), pixel-major
-    (both polarities of a pixel adjacent); then out (2, H W) float32 = the sum over chunks."""
+    (both polarities of a pixel adjacent); then, on the calling thread, out (2, H W) float32 = the
+    sum over chunks."""
     chunks = counts.shape[0]
     n = x.shape[0]
     for c in numba.prange(chunks):
         grid = counts[c]
         grid[:] = 0
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            grid[(np.int64(y[i]) * width + np.int64(x[i])) * 2 + np.int64(p[i])] += 1
-    size = out.shape[1]
-    for w in numba.prange(workers):
-        for j in range(w * size // workers, (w + 1) * size // workers):
-            negative = counts[0, 2 * j]
-            positive = counts[0, 2 * j + 1]
-            for c in range(1, chunks):
-                negative += counts[c, 2 * j]
-                positive += counts[c, 2 * j + 1]
-            out[0, j] = negative
-            out[1, j] = positive
+        start, stop = c * n // chunks, (c + 1) * n // chunks
+        xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
+        for j in range(xs.shape[0]):
+            grid[(np.uint64(ys[j]) * np.uint64(width) + np.uint64(xs[j])) * np.uint64(2) + np.uint64(ps[j])] += 1
+    for j in range(out.shape[1]):
+        negative = counts[0, 2 * j]
+        positive = counts[0, 2 * j + 1]
+        for c in range(1, chunks):
+            negative += counts[c, 2 * j]
+            positive += counts[c, 2 * j + 1]
+        out[0, j] = negative
+        out[1, j] = positive
 
 
 @numba.njit(cache=True, nogil=True)

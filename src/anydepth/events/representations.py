@@ -60,9 +60,9 @@ def tencode(events: EventArray) -> np.ndarray:
         kernels.tencode_serial(events.x, events.y, events.t, events.p, t_first, span, width, grid.reshape(3, -1))
         return grid
     grid = np.empty((3, height, width), np.float32)
-    with _last_table(f"tencode{workers}", (workers, height * width)) as last:
+    with _clean_scratch(f"tencode{workers}", (workers, height * width), np.int32, -1) as last:
         kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
-        kernels.tencode_pixels_parallel(events.t, events.p, t_first, span, last, grid.reshape(3, -1), workers)
+        kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
     return grid
 
 
@@ -93,14 +93,14 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
             kernels.normalize_nonzero(grid)
         return grid
     grid = np.empty((bins, height, width), np.float32)
-    partial = _scratch(f"voxel{workers}", (workers, (bins + 1) * height * width), np.float32)
-    kernels.voxel_pixel_major(events.x, events.y, events.t, events.p, t_first, span, width, bins, partial)
-    count, total, squares = kernels.voxel_reduce(partial, grid.reshape(bins, -1), workers)
+    with _clean_scratch(f"voxel{workers}", (workers, bins, 2 * height * width), np.float32, 0) as pairs:
+        starts = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
+        count, total, squares = kernels.voxel_merge(pairs, starts, grid.reshape(bins, -1))
     if normalize and count:
         mean = total / count
         variance = squares / count - mean * mean
         if variance > 0:
-            kernels.standardize_nonzero_parallel(grid.reshape(-1), np.float32(mean), np.float32(1.0 / np.sqrt(variance)), workers)
+            kernels.standardize_nonzero(grid.reshape(-1), np.float32(mean), np.float32(1.0 / np.sqrt(variance)))
     return grid
 
 
@@ -129,15 +129,16 @@ def _scratch(kind: str, shape: tuple[int, ...], dtype, fill=None) -> np.ndarray:
     return buffer
 
 
-class _last_table:
-    """The per-thread last-event table (int32, -1 everywhere between calls; the pixel kernels put
-    the -1 back). Dropped if a call fails half-way, so a table is never reused dirty."""
+class _clean_scratch:
+    """A per-thread scratch that holds `fill` everywhere between calls, because the kernels that
+    read it put `fill` back (last-event tables: int32 -1; voxel pairs: float32 0), so no call has
+    to clear it. Dropped if a call fails half-way, so it is never reused dirty."""
 
-    def __init__(self, name: str, shape: tuple[int, int]):
-        self.name, self.shape = name, shape
+    def __init__(self, name: str, shape: tuple[int, ...], dtype, fill):
+        self.name, self.shape, self.dtype, self.fill = name, shape, dtype, fill
 
     def __enter__(self) -> np.ndarray:
-        return _scratch(self.name, self.shape, np.int32, fill=-1)
+        return _scratch(self.name, self.shape, self.dtype, fill=self.fill)
 
     def __exit__(self, kind, error, trace) -> None:
         if kind is not None:
@@ -163,7 +164,7 @@ def histogram(events: EventArray, clip: float | None = None) -> np.ndarray:
     else:
         grid = np.empty((2, height, width), np.float32)
         counts = _scratch("histogram", (workers, 2 * height * width), np.int32)
-        kernels.histogram_chunks(events.x, events.y, events.p, width, counts, grid.reshape(2, -1), workers)
+        kernels.histogram_chunks(events.x, events.y, events.p, width, counts, grid.reshape(2, -1))
     if clip is not None:
         np.minimum(grid, clip, out=grid)
     return grid
@@ -187,9 +188,9 @@ def time_surface(events: EventArray, tau_us: float = 50_000.0, t_ref_us: int | N
         return surface
     surface = np.empty((2, height, width), np.float32)
     plane = height * width
-    with _last_table(f"time surface{workers}", (workers, 2 * plane)) as last:
+    with _clean_scratch(f"time surface{workers}", (workers, 2 * plane), np.int32, -1) as last:
         kernels.last_index_chunks(events.x, events.y, events.p, width, plane, last)
-        kernels.time_surface_pixels_parallel(events.t, t_ref, inv_tau, last, surface.reshape(-1), workers)
+        kernels.time_surface_pixels(events.t, t_ref, inv_tau, last, surface.reshape(-1))
     return surface
 
 
