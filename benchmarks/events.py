@@ -21,14 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from anydepth.events import EventArray, reference
+from anydepth.events import EventArray
 from anydepth.events import representations as rep
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the numpy references live with the tests
+from tests.support import reference  # noqa: E402
 
 CASES = {
     "tencode": (rep.tencode, reference.tencode),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from anydepth.events import EventArray
-from anydepth.events import reference
+from tests.support import reference
 from anydepth.events.representations import (
     PARALLEL_MIN_EVENTS,
     from_tensors,

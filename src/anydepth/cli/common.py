@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 
 from anydepth.errors import InputError
+from anydepth.foundation.config import ENCODERS
 from anydepth.precision import PRECISIONS, check_precision
-
-ENCODERS = ("vits", "vitb", "vitl", "vitg")  # anydepth.foundation.config.ENCODERS, spelt out so --help does not import torch
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -152,7 +151,7 @@ def add_weights(parser, what: str = "Depth Anything V2 weights (official .pth, H
 
 
 def add_encoder(parser, what: str = "Depth Anything V2 encoder", default: str = "read from --weights, else vits",
-                choices: tuple[str, ...] | None = ENCODERS) -> None:
+                choices: tuple[str, ...] | None = tuple(ENCODERS)) -> None:
     """--encoder vits|vitb|vitl|vitg."""
     parser.add_argument("--encoder", choices=choices, help=f"{what}; default: {default}")
 

@@ -1,5 +1,5 @@
 """Fused numba loops behind the event representations. Plain-numpy references live in
-`anydepth.events.reference` and the tests.
+the tests (`tests/support/reference.py`), which compare the two.
 
 All kernels take x, y (uint16 or float32), t (int64 µs), p (int8 0/1), sorted by t. Each exists
 once as a loop over a range (`_..._range`), called by a serial kernel (streaming windows: no
