@@ -10,10 +10,12 @@ system's) are mapped into memory, and one nopython call (`decode_packets`) decom
 packet of a read between its first and last into one reused buffer, finds the event vector and
 copies x / y / t / p straight into the result, checked as chunked.py's validated read checks
 them; the first and last packet of a read go through the chunk cache (the next time searches
-touch them). Anything that call does not accept (a packet that does not decode, does not hold
-the events its table entry counts, or events that fail the check) sends the read through the
-plain path: packets one at a time through `_decode_events` (`lz4.frame.decompress` for a frame
-the reused buffer cannot take), so results and errors are that path's. ZSTD files always take it.
+touch them). `chunks()` (streaming a whole file) makes one such call per packet, straight into
+the packet's fresh arrays. Anything that call does not accept (a packet that does not decode,
+does not hold the events its table entry counts, or events that fail the check) sends the read
+through the plain path: packets one at a time through `_decode_events` (`lz4.frame.decompress` for
+a frame the reused buffer cannot take), so results and errors are that path's. ZSTD files always
+take it.
 Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the stream's
 `sizeY` x `sizeX`. Frame (FRME) and IMU (IMUS) streams are read by `frame_timestamps_us` /
 `read_frame` and `read_imu`; trigger streams are ignored.
