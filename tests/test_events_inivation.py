@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anydepth.errors import FormatError
+from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
 from anydepth.events.readers import aedat2, detect_format, open_events
 from anydepth.events.readers.aedat4 import Aedat4Reader
@@ -122,6 +122,11 @@ def test_aedat4_dv_processing_file_reads_lazily(dv_file):
         late = reader.read_time(int(t[5600]), int(t[5700]))
         assert len(late) == np.count_nonzero((t >= t[5600]) & (t < t[5700]))
         assert set(decoded) <= {10, 11} and len(reader._cache) <= reader.cached_chunks
+        stream = reader.chunks()
+        assert len(next(stream)) == 500
+        reader.close()
+        with pytest.raises(InputError, match="closed"):
+            next(stream)
 
 
 def test_aedat4_frames_and_imu_through_open_sequence(dv_file):

@@ -40,7 +40,7 @@ from numba import types
 from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays
-from anydepth.events.readers.chunked import ChunkedEventReader, _fresh_outputs
+from anydepth.events.readers.chunked import ChunkedEventReader, fresh_arrays
 from anydepth.fileio import check_file, first_line
 
 AEDAT4_SIGNATURE = b"#!AER-DAT4.0"
@@ -542,7 +542,7 @@ class Aedat4Reader(ChunkedEventReader):
     def _decode_chunk(self, k: int) -> Arrays:
         if self._file_bytes is not None:
             count = int(self._offsets[k + 1] - self._offsets[k])
-            x, y, t, p = _fresh_outputs(count)
+            x, y, t, p = fresh_arrays(count)
             if count == 0 or self._decode_packets(k, k + 1, 0, count, (x, y, t, p), 0, np.iinfo(np.int64).min)[0] \
                     != PACKET_UNREADABLE:
                 return x.view(np.int16), y.view(np.int16), t, p  # the file's int16, as the plain path gives
@@ -578,7 +578,7 @@ class Aedat4Reader(ChunkedEventReader):
         before = max(i0 - 1, 0)
         k0 = int(np.searchsorted(self._offsets, before, side="right")) - 1
         k1 = int(np.searchsorted(self._offsets, i1 - 1, side="right")) - 1
-        outputs = _fresh_outputs(i1 - before)
+        outputs = fresh_arrays(i1 - before)
         t_before, at = np.iinfo(np.int64).min, 0
         for k in (k0, k1) if k1 > k0 else (k0,):
             if k == k1 and k1 > k0 + 1:
@@ -602,7 +602,7 @@ class Aedat4Reader(ChunkedEventReader):
         """One decode_packets call: the packet straight into fresh arrays, checked (chunks())."""
         if self._file_bytes is None:
             return super()._chunk_checked(k, t_before)
-        outputs = _fresh_outputs(int(self._offsets[k + 1] - self._offsets[k]))
+        outputs = fresh_arrays(int(self._offsets[k + 1] - self._offsets[k]))
         if self._decode_packets(k, k + 1, 0, None, outputs, 0, t_before)[0] != PACKETS_OK:
             return None
         return EventArray(*outputs, self.sensor_size)

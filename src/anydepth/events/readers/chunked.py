@@ -110,6 +110,7 @@ class ChunkedEventReader(EventReader):
             return
         t_before = np.iinfo(np.int64).min
         for k in np.flatnonzero(np.diff(self._offsets)).tolist():
+            self._check_open()  # closed while streaming: InputError, not a stale file
             events = self._chunk_checked(k, t_before)
             if events is None:  # the check failed: the generic path gives its error (or conversion)
                 events = EventReader._read_validated(self, int(self._offsets[k]), int(self._offsets[k + 1]))
@@ -122,7 +123,7 @@ class ChunkedEventReader(EventReader):
         columns = self._chunk(k, keep=False)
         if any(column.dtype.kind not in "iub" for column in columns):
             return None
-        outputs = _fresh_outputs(len(columns[2]))
+        outputs = fresh_arrays(len(columns[2]))
         if not self._gather(columns, 0, len(columns[2]), outputs, 0, t_before):
             return None
         return EventArray(*outputs, self.sensor_size)
@@ -155,7 +156,7 @@ class ChunkedEventReader(EventReader):
         before = max(i0 - 1, 0)
         k0 = int(np.searchsorted(self._offsets, before, side="right")) - 1
         k1 = int(np.searchsorted(self._offsets, i1 - 1, side="right")) - 1
-        x, y, t, p = _fresh_outputs(i1 - before)
+        x, y, t, p = fresh_arrays(i1 - before)
         t_before, at = np.iinfo(np.int64).min, 0
         for k in range(k0, k1 + 1):
             first, last = int(self._offsets[k]), int(self._offsets[k + 1])
@@ -176,7 +177,7 @@ class ChunkedEventReader(EventReader):
         self._cache.clear()
 
 
-def _fresh_outputs(count: int) -> Arrays:
+def fresh_arrays(count: int) -> Arrays:
     """Uninitialised x, y (uint16), t (int64 µs), p (int8) for `count` events: the copy writes
     every element once (no zeroing pass)."""
     return np.empty(count, np.uint16), np.empty(count, np.uint16), np.empty(count, np.int64), np.empty(count, np.int8)
