@@ -4,6 +4,7 @@ AEDAT4 file in the same run, access mode by access mode.
 
     OMP_NUM_THREADS=1 python benchmarks/inivation_formats.py --repeats 5   # 10 M events, DAVIS346
     python benchmarks/inivation_formats.py --events 2000000 --repeats 2      # quick
+    python benchmarks/inivation_formats.py --breakdown     # also where read_all's time goes
 
 The AEDAT4 file is written by dv-processing (LZ4, its default; packets of 10,000 events); the
 AEDAT 2.0 / 3.1 files by the layouts of jAER and cAER (no maintained package writes them). Modes,
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from anydepth.events.readers import open_events
+from anydepth.events.readers.chunked import fresh_arrays
 
 HEIGHT, WIDTH = 260, 346
 
@@ -148,10 +150,50 @@ def one_array(batches) -> int:
     return len(np.concatenate(list(batches)))
 
 
+def breakdown(path: Path, repeats: int) -> list[str]:
+    """Where `read_all()` spends its time on an AEDAT4 LZ4 file (best of `repeats`, round-robin):
+    LZ4 alone (liblz4 into the reused buffer, the decode_packets loop without the copy), the
+    packet kernel into warm arrays (+ copy and check), into fresh arrays (+ the OS zeroing the
+    fresh pages), and `read_all()` from opening to closing (+ open, map, close)."""
+    import ctypes
+
+    from anydepth.events.readers import aedat4
+    reader = open_events(path)
+    offsets, sizes, _ = reader._kernel_packets
+    context, options = reader._kernel_lz4
+    decompress = ctypes.CFUNCTYPE(ctypes.c_size_t, *[ctypes.c_void_p] * 6)(
+        ctypes.cast(aedat4.Lz4FrameDecoder._load().LZ4F_decompress, ctypes.c_void_p).value)
+    written, read = ctypes.c_size_t(), ctypes.c_size_t()
+    scratch, base = reader._scratch, reader._file_bytes.ctypes.data
+
+    def lz4_only() -> None:
+        for offset, size in zip(offsets.tolist(), sizes.tolist()):
+            written.value, read.value = len(scratch), size
+            decompress(context, scratch.ctypes.data, ctypes.addressof(written), base + offset,
+                       ctypes.addressof(read), options)
+
+    count, warm = len(reader), None
+
+    def kernel(fresh: bool) -> None:
+        nonlocal warm
+        outputs = warm if warm is not None and not fresh else fresh_arrays(count)
+        warm = warm if warm is not None else outputs
+        assert reader._decode_packets(0, len(offsets), 0, None, outputs, 0, np.iinfo(np.int64).min)[1] == count
+
+    steps = [("LZ4 only", lz4_only), ("+ copy and check (warm arrays)", lambda: kernel(False)),
+             ("+ fresh arrays", lambda: kernel(True)), ("read_all() (+ open, map, close)", lambda: ours_all(path)),
+             ("chunks()", lambda: ours_chunks(path))]
+    rows = round_robin(repeats, [("AEDAT4", "breakdown", name, function) for name, function in steps])
+    reader.close()
+    return [f"AEDAT4 read_all() breakdown, best of {repeats}:"] + [
+        f"  {name:34} {min(seconds) * 1e3:7.1f} ms" for _, _, name, seconds, _ in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true", help="also time the parts of AEDAT4 read_all()")
     args = parser.parse_args()
     x, y, t, p = make_events(args.events)
     with tempfile.TemporaryDirectory() as folder:
@@ -175,6 +217,7 @@ def main() -> None:
             ("AEDAT4", "one array", "aedat packets joined", lambda: one_array(aedat_packets(aedat4))),
         ]
         rows = round_robin(args.repeats, cases)
+        parts = breakdown(aedat4, args.repeats) if args.breakdown else []
     print(f"{args.events:,} events at {HEIGHT}x{WIDTH}, best of {args.repeats} (round-robin), one thread")
     print(f"{'format':10} {'mode':10} {'decoder':34} {'seconds':>8} {'M ev/s':>8}")
     for name, mode, decoder, seconds, count in rows:
@@ -195,6 +238,7 @@ def main() -> None:
         print(f"AEDAT4 {modes[ours]:9}: {ours} vs the fastest of {', '.join(peers)}: {versus(ours, peers)}")
     peers = [decoder for decoder, mode in modes.items() if mode == "streamed" and not decoder.startswith("anydepth")]
     print(f"AEDAT4 read_all() (one fresh array) vs the fastest streamed peer: {versus('anydepth read_all()', peers)}")
+    print("\n".join(parts))
 
 
 if __name__ == "__main__":
