@@ -1,19 +1,29 @@
 """Decoding throughput of the iniVation readers (AEDAT 2.0, 3.1, 4) on one synthetic stream, and of
 the AEDAT4 decoders people use today (`aedat`, Rust; iniVation's `dv-processing`, C++) on the same
-AEDAT4 file in the same run.
+AEDAT4 file in the same run, access mode by access mode.
 
-    python benchmarks/inivation_formats.py                 # 10 M events, DAVIS346 (260x346)
-    python benchmarks/inivation_formats.py --events 2000000
+    OMP_NUM_THREADS=1 python benchmarks/inivation_formats.py --repeats 5   # 10 M events, DAVIS346
+    python benchmarks/inivation_formats.py --events 2000000 --repeats 2      # quick
+    python benchmarks/inivation_formats.py --breakdown     # also where read_all's time goes
 
-The AEDAT4 file is written by dv-processing (LZ4, its default); the AEDAT 2.0 / 3.1 files by the
-layouts of jAER and cAER (no maintained package writes them). "open" is the indexing pass;
-"windows" is every event through `windows(window_us=50_000)` (lazy, bounded memory; dv-processing's
-windowed API is `getEventsTimeRange`); "whole file" is `read_all()` (dv-processing: every batch of
-`getNextEventBatch`, each dropped after counting; "one array" also joins them into one array, as
-`read_all` must: its fresh memory costs the kernel's page zeroing). Every path opens the file
-itself. The repeats run round-robin (warm: one untimed round first), one thread; prints M events/s
-(best of --repeats) and the ratios to the peer. No maintained Python package reads AEDAT 2.0 / 3.1
-without pulling torch (tonic), so those rows have no peer.
+The AEDAT4 file is written by dv-processing (LZ4, its default; packets of 10,000 events); the
+AEDAT 2.0 / 3.1 files by the layouts of jAER and cAER (no maintained package writes them). Modes,
+each compared only with the peers' same mode:
+
+- "open": the indexing pass (`len(reader)`).
+- "windows": every event through 50 ms windows: `windows(window_us=50_000)` (lazy, bounded memory)
+  vs dv-processing's `getEventsTimeRange`.
+- "streamed": every event once in the file's own batches, each dropped after counting:
+  `chunks()` (one checked EventArray per packet) vs dv-processing's `getNextEventBatch` and the
+  packets of `aedat.Decoder`.
+- "one array": the whole file in one array: `read_all()` vs the peers' batches joined with
+  `np.concatenate`. Fresh memory costs the kernel's page zeroing here, which streamed batches
+  (reused heap memory) do not pay; "read_all vs streamed peers" is printed for that reason.
+
+Every path opens the file itself. The repeats run round-robin (warm: one untimed round first), one
+thread; prints M events/s (best of --repeats) and, per mode, anydepth against the fastest peer of
+that mode: the ratio of best times and the median of the per-round ratios. No maintained Python
+package reads AEDAT 2.0 / 3.1 without pulling torch (tonic), so those rows have no peer.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from anydepth.events.readers import open_events
+from anydepth.events.readers.chunked import fresh_arrays
 
 HEIGHT, WIDTH = 260, 346
 
@@ -74,27 +85,18 @@ def write_aedat4(path: Path, x, y, t, p, packet: int = 10_000) -> None:
     del writer
 
 
-def best_of_round_robin(repeats: int, cases: list) -> list:
-    """cases [(format, decoder, function)] -> [(format, decoder, best seconds, events)]; one untimed
-    round, then `repeats` rounds with every case once per round (noise hits all of them alike)."""
-    best, counts = [float("inf")] * len(cases), [0] * len(cases)
+def round_robin(repeats: int, cases: list) -> list:
+    """cases [(format, mode, decoder, function)] -> [(format, mode, decoder, [seconds per round],
+    events)]; one untimed round, then `repeats` rounds with every case once per round (noise hits
+    all of them alike)."""
+    times, counts = [[] for _ in cases], [0] * len(cases)
     for round_ in range(repeats + 1):
-        for i, (_, _, function) in enumerate(cases):
+        for i, (*_, function) in enumerate(cases):
             start = time.perf_counter()
             counts[i] = function()
             if round_:
-                best[i] = min(best[i], time.perf_counter() - start)
-    return [(name, decoder, seconds, count) for (name, decoder, _), seconds, count in zip(cases, best, counts)]
-
-
-def ours(path: Path) -> int:
-    with open_events(path) as reader:
-        return sum(len(window) for window in reader.windows(window_us=50_000))
-
-
-def ours_all(path: Path) -> int:
-    with open_events(path) as reader:
-        return len(reader.read_all())
+                times[i].append(time.perf_counter() - start)
+    return [(name, mode, decoder, seconds, count) for (name, mode, decoder, _), seconds, count in zip(cases, times, counts)]
 
 
 def ours_open(path: Path) -> int:
@@ -102,27 +104,31 @@ def ours_open(path: Path) -> int:
         return len(reader)
 
 
-def aedat_rust(path: Path) -> int:
+def ours_windows(path: Path) -> int:
+    with open_events(path) as reader:
+        return sum(len(window) for window in reader.windows(window_us=50_000))
+
+
+def ours_chunks(path: Path) -> int:
+    with open_events(path) as reader:
+        return sum(len(chunk) for chunk in reader.chunks())
+
+
+def ours_all(path: Path) -> int:
+    with open_events(path) as reader:
+        return len(reader.read_all())
+
+
+def aedat_packets(path: Path):
     import aedat
-    return sum(len(packet["events"]) for packet in aedat.Decoder(str(path)) if "events" in packet)
+    return (packet["events"] for packet in aedat.Decoder(str(path)) if "events" in packet)
 
 
-def dv_processing(path: Path) -> int:
+def dv_batches(path: Path):
     import dv_processing as dv
-    recording, count = dv.io.MonoCameraRecording(str(path)), 0
-    while True:
-        batch = recording.getNextEventBatch()
-        if batch is None:
-            return count
-        count += len(batch.numpy())
-
-
-def dv_processing_one_array(path: Path) -> int:
-    import dv_processing as dv
-    recording, batches = dv.io.MonoCameraRecording(str(path)), []
+    recording = dv.io.MonoCameraRecording(str(path))
     while (batch := recording.getNextEventBatch()) is not None:
-        batches.append(batch.numpy())
-    return len(np.concatenate(batches))
+        yield batch.numpy()
 
 
 def dv_processing_windows(path: Path, window_us: int = 50_000) -> int:
@@ -136,10 +142,58 @@ def dv_processing_windows(path: Path, window_us: int = 50_000) -> int:
     return count
 
 
+def streamed(batches) -> int:
+    return sum(len(batch) for batch in batches)
+
+
+def one_array(batches) -> int:
+    return len(np.concatenate(list(batches)))
+
+
+def breakdown(path: Path, repeats: int) -> list[str]:
+    """Where `read_all()` spends its time on an AEDAT4 LZ4 file (best of `repeats`, round-robin):
+    LZ4 alone (liblz4 into the reused buffer, the decode_packets loop without the copy), the
+    packet kernel into warm arrays (+ copy and check), into fresh arrays (+ the OS zeroing the
+    fresh pages), and `read_all()` from opening to closing (+ open, map, close)."""
+    import ctypes
+
+    from anydepth.events.readers import aedat4
+    reader = open_events(path)
+    offsets, sizes, _ = reader._kernel_packets
+    context, options = reader._kernel_lz4
+    decompress = ctypes.CFUNCTYPE(ctypes.c_size_t, *[ctypes.c_void_p] * 6)(
+        ctypes.cast(aedat4.Lz4FrameDecoder._load().LZ4F_decompress, ctypes.c_void_p).value)
+    written, read = ctypes.c_size_t(), ctypes.c_size_t()
+    scratch, base = reader._scratch, reader._file_bytes.ctypes.data
+
+    def lz4_only() -> None:
+        for offset, size in zip(offsets.tolist(), sizes.tolist()):
+            written.value, read.value = len(scratch), size
+            decompress(context, scratch.ctypes.data, ctypes.addressof(written), base + offset,
+                       ctypes.addressof(read), options)
+
+    count, warm = len(reader), None
+
+    def kernel(fresh: bool) -> None:
+        nonlocal warm
+        outputs = warm if warm is not None and not fresh else fresh_arrays(count)
+        warm = warm if warm is not None else outputs
+        assert reader._decode_packets(0, len(offsets), 0, None, outputs, 0, np.iinfo(np.int64).min)[1] == count
+
+    steps = [("LZ4 only", lz4_only), ("+ copy and check (warm arrays)", lambda: kernel(False)),
+             ("+ fresh arrays", lambda: kernel(True)), ("read_all() (+ open, map, close)", lambda: ours_all(path)),
+             ("chunks()", lambda: ours_chunks(path))]
+    rows = round_robin(repeats, [("AEDAT4", "breakdown", name, function) for name, function in steps])
+    reader.close()
+    return [f"AEDAT4 read_all() breakdown, best of {repeats}:"] + [
+        f"  {name:34} {min(seconds) * 1e3:7.1f} ms" for _, _, name, seconds, _ in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true", help="also time the parts of AEDAT4 read_all()")
     args = parser.parse_args()
     x, y, t, p = make_events(args.events)
     with tempfile.TemporaryDirectory() as folder:
@@ -150,33 +204,41 @@ def main() -> None:
         write_aedat4(files["AEDAT4"], x, y, t, p)
         cases = []
         for name, path in files.items():
-            cases.append((name, "anydepth open (index)", lambda path=path: ours_open(path)))
-            cases.append((name, "anydepth windows(50 ms)", lambda path=path: ours(path)))
-            cases.append((name, "anydepth whole file", lambda path=path: ours_all(path)))
+            cases.append((name, "open", "anydepth len()", lambda path=path: ours_open(path)))
+            cases.append((name, "windows", "anydepth windows(50 ms)", lambda path=path: ours_windows(path)))
+            cases.append((name, "streamed", "anydepth chunks()", lambda path=path: ours_chunks(path)))
+            cases.append((name, "one array", "anydepth read_all()", lambda path=path: ours_all(path)))
         aedat4 = files["AEDAT4"]
-        cases.append(("AEDAT4", "aedat (Rust, whole file)", lambda: aedat_rust(aedat4)))
-        cases.append(("AEDAT4", "dv-processing windows(50 ms)", lambda: dv_processing_windows(aedat4)))
-        cases.append(("AEDAT4", "dv-processing whole file", lambda: dv_processing(aedat4)))
-        cases.append(("AEDAT4", "dv-processing whole file, one array", lambda: dv_processing_one_array(aedat4)))
-        rows = best_of_round_robin(args.repeats, cases)
+        cases += [
+            ("AEDAT4", "windows", "dv-processing getEventsTimeRange", lambda: dv_processing_windows(aedat4)),
+            ("AEDAT4", "streamed", "dv-processing getNextEventBatch", lambda: streamed(dv_batches(aedat4))),
+            ("AEDAT4", "streamed", "aedat Decoder", lambda: streamed(aedat_packets(aedat4))),
+            ("AEDAT4", "one array", "dv-processing batches joined", lambda: one_array(dv_batches(aedat4))),
+            ("AEDAT4", "one array", "aedat packets joined", lambda: one_array(aedat_packets(aedat4))),
+        ]
+        rows = round_robin(args.repeats, cases)
+        parts = breakdown(aedat4, args.repeats) if args.breakdown else []
     print(f"{args.events:,} events at {HEIGHT}x{WIDTH}, best of {args.repeats} (round-robin), one thread")
-    print(f"{'format':10} {'decoder':36} {'seconds':>8} {'M ev/s':>8}")
-    for name, decoder, seconds, count in rows:
-        assert count == args.events, (name, decoder, count)
-        print(f"{name:10} {decoder:36} {seconds:8.3f} {count / seconds / 1e6:8.1f}")
-    seconds = {(name, decoder): value for name, decoder, value, _ in rows}
-    for path_name in ("windows(50 ms)", "whole file"):
-        peer = min(value for (name, decoder), value in seconds.items()
-                   if name == "AEDAT4" and not decoder.startswith("anydepth") and path_name in decoder)
-        print(f"AEDAT4 anydepth {path_name} vs dv-processing {path_name}: "
-              f"{peer / seconds[('AEDAT4', 'anydepth ' + path_name)]:.2f}x")
-    one_array = seconds[("AEDAT4", "dv-processing whole file, one array")]
-    print(f"AEDAT4 anydepth whole file vs dv-processing whole file, one array: "
-          f"{one_array / seconds[('AEDAT4', 'anydepth whole file')]:.2f}x")
-    fastest_peer = min(value for (name, decoder), value in seconds.items()
-                       if name == "AEDAT4" and not decoder.startswith("anydepth"))
-    print(f"AEDAT4 anydepth windows vs fastest peer (any path): "
-          f"{fastest_peer / seconds[('AEDAT4', 'anydepth windows(50 ms)')]:.2f}x")
+    print(f"{'format':10} {'mode':10} {'decoder':34} {'seconds':>8} {'M ev/s':>8}")
+    for name, mode, decoder, seconds, count in rows:
+        if mode != "open":
+            assert count == args.events, (name, decoder, count)
+        print(f"{name:10} {mode:10} {decoder:34} {min(seconds):8.3f} {count / min(seconds) / 1e6:8.1f}")
+    times = {(name, decoder): np.array(seconds) for name, _, decoder, seconds, _ in rows if name == "AEDAT4"}
+    modes = {decoder: mode for name, mode, decoder, _, _ in rows if name == "AEDAT4"}
+
+    def versus(ours: str, peers: list[str]) -> str:
+        """Ratio of the fastest peer's best time to ours, and the median of the per-round ratios
+        (per round: the fastest peer of that round)."""
+        mine, theirs = times[("AEDAT4", ours)], np.min([times[("AEDAT4", peer)] for peer in peers], axis=0)
+        return f"{theirs.min() / mine.min():.2f}x (median of rounds {np.median(theirs / mine):.2f}x)"
+
+    for ours in ("anydepth windows(50 ms)", "anydepth chunks()", "anydepth read_all()"):
+        peers = [decoder for decoder, mode in modes.items() if mode == modes[ours] and not decoder.startswith("anydepth")]
+        print(f"AEDAT4 {modes[ours]:9}: {ours} vs the fastest of {', '.join(peers)}: {versus(ours, peers)}")
+    peers = [decoder for decoder, mode in modes.items() if mode == "streamed" and not decoder.startswith("anydepth")]
+    print(f"AEDAT4 read_all() (one fresh array) vs the fastest streamed peer: {versus('anydepth read_all()', peers)}")
+    print("\n".join(parts))
 
 
 if __name__ == "__main__":

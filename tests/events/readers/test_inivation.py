@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anydepth.errors import FormatError
+from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
 from anydepth.events.readers import aedat2, detect_format, open_events
 from anydepth.events.readers.aedat4 import Aedat4Reader
@@ -40,6 +40,22 @@ def _check_windows(reader, x, y, t, p, window_us):
     for name, column in (("x", x), ("y", y), ("t", t), ("p", p)):
         joined = np.concatenate([getattr(part, name) for part in parts])
         np.testing.assert_array_equal(joined, column, err_msg=name)
+
+
+def _check_chunks(reader):
+    """chunks() yields the file's chunks once each, in order: every one equals read_index over its
+    events (values and dtypes), and together they are read_all()."""
+    parts, at = [], 0
+    for part in reader.chunks():
+        assert len(part) > 0
+        _assert_same_events(part, reader.read_index(at, at + len(part)))
+        parts.append(part)
+        at += len(part)
+    assert at == len(reader)
+    whole = reader.read_all()
+    for name in ("x", "y", "t", "p"):
+        np.testing.assert_array_equal(np.concatenate([getattr(part, name) for part in parts]), getattr(whole, name))
+    return parts
 
 
 def _one_line_error(error, path):
@@ -98,6 +114,7 @@ def test_aedat4_dv_processing_file_reads_lazily(dv_file):
         for name, column in (("x", x), ("y", y), ("t", t), ("p", p)):
             np.testing.assert_array_equal(getattr(events, name), column, err_msg=name)
         _check_windows(reader, x, y, t, p, window_us=1_000)
+        assert [len(part) for part in _check_chunks(reader)] == [500] * 12  # one per packet
         # A window at the end decodes only the packets it overlaps, and the cache stays bounded.
         reader._cache.clear()
         decoded = []
@@ -106,6 +123,11 @@ def test_aedat4_dv_processing_file_reads_lazily(dv_file):
         late = reader.read_time(int(t[5600]), int(t[5700]))
         assert len(late) == np.count_nonzero((t >= t[5600]) & (t < t[5700]))
         assert set(decoded) <= {10, 11} and len(reader._cache) <= reader.cached_chunks
+        stream = reader.chunks()
+        assert len(next(stream)) == 500
+        reader.close()
+        with pytest.raises(InputError, match="closed"):
+            next(stream)
 
 
 def test_aedat4_frames_and_imu_through_open_sequence(dv_file):
@@ -220,6 +242,7 @@ def test_aedat2_dvs128_skips_special_events(tmp_path):
         for name, column in (("x", x), ("y", y), ("t", t), ("p", p)):
             np.testing.assert_array_equal(getattr(events, name), column, err_msg=name)
         _check_windows(reader, x, y, t, p, window_us=500)
+        _check_chunks(reader)
 
 
 def test_aedat2_davis346_blocks_wrap_and_aps_imu(tmp_path, monkeypatch):
@@ -240,6 +263,7 @@ def test_aedat2_davis346_blocks_wrap_and_aps_imu(tmp_path, monkeypatch):
         for name, column in (("x", x), ("y", y), ("t", t), ("p", p)):
             np.testing.assert_array_equal(getattr(events, name), column, err_msg=name)
         _check_windows(reader, x, y, t, p, window_us=333)
+        assert len(_check_chunks(reader)) > 10  # blocks of 97 records
         assert reader.index_of_time(int(t[1234])) == np.searchsorted(t, t[1234])
 
 
@@ -303,6 +327,27 @@ def test_aedat31_polarity_packets(tmp_path):
         for name, column in (("x", x), ("y", y), ("t", t), ("p", p)):
             np.testing.assert_array_equal(getattr(events, name), column, err_msg=name)
         _check_windows(reader, x, y, t, p, window_us=250)
+        _check_chunks(reader)
+    with open_events(path, repair=True) as reader:  # held in memory: one array
+        assert [len(part) for part in reader.chunks()] == [len(t)]
+
+
+def test_chunks_check_the_order_across_chunks(tmp_path):
+    """A packet that starts before the one before it ends: chunks() yields the chunks before it,
+    then raises the message of read_index over that chunk."""
+    x, y, t, p = _random_events(600, 260, 346, step=5)
+    t[400:] -= 50  # packet 2 (events 400..599) starts before packet 1 ends
+    packets = [(1, 1, 0, _polarity_payload(x[s], y[s], t[s], p[s], np.ones(200, bool)), 200, 200)
+               for s in (slice(0, 200), slice(200, 400), slice(400, 600))]
+    path = _aedat31_file(tmp_path / "unsorted.aedat", "#Source 1: DAVIS346B\r\n", packets)
+    with open_events(path) as reader:
+        with pytest.raises(FormatError) as expected:
+            reader.read_index(400, 600)
+        counts = []
+        with pytest.raises(FormatError) as error:
+            counts.extend(len(events) for events in reader.chunks())
+        assert counts == [200, 200] and str(error.value) == str(expected.value)
+        assert "not sorted" in _one_line_error(error, path)
 
 
 def test_aedat31_unknown_device_and_truncation(tmp_path):
@@ -371,6 +416,7 @@ def test_aedat4_whole_file_equals_windows_and_dv_processing(tmp_path, monkeypatc
         np.testing.assert_array_equal(events.y, theirs["y"])
         np.testing.assert_array_equal(events.p, theirs["polarity"].astype(np.int8))
         _check_windows(reader, x, y, t, p, window_us=5_000)
+        _check_chunks(reader)
         rng = np.random.default_rng(0)
         for i0 in rng.integers(0, 60_000, 20):
             i1 = int(i0 + rng.integers(0, 20_000))
@@ -431,6 +477,10 @@ def test_aedat4_packet_kernel_equals_the_plain_path(tmp_path, monkeypatch, compr
             _assert_same_events(reader.read_index(i0, i1), expected)
             reader._cache.clear()  # first and last packet decoded again, by the kernel
             _assert_same_events(reader.read_index(i0, i1), expected)
+        ours, theirs = _check_chunks(reader), _check_chunks(plain)
+        assert len(ours) == len(theirs) == len(batches)
+        for a, b in zip(ours, theirs):
+            _assert_same_events(a, b)
         for k in range(len(batches)):
             for a, b in zip(reader._decode_chunk(k), plain._decode_chunk(k)):
                 np.testing.assert_array_equal(a, b)
@@ -449,6 +499,11 @@ def test_aedat4_packet_kernel_gives_the_plain_errors(tmp_path):
         with pytest.raises(FormatError) as error:
             reader.read_all()
         assert "x = 400 outside the 260x346 sensor" in _one_line_error(error, outside)
+        for streamed in (reader, _plain_reader(outside)):  # chunks() too: the packets before, then the error
+            with streamed, pytest.raises(FormatError) as error:
+                for events in streamed.chunks():
+                    assert events.t[-1] < t[3000]
+            assert "x = 400 outside the 260x346 sensor" in _one_line_error(error, outside)
     data = bytearray(outside.read_bytes())
     with Aedat4Reader(outside) as reader:
         inner = int(reader._packets["offset"][5])
@@ -462,7 +517,12 @@ def test_aedat4_packet_kernel_gives_the_plain_errors(tmp_path):
                 reader.read_index(100, 5900)
             messages.append(_one_line_error(error, corrupt))
             assert len(reader.read_index(0, 2500)) == 2500  # the context was reset: later packets decode
-    assert messages[0] == messages[1] and f"packet at byte {inner}" in messages[0]
+            counts = []
+            with pytest.raises(FormatError) as error:
+                counts.extend(len(events) for events in reader.chunks())
+            messages.append(_one_line_error(error, corrupt))
+            assert counts == [500] * 5
+    assert len(set(messages)) == 1 and f"packet at byte {inner}" in messages[0]
 
 
 def test_aedat2_kernels_match_the_numpy_reference(tmp_path):

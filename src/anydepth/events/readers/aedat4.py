@@ -10,10 +10,12 @@ system's) are mapped into memory, and one nopython call (`decode_packets`) decom
 packet of a read between its first and last into one reused buffer, finds the event vector and
 copies x / y / t / p straight into the result, checked as chunked.py's validated read checks
 them; the first and last packet of a read go through the chunk cache (the next time searches
-touch them). Anything that call does not accept (a packet that does not decode, does not hold
-the events its table entry counts, or events that fail the check) sends the read through the
-plain path: packets one at a time through `_decode_events` (`lz4.frame.decompress` for a frame
-the reused buffer cannot take), so results and errors are that path's. ZSTD files always take it.
+touch them). `chunks()` (streaming a whole file) makes one such call per packet, straight into
+the packet's fresh arrays. Anything that call does not accept (a packet that does not decode,
+does not hold the events its table entry counts, or events that fail the check) sends the read
+through the plain path: packets one at a time through `_decode_events` (`lz4.frame.decompress` for
+a frame the reused buffer cannot take), so results and errors are that path's. ZSTD files always
+take it.
 Timestamps are the file's µs (Unix time); polarity `on` -> 1; the sensor size is the stream's
 `sizeY` x `sizeX`. Frame (FRME) and IMU (IMUS) streams are read by `frame_timestamps_us` /
 `read_frame` and `read_imu`; trigger streams are ignored.
@@ -38,7 +40,7 @@ from numba import types
 from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays
-from anydepth.events.readers.chunked import ChunkedEventReader
+from anydepth.events.readers.chunked import ChunkedEventReader, fresh_arrays
 from anydepth.fileio import check_file, first_line
 
 AEDAT4_SIGNATURE = b"#!AER-DAT4.0"
@@ -540,7 +542,7 @@ class Aedat4Reader(ChunkedEventReader):
     def _decode_chunk(self, k: int) -> Arrays:
         if self._file_bytes is not None:
             count = int(self._offsets[k + 1] - self._offsets[k])
-            x, y, t, p = (np.empty(count, dtype) for dtype in (np.uint16, np.uint16, np.int64, np.int8))
+            x, y, t, p = fresh_arrays(count)
             if count == 0 or self._decode_packets(k, k + 1, 0, count, (x, y, t, p), 0, np.iinfo(np.int64).min)[0] \
                     != PACKET_UNREADABLE:
                 return x.view(np.int16), y.view(np.int16), t, p  # the file's int16, as the plain path gives
@@ -576,9 +578,7 @@ class Aedat4Reader(ChunkedEventReader):
         before = max(i0 - 1, 0)
         k0 = int(np.searchsorted(self._offsets, before, side="right")) - 1
         k1 = int(np.searchsorted(self._offsets, i1 - 1, side="right")) - 1
-        count = i1 - before
-        outputs = (np.empty(count, np.uint16), np.empty(count, np.uint16), np.empty(count, np.int64),
-                   np.empty(count, np.int8))
+        outputs = fresh_arrays(i1 - before)
         t_before, at = np.iinfo(np.int64).min, 0
         for k in (k0, k1) if k1 > k0 else (k0,):
             if k == k1 and k1 > k0 + 1:
@@ -597,6 +597,15 @@ class Aedat4Reader(ChunkedEventReader):
         skip = i0 - before
         x, y, t, p = outputs
         return EventArray(x[skip:], y[skip:], t[skip:], p[skip:], self.sensor_size)
+
+    def _chunk_checked(self, k: int, t_before: int) -> EventArray | None:
+        """One decode_packets call: the packet straight into fresh arrays, checked (chunks())."""
+        if self._file_bytes is None:
+            return super()._chunk_checked(k, t_before)
+        outputs = fresh_arrays(int(self._offsets[k + 1] - self._offsets[k]))
+        if self._decode_packets(k, k + 1, 0, None, outputs, 0, t_before)[0] != PACKETS_OK:
+            return None
+        return EventArray(*outputs, self.sensor_size)
 
     def _decode_transient(self, k: int) -> Arrays:
         return self._chunk_events(k, transient=True)
