@@ -1,4 +1,4 @@
-"""Readers of focal-stack data sets into `FocalStack`s, and slice alignment (SPEC §4.3).
+"""Readers of focal-stack data sets into `FocalStack`s, and slice alignment.
 
 Layouts (those written by `anydepth.synth.focus_writers`, which follow DFV's loaders):
 
@@ -37,14 +37,11 @@ import numpy as np
 from PIL import Image
 
 from anydepth.errors import AnydepthError, AnydepthWarning, FormatError, InputError
-from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack
+from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, DDFF12_FOCUS_DISPARITIES, FOD500_FOCUS_DISTANCES_M, FocalStack
 from anydepth.imageio import IMAGE_EXTENSIONS
-from anydepth.synth.focus_writers import read_exr
 
-DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
 DDFF12_SPLITS = ("train", "val", "test")
 DDFF12_SPLITS_WITHOUT_TRUTH = ("test",)  # official layout: stack_test only
-FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
 MIN_SLICE_SIDE = 3  # pixels: a focus measure compares a pixel with its neighbours
@@ -221,6 +218,8 @@ def read_fod500(folder: str | Path, index: int, focus_distances_m=FOD500_FOCUS_D
     depth_path = folder / f"{index:06d}Dpt.exr"
     if not depth_path.is_file():
         raise FormatError(f"missing depth file {depth_path.name}", folder)
+    from anydepth.synth.focus_writers import read_exr  # here, not above: synth imports anydepth.focus
+
     try:
         channels = read_exr(depth_path)
     except (struct.error, zlib.error, ValueError, IndexError, OverflowError, MemoryError) as error:
