@@ -76,7 +76,8 @@ def test_ddff12_round_trip_both_variants(tmp_path, variant):
             np.testing.assert_array_equal(np.round(stack.aif * 255).astype(np.uint8), to_uint8(written.aif))
     assert samples[-1].source.endswith("[train][1]")
     assert [s.source for s in samples[0:2]] == [samples[0].source, samples[1].source]
-    np.testing.assert_array_equal(read_ddff12(path, "val", 0).ground_truth, metres_to_disparity(val[0].ground_truth, 0.141238).astype(np.float32))
+    np.testing.assert_array_equal(read_ddff12(path, "val", 0).ground_truth,
+                                  metres_to_disparity(val[0].ground_truth, 0.141238).astype(np.float32))
 
 
 def test_ddff12_from_generate_focus_dataset_matches_the_file(tmp_path):

@@ -98,6 +98,16 @@ def _controlled_stack():
     return aif, disparity, volume, slices, flat
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_module():
+    """Every test here, and the prior's training, on one torch thread: small convolutions on the
+    shared 2-core machine run ~10x faster so (see conftest.one_thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def prior():
     """A small DAv2 whose relative output knows the scene only roughly (fit to a distorted target),

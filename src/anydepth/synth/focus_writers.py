@@ -1,5 +1,6 @@
-"""Write focal stacks (`anydepth.focus.FocalStack`, e.g. rendered by `thin_lens.focal_stack`) in the on-disk layouts that depth-from-focus
-code reads, so that the authors' loaders run unchanged on synthetic scenes with ground truth.
+"""Write focal stacks (`anydepth.focus.FocalStack`s, e.g. rendered by `thin_lens.focal_stack`) in the
+on-disk layouts that depth-from-focus code reads, so that the authors' loaders run unchanged on
+synthetic scenes with ground truth.
 
 Layouts (conventions taken from DFV's loaders, fuy34/DFV `dataloader/DDFF12.py`, `dataloader/
 FoD500.py`, `data_preprocess/pack_to_h5.py`):

@@ -416,12 +416,13 @@ def focal_stack(aif, depth_m, focus_distances_m, lens: ThinLens, mode: str = "la
     """Render a focal stack of an AiF image with metric depth through a thin lens.
 
     aif (H, W, 3) float linear intensities; depth_m (H, W) metres, > 0 everywhere;
-    focus_distances_m (N,) metres, each beyond the focal length (else InputError), in slice order;
-    mode "layered" (occlusion-aware, `render_layered`) or "gather" (fast, `render_gather`);
-    focus_unit "metres" or "disparity" for the stack's positions and ground truth (disparity =
-    disparity_scale / metres; DDFF-12's scale 0.141238 by default). layers, spacing, sigma_step_px: layered mode
-    (see `render_layered`); level_ratio: gather mode. The layer split (layered) or the blur ladder
-    (gather) is built once and shared by all slices. Slices stay within the AiF's value range.
+    focus_distances_m (N,) metres, each beyond the focal length (else InputError), in slice order,
+    strictly monotonic (as every FocalStack); mode "layered" (occlusion-aware, `render_layered`) or
+    "gather" (fast, `render_gather`); focus_unit "metres" or "disparity" for the stack's positions
+    and ground truth (disparity = disparity_scale / metres; DDFF-12's scale 0.141238 by default).
+    layers, spacing, sigma_step_px: layered mode (see `render_layered`); level_ratio: gather mode.
+    The layer split (layered) or the blur ladder (gather) is built once and shared by all slices.
+    Slices stay within the AiF's value range.
     Returns an `anydepth.focus.FocalStack`: slices (N, H, W, 3) float32, positions in `focus_unit`,
     ground truth (depth_m, or its disparity), the AiF, disparity_scale; the lens and the mode are
     the caller's (`ThinLens.slice_sigmas_px` predicts the blur of each slice).
