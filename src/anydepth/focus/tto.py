@@ -6,9 +6,10 @@ focus probability volume p_ji (N, H, W), softmax over i per pixel j; the DFF est
 mu_j = sum_i p_ji l_i and its variance s_j = sum_i p_ji (l_i - mu_j)^2; DAv2's relative disparity
 f_theta(x') of the all-in-focus image x'.
 
-Metric prediction (our choice: the paper leaves the mapping open): the network's relative disparity is
-mapped by an affine fit refitted in closed form at every step (weighted least squares with the
-confidence m, (a, b) detached from the graph):
+Metric prediction (our choice: the paper only says d_hat = a f_theta + b with (a, b) from the linear
+fit, refitted or learned): the network's relative disparity is mapped by an affine fit refitted in
+closed form at every step (weighted least squares with the confidence m, (a, b) detached from the
+graph):
 - positions in disparity: d_hat = a f + b, (a, b) = argmin sum_j m_j (a f_j + b - mu_j)^2;
 - positions in metres: the fit is made in inverse depth, d_hat = 1 / max(a f + b, eps) with
   (a, b) = argmin sum_j m_j (a f_j + b - 1 / mu_j)^2.
@@ -16,7 +17,8 @@ confidence m, (a, b) detached from the graph):
 Loss: L(theta) = sum_j m_j sum_i p_ji (l_i - d_hat_j)^2 / sum_j m_j
                = sum_j m_j [(mu_j - d_hat_j)^2 + s_j] / sum_j m_j   (computed in this form).
 
-Confidence m_j in [0, 1] (the seed's printed formulas are non-positive; the intended monotone forms):
+Confidence m_j in [0, 1] (the paper prints m = -exp(s) and m = 1 - exp(s), non-positive, a misprint;
+these are the intended monotone forms):
 - "volume": m = exp(-s / tau), a peaked focus distribution is trusted;
 - "stack":  m = 1 - exp(-v / tau), v = per-pixel intensity variance across the slices (texture-less
   pixels barely change with focus, so DFF is unreliable there);
