@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anydepth.focus import FocalStack
-from anydepth.focus.pipeline import estimate_depth
+from anydepth.focus import estimate_depth
 from anydepth.focus.tto import FAST, FASTEST, PAPER
 from anydepth.foundation import DepthAnythingV2, load_depth_anything
 from anydepth.metrics import evaluate_ddff12_sample
@@ -71,9 +70,8 @@ def run_set(scenes, model, recipes: dict, measure: str) -> dict:
     rows = {"DFF": [], "linear": []} | {f"TTO-{name}": [] for name in recipes}
     timing = []
     for index, (name, aif, depth) in enumerate(scenes):
-        synthetic = make_stack(aif, depth, layout)
-        truth = synthetic.disparity()
-        stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=0.141238)
+        stack = make_stack(aif, depth, layout)  # in DDFF-12 disparity, its ground truth too
+        truth = stack.ground_truth
         order = list(recipes)
         order = order[index % len(order):] + order[: index % len(order)]  # rotate: no recipe always runs first
         results = {recipe: estimate_depth(stack, model, measure, tto=recipes[recipe], confidence="stack") for recipe in order}
@@ -81,7 +79,7 @@ def run_set(scenes, model, recipes: dict, measure: str) -> dict:
         rows["DFF"].append(evaluate_ddff12_sample(first.dff, truth))
         rows["linear"].append(evaluate_ddff12_sample(first.linear, truth))
         paper = results["paper"].tto
-        # the reducible part of the loss (the focus spread is a floor no prediction removes)
+        # the reducible part of the loss (the focus variance is a floor no prediction removes)
         start, target = paper.losses[0] - paper.floor, paper.losses[-1] - paper.floor
         entry = {"scene": name, "paper_start_excess": start, "paper_final_excess": target}
         for recipe in recipes:

@@ -200,8 +200,7 @@ def main() -> None:
 
     @section("tto")
     def _():
-        from anydepth.focus import FocalStack
-        from anydepth.focus.pipeline import estimate_depth
+        from anydepth.focus import estimate_depth
         from anydepth.focus.tto import FAST, PAPER
         from anydepth.foundation import DepthAnythingV2
         from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rendered_scene
@@ -213,8 +212,7 @@ def main() -> None:
         rows = []
         for seed in range(1 if args.quick else 2):
             aif, depth = rendered_scene(1000 + seed, layout)
-            synthetic = make_stack(aif, depth, layout)
-            stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=0.141238)
+            stack = make_stack(aif, depth, layout)  # in DDFF-12 disparity
             for name, recipe in recipes.items():
                 torch.cuda.synchronize()
                 started = time.perf_counter()

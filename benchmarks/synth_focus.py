@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anydepth.synth.focus_writers import FOD500_FOCUS_DISTANCES_M, ddff12_focus_distances_m
+from anydepth.focus import FOD500_FOCUS_DISTANCES_M
+from anydepth.synth.focus_writers import ddff12_focus_distances_m
 from anydepth.synth.thin_lens import LENS_PRESETS, _auto_layer_count, focal_stack
 
 CASES = {
@@ -69,9 +70,9 @@ def main() -> None:
         gather = median_seconds(lambda: focal_stack(aif, depth, focus_m, lens, mode="gather"), args.repeats)
         stack_layered = focal_stack(aif, depth, focus_m, lens, mode="layered")
         stack_gather = focal_stack(aif, depth, focus_m, lens, mode="gather")
-        sigma_max = float(stack_layered.blur_sigma_px().max())
+        sigma_max = float(lens.slice_sigmas_px(stack_layered).max())
         layers = _auto_layer_count(1.0 / depth, lens, np.asarray(focus_m), 0.5)
-        difference = float(np.abs(stack_layered.stack - stack_gather.stack).mean())
+        difference = float(np.abs(stack_layered.slices - stack_gather.slices).mean())
         rows.append({"case": name, "max_sigma_px": sigma_max, "layers": layers, "layered_s": layered,
                      "gather_s": gather, "ratio": layered / gather, "mean_abs_difference": difference})
         print(f"{name:>24} | {sigma_max:8.2f} | {layers:6d} | {layered * 1e3:6.0f} ms | {gather * 1e3:6.0f} ms | "

@@ -31,8 +31,8 @@ from anydepth.eventdepth.base import DepthStream
 from anydepth.eventdepth.registry import load_model
 from anydepth.events.dataset import open_sequence
 from anydepth.events.representations import tencode
-from anydepth.focus.pipeline import estimate_depth, to_metres
-from anydepth.focus.stack import FocalStack
+from anydepth.focus.pipeline import estimate_depth
+from anydepth.focus.stack import in_unit
 from anydepth.focus.tto import FAST
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.metrics import depth as metrics
@@ -40,7 +40,6 @@ from anydepth.metrics.align import align_scale_shift
 from anydepth.report import Figure, Report, Table
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, make_stack, rendered_scene, rgbd_scenes
 
-DDFF12_DISPARITY_SCALE = 0.141238  # m·px of DDFF-12 (disparity = scale / metres)
 REALDATA_NYU = Path("..") / "shared" / "realdata" / "nyu_rgbd"
 
 
@@ -164,9 +163,8 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
 
     scenes = list(focus_scenes(size, rgbd))
     for name, aif, depth in tqdm(scenes, desc="focus", unit="stack", disable=None):
-        synthetic = make_stack(aif, depth, layout)
-        stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=DDFF12_DISPARITY_SCALE)
-        truth_m = to_metres(synthetic.disparity(), "disparity", DDFF12_DISPARITY_SCALE)
+        stack = make_stack(aif, depth, layout)  # in DDFF-12 disparity, its ground truth too
+        truth_m = stack.ground_truth_in("metres")
         valid = truth_m > 0
         started = time.perf_counter()
         result = estimate_depth(stack, prior, "sml", tto=tto, confidence="stack", input_size=size.tto_input)
@@ -174,12 +172,12 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
         maps = {"DFF (focus only)": result.dff, "DAv2 + linear fit": result.linear, "DAv2 + TTO": result.depth}
         numbers[name] = {}
         for method, values in maps.items():
-            metres = to_metres(values, "disparity", DDFF12_DISPARITY_SCALE)
+            metres = in_unit(values, stack.unit, "metres", stack.disparity_scale)
             scores = {"abs_rel": metrics.abs_rel(metres, truth_m, valid), "rmse": metrics.rmse(metres, truth_m, valid),
                       "delta1": metrics.delta(metres, truth_m, valid)}
             numbers[name][method] = scores
             rows.append([name, method, scores["abs_rel"], scores["rmse"], scores["delta1"]])
-        truth_disparity = synthetic.disparity()
+        truth_disparity = stack.ground_truth
         panels += [(f"{name} · near focus slice", _rgb8(stack.slices[-1])), (f"{name} · all-in-focus", result.aif),
                    (f"{name} · confidence", viz.colorize(result.confidence, "magma", 0.0, 1.0)),
                    (f"{name} · ground truth", viz.colorize_like(truth_disparity, truth_disparity))]

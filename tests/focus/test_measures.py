@@ -92,12 +92,12 @@ def test_dff_from_volume_expectation_aif_and_confidences():
     one_hot[2] = 1.0
     result = dff_from_volume(one_hot, positions, stack)
     np.testing.assert_allclose(result.depth, positions[2], rtol=1e-6)
-    np.testing.assert_allclose(result.spread, 0.0, atol=1e-6)
+    np.testing.assert_allclose(result.variance, 0.0, atol=1e-6)
     np.testing.assert_allclose(result.aif, stack.slices[2], atol=1e-6)
     uniform = np.full((5, 96, 128), 0.2, np.float32)
     result = dff_from_volume(uniform, positions, stack.slices)
     np.testing.assert_allclose(result.depth, positions.mean(), rtol=1e-5)
-    np.testing.assert_allclose(result.spread, positions.var(), rtol=1e-4)
+    np.testing.assert_allclose(result.variance, positions.var(), rtol=1e-4)
     np.testing.assert_allclose(result.aif, stack.slices.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(result.intensity_variance, grey_slices(stack).var(axis=0), rtol=1e-5, atol=1e-9)
     assert dff_from_volume(uniform, positions).aif is None
@@ -114,10 +114,8 @@ def test_dff_depth_on_a_synthetic_thin_lens_stack():
     layout = get_layout("ddff12")
     height, width = layout.resolution
     disparity = np.broadcast_to(np.linspace(0.26, 0.04, width)[None], (height, width))
-    rendered = make_stack(texture(height, width, seed=4), (0.141238 / disparity).astype(np.float32), layout)
-    stack = FocalStack(rendered.stack, rendered.focus_positions, rendered.focus_unit, rendered.ground_truth(),
-                       rendered.aif, rendered.disparity_scale)
-    assert stack.unit == "disparity"
+    stack = make_stack(texture(height, width, seed=4), (0.141238 / disparity).astype(np.float32), layout)
+    assert isinstance(stack, FocalStack) and stack.unit == "disparity"
     values = focus_measure(stack, "laplacian_energy", 9)
     result = dff_from_volume(softmax_volume(values, 0.25), stack.positions, stack)
     truth = stack.ground_truth
@@ -129,7 +127,7 @@ def test_dff_depth_on_a_synthetic_thin_lens_stack():
     # Depth follows the slant: column means decrease monotonically (up to noise) and span the range.
     columns = result.depth[inner].mean(axis=0)
     assert np.corrcoef(columns, truth[inner].mean(axis=0))[0, 1] > 0.98
-    np.testing.assert_allclose(result.aif[inner], rendered.aif[inner], atol=0.15)
+    np.testing.assert_allclose(result.aif[inner], stack.aif[inner], atol=0.15)
 
 
 @pytest.mark.parametrize("positions", [np.linspace(0.28, 0.02, 10), np.array([0.1, 0.15, 0.3, 0.7, 1.5, 2.0, 3.5])])

@@ -11,12 +11,21 @@ import pytest
 import torch
 
 from anydepth.cli.main import main
-from anydepth.focus import FocalStack, focus_volume
-from anydepth.focus.pipeline import estimate_depth, write_focus_outputs
+from anydepth.focus import DDFF12_DISPARITY_SCALE, estimate_depth, focus_volume, write_focus_outputs
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
 from anydepth.synth.focus_sets import FOCUS_LAYOUTS, generate_focus_dataset, make_stack, rendered_scene
 from anydepth.synth.focus_writers import ddff12_focus_distances_m, write_ddff12_h5
 from anydepth.synth.thin_lens import LENS_PRESETS, focal_stack
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_module():
+    """Every test here on one torch thread: the tiny networks' small convolutions on the shared
+    2-core machine run ~10x faster so (see conftest.one_thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +45,13 @@ def _sharpness(image: np.ndarray) -> float:
 def test_aif_is_sharper_than_every_slice_and_dff_tracks_depth():
     layout = FOCUS_LAYOUTS["fod500"]
     aif, depth = rendered_scene(2, layout)
-    synthetic = make_stack(aif, depth, layout)
-    stack = FocalStack(synthetic.stack, np.asarray(layout.focus_distances_m), "metres")
+    stack = make_stack(aif, depth, layout)
+    assert stack.unit == "metres"
+    np.testing.assert_array_equal(stack.positions, layout.focus_distances_m)
     from anydepth.focus import dff_from_volume
 
     dff = dff_from_volume(focus_volume(stack, "laplacian_energy"), stack.positions, stack)
-    assert _sharpness(dff.aif) > max(_sharpness(s) for s in synthetic.stack)
+    assert _sharpness(dff.aif) > max(_sharpness(s) for s in stack.slices)
     grey = aif.mean(-1)
     textured = np.hypot(*np.gradient(grey)) > 0.02  # DFF only sees depth where there is texture
     inside = (depth > 0.12) & (depth < 1.4) & textured  # within the focus range
@@ -53,8 +63,8 @@ def test_estimate_depth_and_outputs(tiny_dav2, tmp_path):
     model, _ = tiny_dav2
     layout = FOCUS_LAYOUTS["ddff12"]
     aif, depth = rendered_scene(0, layout)
-    synthetic = make_stack(aif[::2, ::2], depth[::2, ::2], layout)
-    stack = FocalStack(synthetic.stack, synthetic.focus_positions, "disparity", disparity_scale=0.141238)
+    stack = make_stack(aif[::2, ::2], depth[::2, ::2], layout)
+    assert stack.unit == "disparity" and stack.disparity_scale == DDFF12_DISPARITY_SCALE
     from anydepth.focus.tto import TTOConfig
 
     result = estimate_depth(stack, model, "sml", tto=TTOConfig(iterations=5, lr=1e-4, input_size=70), confidence="volume")

@@ -26,22 +26,20 @@ from anydepth.focus.readers import (
     read_fod500,
     read_image_folder,
 )
-from anydepth.focus.stack import FocalStack
+from anydepth.focus.stack import DDFF12_FOCUS_DISPARITIES, FOD500_FOCUS_DISTANCES_M, FocalStack, metres_to_disparity
 from anydepth.synth.focus_sets import generate_focus_dataset
 from anydepth.synth.focus_writers import (
-    DDFF12_FOCUS_DISPARITIES,
-    FOD500_FOCUS_DISTANCES_M,
     ddff12_focus_distances_m,
     write_ddff12_h5,
     write_fod500_folder,
     write_phone_folder,
 )
-from anydepth.synth.thin_lens import LENS_PRESETS, depth_to_disparity, focal_stack
+from anydepth.synth.thin_lens import LENS_PRESETS, focal_stack
 from anydepth.viz import to_uint8
 
 
 def rendered(height, width, focus_m, lens="fod500", seed=0, near=0.2, far=1.5):
-    """A small thin_lens.FocalStack: smooth random texture, depth ramp along x."""
+    """A small rendered FocalStack (unit metres): smooth random texture, depth ramp along x."""
     rng = np.random.default_rng(seed)
     aif = cv2.GaussianBlur(rng.random((height, width, 3)).astype(np.float32), (0, 0), 0.8)
     depth = np.broadcast_to(np.linspace(near, far, width, dtype=np.float32)[None], (height, width)).copy()
@@ -68,17 +66,18 @@ def test_ddff12_round_trip_both_variants(tmp_path, variant):
         stack = samples[index]
         assert stack.unit == "disparity" and stack.disparity_scale == pytest.approx(0.141238)
         np.testing.assert_allclose(stack.positions, DDFF12_FOCUS_DISPARITIES, rtol=1e-12)
-        np.testing.assert_array_equal(stack.ground_truth, depth_to_disparity(written.depth_m))
+        np.testing.assert_array_equal(stack.ground_truth, metres_to_disparity(written.ground_truth, 0.141238).astype(np.float32))
         if variant == "ddff12":
             assert stack.slices.dtype == np.uint8 and stack.aif is None
-            np.testing.assert_array_equal(stack.slices, to_uint8(written.stack))
+            np.testing.assert_array_equal(stack.slices, to_uint8(written.slices))
         else:  # float32 0-255 in the file, float32 [0, 1] in the stack
             assert stack.slices.dtype == np.float32 and stack.slices.max() <= 1.0
-            np.testing.assert_array_equal(np.round(stack.slices * 255).astype(np.uint8), to_uint8(written.stack))
+            np.testing.assert_array_equal(np.round(stack.slices * 255).astype(np.uint8), to_uint8(written.slices))
             np.testing.assert_array_equal(np.round(stack.aif * 255).astype(np.uint8), to_uint8(written.aif))
     assert samples[-1].source.endswith("[train][1]")
     assert [s.source for s in samples[0:2]] == [samples[0].source, samples[1].source]
-    np.testing.assert_array_equal(read_ddff12(path, "val", 0).ground_truth, depth_to_disparity(val[0].depth_m))
+    np.testing.assert_array_equal(read_ddff12(path, "val", 0).ground_truth,
+                                  metres_to_disparity(val[0].ground_truth, 0.141238).astype(np.float32))
 
 
 def test_ddff12_from_generate_focus_dataset_matches_the_file(tmp_path):
@@ -123,7 +122,7 @@ def test_ddff12_test_only_file_reads_stacks_without_ground_truth(tmp_path):
     stacks = list(samples)  # iteration stops at the end (no out-of-range error)
     for index, (stack, written) in enumerate(zip(stacks, test)):
         assert stack.ground_truth is None and stack.unit == "disparity" and stack.source.endswith(f"[test][{index}]")
-        np.testing.assert_array_equal(stack.slices, to_uint8(written.stack))
+        np.testing.assert_array_equal(stack.slices, to_uint8(written.slices))
         np.testing.assert_allclose(stack.positions, DDFF12_FOCUS_DISPARITIES, rtol=1e-12)
     assert read_ddff12(path, "test", 1).ground_truth is None
     for split in ("val", "train"):
@@ -221,9 +220,9 @@ def test_fod500_round_trip(tmp_path):
         stack = read_fod500(tmp_path, index)
         assert stack.unit == "metres" and stack.slices.shape == (5, 256, 256, 3)
         np.testing.assert_array_equal(stack.positions, FOD500_FOCUS_DISTANCES_M)
-        np.testing.assert_array_equal(stack.slices, to_uint8(sample.stack))
+        np.testing.assert_array_equal(stack.slices, to_uint8(sample.slices))
         np.testing.assert_array_equal(stack.aif, to_uint8(sample.aif))
-        np.testing.assert_array_equal(stack.ground_truth, sample.depth_m.astype(np.float16).astype(np.float32))
+        np.testing.assert_array_equal(stack.ground_truth, sample.ground_truth.astype(np.float16).astype(np.float32))
     samples = open_focal_stacks(tmp_path)
     assert isinstance(samples, FoD500Samples) and samples.indices == [399, 400] and len(samples[:]) == 2
 
@@ -271,14 +270,14 @@ def test_phone_folder_round_trip_png_and_jpeg(tmp_path):
     write_phone_folder(tmp_path / "png", written, extension=".png")
     stack = read_image_folder(tmp_path / "png")
     np.testing.assert_array_equal(stack.positions, [0.35, 0.5, 0.9, 1.33, 2.21])
-    np.testing.assert_array_equal(stack.slices, to_uint8(written.stack))
+    np.testing.assert_array_equal(stack.slices, to_uint8(written.slices))
     np.testing.assert_array_equal(stack.aif, to_uint8(written.aif))
-    np.testing.assert_array_equal(stack.ground_truth, written.depth_m)
+    np.testing.assert_array_equal(stack.ground_truth, written.ground_truth)
     write_phone_folder(tmp_path / "jpg", written, extension=".jpg", quality=95, ground_truth=False)
     stack = read_image_folder(tmp_path / "jpg")
     assert stack.ground_truth is None and stack.aif is None
     # JPEG (lossy, chroma subsampled) of fine noise: close, not equal.
-    assert np.corrcoef(stack.slices.ravel(), to_uint8(written.stack).ravel())[0, 1] > 0.8
+    assert np.corrcoef(stack.slices.ravel(), to_uint8(written.slices).ravel())[0, 1] > 0.8
 
 
 def test_phone_dataset_from_generate_focus_dataset(tmp_path):

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from anydepth.errors import InputError
-from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack, disparity_to_metres, metres_to_disparity
-from anydepth.synth.focus_writers import DDFF12_FOCUS_DISPARITIES, ddff12_focus_distances_m
+from anydepth.focus.stack import (
+    DDFF12_DISPARITY_SCALE,
+    DDFF12_FOCUS_DISPARITIES,
+    FocalStack,
+    disparity_to_metres,
+    in_unit,
+    metres_to_disparity,
+)
+from anydepth.synth.focus_writers import ddff12_focus_distances_m
 
 
 def slices(count=3, height=8, width=10, dtype=np.uint8):
@@ -75,6 +82,15 @@ def test_ddff12_metres_and_disparity_convert_with_the_explicit_scale():
     np.testing.assert_array_equal(metres_to_disparity([0.0, -1.0, np.nan, 2.0], 2.0), [0.0, 0.0, 0.0, 1.0])
     with pytest.raises(InputError, match="disparity scale must be a positive number"):
         metres_to_disparity([1.0], 0.0)
+    with pytest.raises(InputError, match="needs a disparity scale"):
+        disparity_to_metres([1.0], None)
+    # in_unit: a float64 copy in the same unit (no scale needed), the reciprocal map otherwise
+    values = np.array([[0.5, 0.0]], np.float32)
+    same = in_unit(values, "disparity", "disparity")
+    assert same.dtype == np.float64 and same is not values and same.tolist() == [[0.5, 0.0]]
+    np.testing.assert_array_equal(in_unit(values, "disparity", "metres", 2.0), [[4.0, 0.0]])
+    with pytest.raises(InputError, match="focus unit"):
+        in_unit(values, "disparity", "dioptres", 2.0)
 
 
 def test_stack_to_unit_converts_positions_and_ground_truth_and_back():
@@ -94,4 +110,8 @@ def test_stack_to_unit_converts_positions_and_ground_truth_and_back():
     np.testing.assert_array_equal(stack.positions_in("metres"), stack.positions)
     with pytest.raises(InputError, match="focus unit"):
         stack.positions_in("feet")
+    np.testing.assert_array_equal(disparity.ground_truth_in("disparity"), disparity.ground_truth)
+    np.testing.assert_array_equal(disparity.ground_truth_in("metres"), back.ground_truth)
+    assert disparity.ground_truth_in("metres").dtype == np.float32
+    assert FocalStack(slices(), [1.0, 2.0, 3.0]).ground_truth_in("disparity", 1.0) is None
     assert back.slices is stack.slices  # conversion never copies or changes the images

@@ -35,9 +35,9 @@ def test_dff_statistics_known_answer():
     volume = np.zeros((3, 1, 2))
     volume[:, 0, 0] = (0.5, 0.5, 0.0)
     volume[:, 0, 1] = (0.0, 0.0, 1.0)
-    mu, spread = dff_statistics(volume, np.array([1.0, 3.0, 5.0]))
+    mu, variance = dff_statistics(volume, np.array([1.0, 3.0, 5.0]))
     np.testing.assert_allclose(mu, [[2.0, 5.0]])
-    np.testing.assert_allclose(spread, [[1.0, 0.0]])  # 0.5 * 1 + 0.5 * 1
+    np.testing.assert_allclose(variance, [[1.0, 0.0]])  # 0.5 * 1 + 0.5 * 1
     with pytest.raises(InputError, match="NaN"):
         dff_statistics(np.full((3, 1, 1), np.nan), np.ones(3))
     with pytest.raises(InputError, match="do not match"):
@@ -45,14 +45,14 @@ def test_dff_statistics_known_answer():
 
 
 def test_confidences_are_monotone_and_in_range():
-    spread = np.array([[0.0, 1.0, 4.0]])
-    volume_conf = confidence_map("volume", spread=spread, tau=1.0)
-    np.testing.assert_allclose(volume_conf, np.exp(-spread))  # peaked -> trusted
+    variance = np.array([[0.0, 1.0, 4.0]])
+    volume_conf = confidence_map("volume", variance=variance, tau=1.0)
+    np.testing.assert_allclose(volume_conf, np.exp(-variance))  # peaked -> trusted
     slices = np.zeros((4, 1, 3))
     slices[:, 0, 2] = [0, 1, 0, 1]  # only the last pixel changes across the stack
     stack_conf = confidence_map("stack", slices=slices, tau=0.25)
     np.testing.assert_allclose(stack_conf, [[0.0, 0.0, 1 - np.exp(-1.0)]])
-    assert (confidence_map("none", spread=spread) == 1).all()
+    assert (confidence_map("none", variance=variance) == 1).all()
 
 
 def test_loss_equals_the_expected_squared_position_error():
@@ -61,10 +61,10 @@ def test_loss_equals_the_expected_squared_position_error():
     volume = np.exp(logits) / np.exp(logits).sum(0)
     prediction = rng.uniform(0.02, 0.28, size=(4, 5))
     weights = rng.uniform(0, 1, size=(4, 5))
-    mu, spread = dff_statistics(volume, POSITIONS)
+    mu, variance = dff_statistics(volume, POSITIONS)
     direct = (weights * (volume * (POSITIONS[:, None, None] - prediction) ** 2).sum(0)).sum() / weights.sum()
-    loss = focus_loss(*(torch.from_numpy(a) for a in (prediction, mu, spread, weights)))
-    assert float(loss) == pytest.approx(direct, rel=1e-5)  # mu and spread come in float32
+    loss = focus_loss(*(torch.from_numpy(a) for a in (prediction, mu, variance, weights)))
+    assert float(loss) == pytest.approx(direct, rel=1e-5)  # mu and variance come in float32
 
 
 def test_linear_fit_known_answer_in_both_units():
@@ -96,6 +96,16 @@ def _controlled_stack():
     slices = np.repeat(aif[None], len(POSITIONS), 0).astype(np.float64)
     slices[:, ~flat] += rng.normal(0, 20, (len(POSITIONS), (~flat).sum(), 3))  # texture changes with focus
     return aif, disparity, volume, slices, flat
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_module():
+    """Every test here, and the prior's training, on one torch thread: small convolutions on the
+    shared 2-core machine run ~10x faster so (see conftest.one_thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

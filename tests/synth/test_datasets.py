@@ -88,11 +88,11 @@ def test_focus_stacks_are_sharpest_where_focused():
     layout = FOCUS_LAYOUTS["fod500"]
     aif, depth = rendered_scene(0, layout)
     stack = make_stack(aif, depth, layout)
-    assert stack.stack.shape == (5, 256, 256, 3) and stack.focus_unit == "metres"
+    assert stack.slices.shape == (5, 256, 256, 3) and stack.unit == "metres"
     assert 0.2 < float(depth.min()) and float(np.median(depth)) < 1.0  # within FoD500's focus range
     nearest_slice = np.argmin(np.abs(1 / depth[..., None] - 1 / np.asarray(layout.focus_distances_m)), axis=-1)
     # the slice focused nearest to a pixel's depth shows it closest to the all-in-focus image
-    error = np.abs(stack.stack - aif[None]).mean(axis=-1)
+    error = np.abs(stack.slices - aif[None]).mean(axis=-1)
     best = np.argmin(error, axis=0)
     textured = np.abs(np.gradient(aif.mean(-1))[0]) + np.abs(np.gradient(aif.mean(-1))[1]) > 0.05
     assert (best[textured] == nearest_slice[textured]).mean() > 0.6

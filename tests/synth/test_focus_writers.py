@@ -19,9 +19,8 @@ from PIL import Image
 from anydepth import viz
 from anydepth.errors import FormatError, InputError
 from anydepth.fileio import exr_bytes, read_exr, write_exr
+from anydepth.focus import DDFF12_DISPARITY_SCALE, DDFF12_FOCUS_DISPARITIES, FOD500_FOCUS_DISTANCES_M
 from anydepth.synth.focus_writers import (
-    DDFF12_FOCUS_DISPARITIES,
-    FOD500_FOCUS_DISTANCES_M,
     ddff12_focus_distances_m,
     fod500_names,
     focus_distance_name,
@@ -29,7 +28,7 @@ from anydepth.synth.focus_writers import (
     write_fod500_folder,
     write_phone_folder,
 )
-from anydepth.synth.thin_lens import DDFF12_DISPARITY_SCALE, LENS_PRESETS, focal_stack
+from anydepth.synth.thin_lens import LENS_PRESETS, focal_stack
 
 
 def to_uint8(image):
@@ -51,7 +50,7 @@ def ddff_stack(height=383, width=552, seed=0, invalid=True):
     stack = focal_stack(aif, depth, ddff12_focus_distances_m(), LENS_PRESETS["ddff12"], mode="gather",
                         focus_unit="disparity")
     if invalid:  # ground truth with holes, as DDFF-12's registered depth has
-        stack.depth_m[:20, :30] = 0.0
+        stack.ground_truth[:20, :30] = 0.0
     return stack
 
 
@@ -85,8 +84,9 @@ def test_ddff12_h5_keys_dtypes_shapes_and_values(tmp_path, ddff_samples):
             stacks, disparity = h5[f"stack_{split}"], h5[f"disp_{split}"]
             assert stacks.shape == (1, 10, 383, 552, 3) and stacks.dtype == np.uint8
             assert disparity.shape == (1, 383, 552) and disparity.dtype == np.float32
-            np.testing.assert_array_equal(stacks[0], to_uint8(sample.stack))
-            expected = np.where(sample.depth_m > 0, DDFF12_DISPARITY_SCALE / np.maximum(sample.depth_m, 1e-9), 0)
+            np.testing.assert_array_equal(stacks[0], to_uint8(sample.slices))
+            depth_m = sample.ground_truth_in("metres")
+            expected = np.where(depth_m > 0, DDFF12_DISPARITY_SCALE / np.maximum(depth_m, 1e-9), 0)
             np.testing.assert_allclose(disparity[0], expected, rtol=1e-6)
             np.testing.assert_allclose(stacks.attrs["focus_disparity"], DDFF12_FOCUS_DISPARITIES, rtol=1e-9)
         assert (h5["disp_train"][0][:20, :30] == 0).all()  # 0 = invalid
@@ -130,7 +130,7 @@ def test_ddff12_dfv_repack_variant(tmp_path):
         assert h5["stack_train"].shape == (2, 10, 32, 48, 3) and h5["AiF_train"].shape == (2, 32, 48, 3)
         assert h5["stack_val"].shape == (0, 10, 32, 48, 3) and h5["disp_val"].shape == (0, 32, 48)
         for index, sample in enumerate(samples):
-            np.testing.assert_array_equal(h5["stack_train"][index], to_uint8(sample.stack).astype(np.float32))
+            np.testing.assert_array_equal(h5["stack_train"][index], to_uint8(sample.slices).astype(np.float32))
             np.testing.assert_array_equal(h5["AiF_train"][index], to_uint8(sample.aif).astype(np.float32))
 
 
@@ -142,14 +142,14 @@ def test_ddff12_test_split_is_stack_test_only(tmp_path, ddff_samples):
         assert list(h5.keys()) == ["stack_test"]
         assert h5["stack_test"].shape == (2, 10, 383, 552, 3) and h5["stack_test"].dtype == np.uint8
         for index, sample in enumerate(ddff_samples):
-            np.testing.assert_array_equal(h5["stack_test"][index], to_uint8(sample.stack))
+            np.testing.assert_array_equal(h5["stack_test"][index], to_uint8(sample.slices))
     small = [ddff_stack(32, 48, seed=5), ddff_stack(32, 48, seed=6)]
     both = write_ddff12_h5(tmp_path / "both.h5", small[:1], test=small[1:], variant="dfv", strict=False)
     with h5py.File(both, "r") as h5:
         assert set(h5.keys()) == {"stack_train", "disp_train", "AiF_train", "stack_val", "disp_val", "AiF_val",
                                   "stack_test"}
         assert h5["stack_test"].dtype == np.float32 and h5["stack_test"].shape == (1, 10, 32, 48, 3)
-        np.testing.assert_array_equal(h5["stack_test"][0], to_uint8(small[1].stack).astype(np.float32))
+        np.testing.assert_array_equal(h5["stack_test"][0], to_uint8(small[1].slices).astype(np.float32))
     with pytest.raises(InputError, match="224 < H"):  # the strict checks cover test samples too
         write_ddff12_h5(tmp_path / "bad.h5", test=[ddff_stack(32, 48)])
 
@@ -179,7 +179,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
     path = write_ddff12_h5(tmp_path / "x.h5", train=[good], strict=False)
     before = path.read_bytes()
     bad = ddff_stack(32, 48, seed=9)
-    bad.stack *= 255.0  # an image already scaled to 0–255 is refused mid-write
+    bad.slices *= 255.0  # an image already scaled to 0–255 is refused mid-write
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         write_ddff12_h5(path, train=[good, bad], strict=False)
     assert path.read_bytes() == before and no_temporaries(tmp_path)
@@ -199,11 +199,11 @@ def test_fod500_folder_names_and_values(tmp_path, fod_samples):
         for k in range(5):
             image = np.array(Image.open(tmp_path / f"{index:06d}_{k:02d}All.tif"))
             assert image.dtype == np.uint8 and image.shape == (256, 256, 3)
-            np.testing.assert_array_equal(image, to_uint8(sample.stack[k]))
+            np.testing.assert_array_equal(image, to_uint8(sample.slices[k]))
         np.testing.assert_array_equal(np.array(Image.open(tmp_path / f"{index:06d}Aif.tif")), to_uint8(sample.aif))
         channels = read_exr(tmp_path / f"{index:06d}Dpt.exr")
         assert set(channels) == {"R", "G", "B"} and channels["R"].dtype == np.float16
-        np.testing.assert_allclose(channels["R"].astype(np.float32), sample.depth_m, rtol=1e-3)
+        np.testing.assert_allclose(channels["R"].astype(np.float32), sample.ground_truth, rtol=1e-3)
         np.testing.assert_array_equal(channels["G"], channels["R"])
         np.testing.assert_array_equal(channels["B"], channels["R"])
 
@@ -221,7 +221,7 @@ def test_fod500_folder_meets_dfv_loader_conventions(tmp_path, fod_samples):
         for idx in range(len(depths)):
             stack = np.stack([np.array(Image.open(tmp_path / images[idx * 5 + i])) / 255.0 for i in range(5)])
             assert stack.shape == (5, 256, 256, 3)
-            np.testing.assert_allclose(stack, to_uint8(sample.stack) / 255.0)
+            np.testing.assert_allclose(stack, to_uint8(sample.slices) / 255.0)
             depth = read_exr(tmp_path / depths[idx])["R"]
             assert np.concatenate([np.zeros((256, 256, 0)), depth[:, :, None]], axis=2).shape == (256, 256, 1)
     # the files DFV takes as slice k are focused at its focus_dist[k]: on the train sample read
@@ -229,11 +229,11 @@ def test_fod500_folder_meets_dfv_loader_conventions(tmp_path, fod_samples):
     images = sorted(f for f in files if f[-7:] == "All.tif" and int(f[:6]) < 400)
     stack = np.stack([np.array(Image.open(tmp_path / name)) / 255.0 for name in images]).astype(np.float32)
     energy = np.stack([cv2.GaussianBlur(cv2.Laplacian(s.mean(-1), cv2.CV_32F) ** 2, (0, 0), 5).mean(0) for s in stack])
-    sigma = np.sort(fod_samples[0].blur_sigma_px()[:, 128], axis=0)
+    sigma = np.sort(LENS_PRESETS["fod500"].slice_sigmas_px(fod_samples[0])[:, 128], axis=0)
     clear = np.flatnonzero(sigma[1] - sigma[0] > 0.3)
     clear = clear[(clear > 10) & (clear < 246)]
     assert clear.size > 50
-    predicted = fod_samples[0].blur_sigma_px()[:, 128].argmin(0)
+    predicted = LENS_PRESETS["fod500"].slice_sigmas_px(fod_samples[0])[:, 128].argmin(0)
     np.testing.assert_array_equal(energy[:, clear].argmax(0), predicted[clear])
 
 
@@ -272,12 +272,12 @@ def test_phone_folder_names_values_and_ground_truth(tmp_path, extension):
         assert int(match[1]) == k + 1 and float(match[2]) == focus[k]
         rgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
         if extension == ".png":
-            np.testing.assert_array_equal(rgb, to_uint8(stack.stack[k]))
+            np.testing.assert_array_equal(rgb, to_uint8(stack.slices[k]))
         else:
-            assert np.abs(rgb.astype(int) - to_uint8(stack.stack[k])).mean() < 4  # JPEG, quality 95
+            assert np.abs(rgb.astype(int) - to_uint8(stack.slices[k])).mean() < 4  # JPEG, quality 95
     depth_back = np.load(tmp_path / "depth_m.npy")
     assert depth_back.dtype == np.float32
-    np.testing.assert_array_equal(depth_back, stack.depth_m)
+    np.testing.assert_array_equal(depth_back, stack.ground_truth)
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "aif.png"))[..., ::-1], to_uint8(stack.aif))
     assert no_temporaries(tmp_path)
 

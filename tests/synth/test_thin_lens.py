@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from anydepth.errors import InputError
+from anydepth.focus import DDFF12_DISPARITY_SCALE, FocalStack
 from anydepth.synth import thin_lens as tl
 from anydepth.synth.thin_lens import (
-    DDFF12_DISPARITY_SCALE,
     LENS_PRESETS,
     ThinLens,
     blur_sigma_px,
@@ -184,8 +184,8 @@ def test_slanted_plane_is_sharpest_in_the_slice_focused_nearest_its_depth(mode):
     lens = LENS_PRESETS["fod500"]
     aif, depth, inverse = slanted_plane()
     stack = focal_stack(aif, depth, FOD500_FOCUS, lens, mode=mode)
-    energy = np.stack([laplacian_energy(image) for image in stack.stack])
-    sigma = stack.blur_sigma_px()
+    energy = np.stack([laplacian_energy(image) for image in stack.slices])
+    sigma = lens.slice_sigmas_px(stack)
     sharpest, predicted = energy.argmax(axis=0), sigma.argmin(axis=0)
     ordered = np.sort(sigma, axis=0)
     clear = (ordered[1] - ordered[0]) > 0.3  # where the nearest focus is not a near tie
@@ -252,18 +252,22 @@ def test_focal_stack_ground_truth_and_focus_units():
     aif, depth, _ = slanted_plane(40, 60, near=0.6, far=6.0)
     focus_m = DDFF12_DISPARITY_SCALE / np.linspace(0.28, 0.02, 10)
     stack = focal_stack(aif, depth, focus_m, lens, focus_unit="disparity")
-    assert stack.stack.shape == (10, 40, 60, 3) and stack.stack.dtype == np.float32
-    assert stack.focus_unit == "disparity" and stack.mode == "layered"
-    np.testing.assert_allclose(stack.focus_positions, np.linspace(0.28, 0.02, 10), rtol=1e-12)
-    np.testing.assert_allclose(stack.focus_distances_m, focus_m)
-    np.testing.assert_allclose(stack.ground_truth(), DDFF12_DISPARITY_SCALE / depth, rtol=1e-6)
+    assert isinstance(stack, FocalStack) and stack.source is None  # the one focal stack of anydepth.focus
+    assert stack.slices.shape == (10, 40, 60, 3) and stack.slices.dtype == np.float32
+    assert stack.unit == "disparity" and stack.disparity_scale == DDFF12_DISPARITY_SCALE
+    np.testing.assert_allclose(stack.positions, np.linspace(0.28, 0.02, 10), rtol=1e-12)
+    np.testing.assert_allclose(stack.positions_in("metres"), focus_m)
+    np.testing.assert_allclose(stack.ground_truth, DDFF12_DISPARITY_SCALE / depth, rtol=1e-6)
     np.testing.assert_array_equal(stack.aif, aif)
-    np.testing.assert_allclose(stack.depth_m, depth, rtol=1e-7)
+    np.testing.assert_allclose(stack.ground_truth_in("metres"), depth, rtol=1e-6)
     metres = focal_stack(aif, depth, focus_m[:3], lens, mode="gather")
-    assert metres.focus_unit == "metres" and metres.mode == "gather"
-    np.testing.assert_array_equal(metres.focus_positions, focus_m[:3])
-    np.testing.assert_array_equal(metres.ground_truth(), metres.depth_m)
-    assert tl.depth_to_disparity(np.array([0.0, 0.5]))[0] == 0.0  # 0 stays invalid
+    assert metres.unit == "metres"
+    np.testing.assert_array_equal(metres.positions, focus_m[:3])
+    np.testing.assert_array_equal(metres.ground_truth, depth.astype(np.float32))
+    # the predicted blur is the same in either unit (0 where the ground truth is invalid)
+    np.testing.assert_allclose(lens.slice_sigmas_px(stack)[:3], lens.slice_sigmas_px(metres), rtol=1e-5)
+    metres.ground_truth[0, 0] = 0.0
+    assert (lens.slice_sigmas_px(metres)[:, 0, 0] == 0).all()
 
 
 def test_lens_presets_and_resizing():

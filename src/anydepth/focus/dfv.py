@@ -10,7 +10,7 @@ DataParallel `module.` prefix), so `DFF-DFV.tar` loads with strict=True.
         + focus volume (B, C, N, h, w) per level; DFV takes adjacent-slice differences
           (the last slot keeps the raw slice), FV takes the raw features
         + coarse-to-fine 3-D conv decoders (levels 1..4)
-        + softmax over N, expectation and spread against the focus positions.
+        + softmax over N, expectation and standard deviation against the focus positions.
 
 Shapes: stack (B, N, 3, H, W) ImageNet-normalised, H and W multiples of 32 (at least 64);
 focus positions (B, N) in the unit the result should have (disparity for DDFF-12, metres
@@ -278,9 +278,9 @@ class DFV(nn.Module):
         """stack (B, N, 3, H, W) float, ImageNet-normalised, H and W multiples of 32 (≥ 64), N ≥ 2;
         focus_positions (B, N) (or (N,)), the value each slice stands for.
 
-        Returns (expectation (B, H, W) = Σ_i p_i l_i, spread (B, H, W) = sqrt(Σ_i p_i (l_i − μ)²),
+        Returns (expectation (B, H, W) = Σ_i p_i l_i, std (B, H, W) = sqrt(Σ_i p_i (l_i − μ)²),
         probability (B, N, H, W), softmax over N) — the official eval outputs (pred, std, focusMap)
-        without their squeezes. The spread is computed without gradient, as in the official code.
+        without their squeezes. The std is computed without gradient, as in the official code.
         """
         if stack.ndim != 5 or stack.shape[2] != 3:
             raise InputError(f"DFV expects a stack (B, N, 3, H, W), got {tuple(stack.shape)}")
@@ -313,8 +313,8 @@ class DFV(nn.Module):
         positions = focus_positions[:, :, None, None]
         expectation = (probability * positions).sum(1, keepdim=True)
         with torch.no_grad():
-            spread = torch.sqrt((probability * (expectation - positions) ** 2).sum(1))
-        return expectation[:, 0], spread, probability
+            std = torch.sqrt((probability * (expectation - positions) ** 2).sum(1))
+        return expectation[:, 0], std, probability
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,5 @@
-"""Classical focus measures, the focus volume they give, and depth from focus (SPEC §4.1).
+"""Classical focus measures, the focus volume they give, and depth from focus (the expectation of
+the focus position under the volume).
 
 Every measure maps a grey slice (H, W) float32 in [0, 1] to a sharpness map (H, W) float32 >= 0,
 aggregated over a `window` x `window` box (names after Pertuz et al., "Analysis of focus measure
@@ -123,19 +124,19 @@ class DFFResult:
 
     depth: μ = Σ_i p_i l_i, in the unit of the positions (metres or disparity).
     aif: (H, W, 3) Σ_i p_i x_i, float32 in [0, 1] (None without slices).
-    spread: σ = Σ_i p_i (l_i − μ)², the variance of the focus distribution (unit²).
+    variance: s = Σ_i p_i (l_i − μ)², the variance of the focus distribution (unit²).
     intensity_variance: per-pixel variance of grey intensity across the slices (None without slices);
       low where the stack is texture-less and DFF unreliable.
     """
 
     depth: np.ndarray
     aif: np.ndarray | None
-    spread: np.ndarray
+    variance: np.ndarray
     intensity_variance: np.ndarray | None
 
 
 def dff_from_volume(volume: np.ndarray, positions, slices=None) -> DFFResult:
-    """Depth, AiF and confidence ingredients from a focus volume (SPEC §4.1-4.2).
+    """Depth, AiF and confidence ingredients (focus variance, intensity variance) from a focus volume.
 
     volume (N, H, W) probabilities over N; positions (N,) focus positions l_i; slices: a FocalStack
     or (N, H, W, 3) uint8 / float [0, 1] array (optional; gives aif and intensity_variance).
@@ -146,7 +147,7 @@ def dff_from_volume(volume: np.ndarray, positions, slices=None) -> DFFResult:
         raise InputError(f"volume must be (N, H, W) with N = {positions.size} positions, got shape {volume.shape}")
     levels = positions.astype(np.float32)[:, None, None]
     depth = (volume * levels).sum(axis=0)
-    spread = (volume * (levels - depth[None]) ** 2).sum(axis=0)
+    variance = (volume * (levels - depth[None]) ** 2).sum(axis=0)
     aif = intensity_variance = None
     if slices is not None:
         images = slices.float_slices() if isinstance(slices, FocalStack) else np.asarray(slices)
@@ -156,7 +157,7 @@ def dff_from_volume(volume: np.ndarray, positions, slices=None) -> DFFResult:
             raise InputError(f"slices {images.shape} do not match the volume {volume.shape}")
         aif = np.einsum("nhw,nhwc->hwc", volume, images.astype(np.float32, copy=False))
         intensity_variance = grey_slices(images).var(axis=0)
-    return DFFResult(depth.astype(np.float32), aif, spread.astype(np.float32), intensity_variance)
+    return DFFResult(depth.astype(np.float32), aif, variance.astype(np.float32), intensity_variance)
 
 
 def refine_gaussian(measure_values: np.ndarray, positions) -> np.ndarray:

@@ -13,9 +13,19 @@ from anydepth import fileio, viz
 from anydepth.errors import InputError
 from anydepth.focus.dfv import DFV, predict_stack
 from anydepth.focus.measures import dff_from_volume, focus_volume
-from anydepth.focus.stack import FocalStack
-from anydepth.focus.tto import (FAST, FASTEST, PAPER, TTOConfig, TTOResult, confidence_map, linear_baseline, run_tto,
-                                with_precision)
+from anydepth.focus.stack import FocalStack, in_unit
+from anydepth.focus.tto import (
+    FAST,
+    FASTEST,
+    PAPER,
+    TTOConfig,
+    TTOResult,
+    confidence_map,
+    dff_statistics,
+    linear_baseline,
+    run_tto,
+    with_precision,
+)
 from anydepth.foundation.model import DepthAnythingV2
 
 # CLI names of the classical measures
@@ -55,11 +65,14 @@ def focus_volume_of(stack: FocalStack, method: str = "laplacian", dfv: DFV | Non
 def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str = "laplacian", dfv: DFV | None = None,
                    tto: str | TTOConfig = "fast", confidence: str = "stack", input_size: int | None = None,
                    progress=None, precision: str | None = None) -> FocusDepth:
-    """The whole pipeline of SPEC §4 on one stack. tto: "paper", "fast", "fastest", "off" or a TTOConfig;
-    confidence: "stack" or "volume"; input_size: DAv2's input size (default: the TTO config's).
-    model None: no prior, the focus volume and DFF alone (depth = dff; tto must be "off").
-    precision: "fp32", "bf16" or "fp16" (CUDA) for the DAv2 prior and the TTO (`anydepth.precision`);
-    None: fp32 for the prior and the TTO recipe's own autocast."""
+    """The whole focal-stack pipeline on one stack: focus volume, DFF depth and AiF, DAv2 on the AiF,
+    the linear fit to DFF, and test-time optimisation. tto: "paper", "fast", "fastest", "off" or a
+    TTOConfig; confidence: "stack" or "volume" (with the TTO config's tau, default the median);
+    input_size: DAv2's input size (default: the TTO config's). model None: no prior, the focus
+    volume and DFF alone (depth = dff; tto must be "off"). The DFF statistics and the confidence are
+    computed once and passed to the linear fit and TTO. precision: "fp32", "bf16" or "fp16" (CUDA)
+    for the DAv2 prior and the TTO (`anydepth.precision`); None: fp32 for the prior and the TTO
+    recipe's own autocast."""
     volume = focus_volume_of(stack, method, dfv)
     dff = dff_from_volume(volume, stack.positions, stack)
     aif = viz.to_uint8(np.clip(dff.aif, 0, 1))
@@ -68,7 +81,7 @@ def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str
     if model is None:
         if tto != "off":
             raise InputError("test-time optimisation needs the Depth Anything prior (tto must be 'off' without one)")
-        weights = confidence_map(confidence, dff.spread, slices)
+        weights = confidence_map(confidence, dff.variance, slices)
         return FocusDepth(stack.unit, dff.depth, None, dff.depth.astype(np.float32), weights.astype(np.float32),
                           aif, volume)
     if tto == "off":
@@ -78,25 +91,18 @@ def estimate_depth(stack: FocalStack, model: DepthAnythingV2 | None, method: str
         config = dataclasses.replace(with_precision(config, precision), confidence=confidence,
                                      input_size=input_size or config.input_size)
     size = input_size or (config.input_size if config else 518)
+    statistics = dff_statistics(volume, stack.positions, dff)
+    weights = confidence_map(confidence, statistics[1], slices, config.tau if config else None)
     linear, *_ = linear_baseline(model, aif_bgr, volume, stack.positions, stack.unit, slices, confidence, size,
-                                 precision or "fp32")
-    weights = confidence_map(confidence, dff.spread, slices)
+                                 statistics=statistics, weights=weights, precision=precision or "fp32")
     result = None
     depth = linear
     if config is not None:
-        result = run_tto(model, aif_bgr, volume, stack.positions, stack.unit, slices, config, progress)
+        result = run_tto(model, aif_bgr, volume, stack.positions, stack.unit, slices, config, progress,
+                         statistics=statistics, weights=weights)
         depth = result.depth
     return FocusDepth(stack.unit, dff.depth, linear.astype(np.float32), depth.astype(np.float32),
                       weights.astype(np.float32), aif, volume, result)
-
-
-def to_metres(values: np.ndarray, unit: str, disparity_scale: float | None) -> np.ndarray:
-    """A map in the stack's unit as metres (disparity needs its scale; 0 stays invalid)."""
-    if unit == "metres":
-        return values
-    if not disparity_scale:
-        raise InputError("a disparity stack needs its disparity scale to give metres")
-    return np.where(values > 0, disparity_scale / np.maximum(values, 1e-12), 0.0)
 
 
 def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "stack",
@@ -106,8 +112,8 @@ def write_focus_outputs(result: FocusDepth, out_dir: str | Path, name: str = "st
     loss.png (TTO loss curve) and summary.png (AiF | DFF | result | confidence; no result panel
     without a prior, where the result is the DFF)."""
     out = Path(out_dir) / name
-    depth_m = to_metres(result.depth, result.unit, disparity_scale).astype(np.float32)
-    dff_m = to_metres(result.dff, result.unit, disparity_scale).astype(np.float32)
+    depth_m = in_unit(result.depth, result.unit, "metres", disparity_scale).astype(np.float32)
+    dff_m = in_unit(result.dff, result.unit, "metres", disparity_scale).astype(np.float32)
     written = [out / "depth_m.npy", out / "depth_mm.png", out / "depth.png", out / "aif.png", out / "confidence.png",
                out / "dff_m.npy"]
     fileio.write_npy(written[0], depth_m)

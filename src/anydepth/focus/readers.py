@@ -1,4 +1,4 @@
-"""Readers of focal-stack data sets into `FocalStack`s, and slice alignment (SPEC §4.3).
+"""Readers of focal-stack data sets into `FocalStack`s, and slice alignment.
 
 Layouts (those written by `anydepth.synth.focus_writers`, which follow DFV's loaders):
 
@@ -37,12 +37,10 @@ from anydepth import viz
 from anydepth.errors import AnydepthError, AnydepthWarning, FormatError, InputError
 from anydepth.fileio import (IMAGE_EXTENSIONS, first_line, has_hdf5_signature, hdf5_keys, open_hdf5, read_exr,
                              read_rgb, require_dataset)
-from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack
+from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, DDFF12_FOCUS_DISPARITIES, FOD500_FOCUS_DISTANCES_M, FocalStack
 
-DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
 DDFF12_SPLITS = ("train", "val", "test")
 DDFF12_SPLITS_WITHOUT_TRUTH = ("test",)  # official layout: stack_test only
-FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)
 PHONE_NAME = re.compile(r"^image_(\d+)_(\d+(?:\.\d*)?|\.\d+)\.([A-Za-z]+)$")
 MIN_SLICE_SIDE = 3  # pixels: a focus measure compares a pixel with its neighbours
 FOD500_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")

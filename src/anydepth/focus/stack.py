@@ -1,4 +1,5 @@
-"""The focal stack every depth-from-focus reader returns and every focus measure takes (SPEC §4.1).
+"""The focal stack every depth-from-focus reader returns, every focus measure takes and the
+thin-lens renderer (`anydepth.synth.thin_lens`) makes; focus units and the data sets' focus tables.
 
 A stack is N slices of one scene, slice i focused at position l_i. Positions are either distances
 in metres or disparities in pixels (DDFF-12: disparity = 0.141238 / metres); converting between
@@ -15,12 +16,21 @@ import numpy as np
 from anydepth.errors import InputError
 
 FOCUS_UNITS = ("metres", "disparity")
-DDFF12_DISPARITY_SCALE = 0.141238  # m·px: DDFF-12 disparity_px = 0.141238 / depth_m
+# DDFF-12 (Lytro Illum light fields): disparity_px = DDFF12_DISPARITY_SCALE / depth_m (m·px), the
+# product of the sub-aperture baseline (K2 / f_lens · 1e-3 m) and the sub-aperture focal length
+# 521.4052 px.
+DDFF12_DISPARITY_SCALE = 0.141238
+DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far), as DFV's loader
+FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)  # metres, slice order, as DFV's loader
 
 
-def metres_to_disparity(metres, scale: float) -> np.ndarray:
+def metres_to_disparity(metres, scale: float | None) -> np.ndarray:
     """Disparity = scale / metres (scale in m·px; DDFF-12: 0.141238). 0 stays 0 (invalid both ways),
-    as does any non-finite or non-positive value. Returns float64 with the input's shape."""
+    as does any non-finite or non-positive value. Returns float64 with the input's shape.
+    The only metres <-> disparity conversion of anydepth: everything else calls it."""
+    if scale is None:
+        raise InputError("converting between metres and disparity needs a disparity scale "
+                         "(disparity = scale / metres; DDFF-12: 0.141238)")
     if not (np.isfinite(scale) and scale > 0):
         raise InputError(f"disparity scale must be a positive number, got {scale}")
     metres = np.asarray(metres, dtype=np.float64)
@@ -30,9 +40,25 @@ def metres_to_disparity(metres, scale: float) -> np.ndarray:
     return disparity
 
 
-def disparity_to_metres(disparity, scale: float) -> np.ndarray:
+def disparity_to_metres(disparity, scale: float | None) -> np.ndarray:
     """Metres = scale / disparity (the same reciprocal map as `metres_to_disparity`; 0 = invalid)."""
     return metres_to_disparity(disparity, scale)
+
+
+def check_unit(unit: str) -> None:
+    """InputError unless `unit` is one of FOCUS_UNITS."""
+    if unit not in FOCUS_UNITS:
+        raise InputError(f"focus unit must be one of {', '.join(FOCUS_UNITS)}, got {unit!r}")
+
+
+def in_unit(values, unit: str, target: str, scale: float | None = None) -> np.ndarray:
+    """`values` (any shape) given in `unit` expressed in `target` ("metres" or "disparity"): a
+    float64 copy when the units agree, else scale / value (`metres_to_disparity`; 0 = invalid)."""
+    check_unit(unit)
+    check_unit(target)
+    if unit == target:
+        return np.array(values, dtype=np.float64)
+    return metres_to_disparity(values, scale)
 
 
 @dataclass
@@ -121,11 +147,18 @@ class FocalStack:
     def positions_in(self, unit: str, scale: float | None = None) -> np.ndarray:
         """Focus positions (N,) float64 in `unit`; scale (m·px) defaults to the stack's own and is
         required when the units differ and the stack has none."""
-        if unit not in FOCUS_UNITS:
-            raise InputError(f"focus unit must be one of {', '.join(FOCUS_UNITS)}, got {unit!r}")
+        check_unit(unit)
+        return in_unit(self.positions, self.unit, unit, None if unit == self.unit else self._scale(scale))
+
+    def ground_truth_in(self, unit: str, scale: float | None = None) -> np.ndarray | None:
+        """Ground truth (H, W) float32 in `unit` (0 = invalid), None when the stack has none; scale as
+        in `positions_in`."""
+        check_unit(unit)
+        if self.ground_truth is None:
+            return None
         if unit == self.unit:
-            return self.positions.copy()
-        return metres_to_disparity(self.positions, self._scale(scale))
+            return self.ground_truth.copy()
+        return in_unit(self.ground_truth, self.unit, unit, self._scale(scale)).astype(np.float32)
 
     def to_unit(self, unit: str, scale: float | None = None) -> "FocalStack":
         """The same stack with positions and ground truth converted to `unit` (value = scale / value;
@@ -133,9 +166,8 @@ class FocalStack:
         if unit == self.unit:
             return replace(self)
         scale = self._scale(scale)
-        truth = None if self.ground_truth is None else metres_to_disparity(self.ground_truth, scale).astype(np.float32)
-        return replace(self, positions=self.positions_in(unit, scale), unit=unit, ground_truth=truth,
-                       disparity_scale=scale)
+        return replace(self, positions=self.positions_in(unit, scale), unit=unit,
+                       ground_truth=self.ground_truth_in(unit, scale), disparity_scale=scale)
 
     def _scale(self, scale: float | None) -> float:
         scale = self.disparity_scale if scale is None else scale

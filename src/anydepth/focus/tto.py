@@ -1,13 +1,15 @@
-"""Test-time optimisation (TTO) of Depth Anything V2 on a focal stack (SPEC §4.2, seed 004).
+"""Test-time optimisation (TTO) of Depth Anything V2 on a focal stack (the TTO paper's recipe and
+faster ones).
 
 Notation: focus positions l_i (N,) in the stack's unit (metres, or disparity for DDFF-12); the
 focus probability volume p_ji (N, H, W), softmax over i per pixel j; the DFF estimate
-mu_j = sum_i p_ji l_i and its spread s_j = sum_i p_ji (l_i - mu_j)^2; DAv2's relative disparity
+mu_j = sum_i p_ji l_i and its variance s_j = sum_i p_ji (l_i - mu_j)^2; DAv2's relative disparity
 f_theta(x') of the all-in-focus image x'.
 
-Metric prediction (our choice, documented as the SPEC asks): the network's relative disparity is
-mapped by an affine fit refitted in closed form at every step (weighted least squares with the
-confidence m, (a, b) detached from the graph):
+Metric prediction (our choice: the paper only says d_hat = a f_theta + b with (a, b) from the linear
+fit, refitted or learned): the network's relative disparity is mapped by an affine fit refitted in
+closed form at every step (weighted least squares with the confidence m, (a, b) detached from the
+graph):
 - positions in disparity: d_hat = a f + b, (a, b) = argmin sum_j m_j (a f_j + b - mu_j)^2;
 - positions in metres: the fit is made in inverse depth, d_hat = 1 / max(a f + b, eps) with
   (a, b) = argmin sum_j m_j (a f_j + b - 1 / mu_j)^2.
@@ -15,7 +17,8 @@ confidence m, (a, b) detached from the graph):
 Loss: L(theta) = sum_j m_j sum_i p_ji (l_i - d_hat_j)^2 / sum_j m_j
                = sum_j m_j [(mu_j - d_hat_j)^2 + s_j] / sum_j m_j   (computed in this form).
 
-Confidence m_j in [0, 1] (the seed's printed formulas are non-positive; the intended monotone forms):
+Confidence m_j in [0, 1] (the paper prints m = -exp(s) and m = 1 - exp(s), non-positive, a misprint;
+these are the intended monotone forms):
 - "volume": m = exp(-s / tau), a peaked focus distribution is trusted;
 - "stack":  m = 1 - exp(-v / tau), v = per-pixel intensity variance across the slices (texture-less
   pixels barely change with focus, so DFF is unreliable there);
@@ -55,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from anydepth.errors import InputError
-from anydepth.focus.measures import dff_from_volume
+from anydepth.focus.measures import DFFResult, dff_from_volume
 from anydepth.foundation.model import DepthAnythingV2
 from anydepth.foundation.transform import image_to_tensor
 from anydepth.metrics.align import scale_shift_lstsq
@@ -142,7 +145,7 @@ class TTOResult:
     """depth: (H, W) metric prediction in the stack's unit; relative: (H, W) DAv2 output after TTO;
     scale, shift of the final fit; confidence (H, W); losses: the loss at every iteration (and the
     final pass last); elapsed: seconds since the start at each of those losses; floor: the part of
-    the loss no prediction can remove (sum m s / sum m, the focus spread), so loss - floor is what TTO
+    the loss no prediction can remove (sum m s / sum m, s the focus variance), so loss - floor is what TTO
     reduces; seconds; iterations run."""
 
     depth: np.ndarray
@@ -158,30 +161,31 @@ class TTOResult:
 
 
 # ---- the pieces -----------------------------------------------------------------------------------
-def dff_statistics(volume: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, spread) of a focus probability volume (N, H, W) over positions (N,): the expectation and
-    the variance of the position per pixel, each (H, W) float64 (from `dff_from_volume`)."""
+def dff_statistics(volume: np.ndarray, positions: np.ndarray, dff: DFFResult | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, variance) of a focus probability volume (N, H, W) over positions (N,): the expectation and
+    the variance of the position per pixel, each (H, W) float64. dff: the volume's `dff_from_volume`
+    result when the caller has it already (else computed here); the volume is checked either way."""
     volume = np.asarray(volume)
     positions = np.asarray(positions, dtype=np.float64)
     if volume.ndim != 3 or volume.shape[0] != positions.shape[0]:
         raise InputError(f"volume {volume.shape} and positions {positions.shape} do not match (N, H, W) and (N,)")
     if not np.isfinite(volume).all() or not np.isfinite(positions).all():
         raise InputError("the focus volume or the positions contain NaN or infinity")
-    dff = dff_from_volume(volume, positions)
-    return dff.depth.astype(np.float64), np.maximum(dff.spread.astype(np.float64), 0.0)
+    dff = dff_from_volume(volume, positions) if dff is None else dff
+    return dff.depth.astype(np.float64), np.maximum(dff.variance.astype(np.float64), 0.0)
 
 
-def confidence_map(kind: str, spread: np.ndarray | None = None, slices: np.ndarray | None = None,
+def confidence_map(kind: str, variance: np.ndarray | None = None, slices: np.ndarray | None = None,
                    tau: float | None = None) -> np.ndarray:
     """Per-pixel confidence (H, W) in [0, 1] (formulas in the module docstring).
-    slices: (N, H, W[, 3]) for "stack"; spread: (H, W) for "volume"."""
+    slices: (N, H, W[, 3]) for "stack"; variance: (H, W) the focus variance s, for "volume"."""
     if kind == "none":
-        shape = spread.shape if spread is not None else np.asarray(slices).shape[1:3]
+        shape = variance.shape if variance is not None else np.asarray(slices).shape[1:3]
         return np.ones(shape)
     if kind == "volume":
-        if spread is None:
-            raise InputError("volume confidence needs the focus spread")
-        values, decreasing = np.asarray(spread, dtype=np.float64), True
+        if variance is None:
+            raise InputError("volume confidence needs the focus variance")
+        values, decreasing = np.asarray(variance, dtype=np.float64), True
     elif kind == "stack":
         if slices is None:
             raise InputError("stack confidence needs the slices")
@@ -217,9 +221,10 @@ def fit_to_dff(relative, mu, weights, unit: str):
     return scale_shift_lstsq(relative, target, weights=weights)
 
 
-def focus_loss(prediction: torch.Tensor, mu: torch.Tensor, spread: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum_j m_j [(mu_j - d_hat_j)^2 + s_j] / sum_j m_j, i.e. sum_j m_j sum_i p_ji (l_i - d_hat_j)^2 / sum m."""
-    return (weights * ((mu - prediction) ** 2 + spread)).sum() / weights.sum().clamp_min(1e-12)
+def focus_loss(prediction: torch.Tensor, mu: torch.Tensor, variance: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_j m_j [(mu_j - d_hat_j)^2 + s_j] / sum_j m_j, i.e. sum_j m_j sum_i p_ji (l_i - d_hat_j)^2 / sum m
+    (s: the focus variance)."""
+    return (weights * ((mu - prediction) ** 2 + variance)).sum() / weights.sum().clamp_min(1e-12)
 
 
 def solve_last_layer(features: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
@@ -387,15 +392,15 @@ def _last_features(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int
     return F.interpolate(features, size, mode="bilinear", align_corners=True)[0]
 
 
-def _statistics_on_grid(mu: torch.Tensor, spread: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int]):
-    """(mu, spread, weights) (H, W) averaged onto a coarser grid (h, w): m is averaged, mu and the
+def _statistics_on_grid(mu: torch.Tensor, variance: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int]):
+    """(mu, variance, weights) (H, W) averaged onto a coarser grid (h, w): m is averaged, mu and the
     second moment s + mu^2 are m-weighted averages, so sum m [(mu - d)^2 + s] is kept for any d
     constant per cell (up to the cells' overlap in adaptive pooling)."""
     pool = lambda a: F.adaptive_avg_pool2d(a[None, None], grid)[0, 0]  # noqa: E731
     mass = pool(weights)
     safe = mass.clamp_min(1e-12)
     mu_grid = pool(weights * mu) / safe
-    moment = pool(weights * (spread + mu * mu)) / safe
+    moment = pool(weights * (variance + mu * mu)) / safe
     return mu_grid, (moment - mu_grid * mu_grid).clamp_min(0), mass
 
 
@@ -416,24 +421,27 @@ def with_precision(config: TTOConfig, precision: str | None) -> TTOConfig:
 
 
 def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray, unit: str,
-            slices: np.ndarray | None = None, config: TTOConfig = PAPER, progress=None) -> TTOResult:
+            slices: np.ndarray | None = None, config: TTOConfig = PAPER, progress=None, *,
+            statistics: tuple[np.ndarray, np.ndarray] | None = None, weights: np.ndarray | None = None) -> TTOResult:
     """Optimise a copy of `model` (the caller's model is left untouched) on one focal stack.
 
     aif_bgr: (H, W, 3) uint8 all-in-focus image (BGR, as `infer_image` takes it); volume (N, H, W)
     focus probabilities; positions (N,) in `unit` ("metres" or "disparity"); slices (N, H, W, 3) for
-    the stack confidence. progress(step) is called after every iteration."""
+    the stack confidence. progress(step) is called after every iteration. statistics: (mu,
+    variance) of the volume (`dff_statistics`) and weights: its confidence map (H, W)
+    (`confidence_map` of config.confidence and config.tau), when the caller has them already."""
     started = time.perf_counter()
     height, width = aif_bgr.shape[:2]
-    mu_np, spread_np = dff_statistics(volume, positions)
+    mu_np, variance_np = dff_statistics(volume, positions) if statistics is None else statistics
     if mu_np.shape != (height, width):
         raise InputError(f"volume is {mu_np.shape}, the all-in-focus image {height}x{width}")
     solve = config.head_solve
     if (solve or config.parameters == "head") and model.config.head != "relative":
         raise InputError("head_solve and the 'head' parameters need a relative (relu) head")
-    confidence = confidence_map(config.confidence, spread_np, slices, config.tau)
+    confidence = confidence_map(config.confidence, variance_np, slices, config.tau) if weights is None else weights
     model = copy.deepcopy(model).float().train(False)
     device = next(model.parameters()).device
-    mu, spread, weights = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (mu_np, spread_np, confidence))
+    mu, variance, weights = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (mu_np, variance_np, confidence))
     target = mu if unit == "disparity" else 1.0 / mu.clamp_min(1e-6)  # what the (a, b) refit fits
     parameters = _trainable(model, config)
     if config.parameters == "last-k":
@@ -448,19 +456,19 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     if solve:  # take the last 1x1 convolution and the final ReLU out: the head then ends in its 32 features
         output_conv[2], output_conv[3] = torch.nn.Identity(), torch.nn.Identity()
     optimizer = torch.optim.Adam(parameters, lr=config.lr) if parameters else None
-    floor = float((weights * spread).sum() / weights.sum().clamp_min(1e-12))
+    floor = float((weights * variance).sum() / weights.sum().clamp_min(1e-12))
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
     autocast = _autocast(config, device)
     fp16 = config.amp_dtype == "fp16" and not isinstance(autocast, contextlib.nullcontext)
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # fp16 gradients underflow unscaled
-    size, step_mu, step_spread, step_weights, step_target = (height, width), mu, spread, weights, target
+    size, step_mu, step_variance, step_weights, step_target = (height, width), mu, variance, weights, target
     if config.loss_grid:
         patch_h, patch_w = model.patch_grid(x)
         size = (patch_h * 14, patch_w * 14)
-        step_mu, step_spread, step_weights = _statistics_on_grid(mu, spread, weights, size)
+        step_mu, step_variance, step_weights = _statistics_on_grid(mu, variance, weights, size)
         step_target = step_mu if unit == "disparity" else 1.0 / step_mu.clamp_min(1e-6)
-    step_floor = float((step_weights * step_spread).sum() / step_weights.sum().clamp_min(1e-12))
+    step_floor = float((step_weights * step_variance).sum() / step_weights.sum().clamp_min(1e-12))
     for iteration in range(config.iterations if optimizer is not None else 0):
         with autocast:
             if solve:
@@ -473,7 +481,7 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         else:
             with torch.no_grad():
                 scale, shift = fit_to_dff(relative, step_mu, step_weights, unit)
-        loss = focus_loss(metric_from_relative(relative, scale, shift, unit), step_mu, step_spread, step_weights)
+        loss = focus_loss(metric_from_relative(relative, scale, shift, unit), step_mu, step_variance, step_weights)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -505,20 +513,22 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
             relative = _relative(model, x_final, (height, width), final_cache).float()
     scale, shift = fit_to_dff(relative, mu, weights, unit)
     depth = metric_from_relative(relative, scale, shift, unit)
-    losses.append(float(focus_loss(depth, mu, spread, weights)))
+    losses.append(float(focus_loss(depth, mu, variance, weights)))
     elapsed.append(time.perf_counter() - started)
     return TTOResult(depth.cpu().numpy(), relative.cpu().numpy(), float(scale), float(shift), confidence, losses,
                      elapsed, floor, elapsed[-1], iterations)
 
 
 def linear_baseline(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, positions: np.ndarray,
-                    unit: str, slices: np.ndarray | None = None, confidence: str = "none", input_size: int = 518,
+                    unit: str, slices: np.ndarray | None = None, confidence: str = "none", input_size: int = 518, *,
+                    statistics: tuple[np.ndarray, np.ndarray] | None = None, weights: np.ndarray | None = None,
                     precision: str = "fp32"):
     """The "linear" baseline: DAv2 on the AiF, mapped by the (confidence-weighted) least-squares fit
-    to the DFF depth (DAv2 at `precision`, `anydepth.precision`). Returns (depth (H, W) in `unit`,
-    relative (H, W), scale, shift)."""
-    mu, spread = dff_statistics(volume, positions)
-    weights = confidence_map(confidence, spread, slices)
+    to the DFF depth. Returns (depth (H, W) in `unit`, relative (H, W), scale, shift). statistics
+    and weights: as in `run_tto` (weights then replace the `confidence` map); precision: DAv2's
+    arithmetic (`anydepth.precision`)."""
+    mu, variance = dff_statistics(volume, positions) if statistics is None else statistics
+    weights = confidence_map(confidence, variance, slices) if weights is None else weights
     relative = model.infer_image(aif_bgr, input_size, precision).astype(np.float64)
     scale, shift = fit_to_dff(relative, mu, weights, unit)
     return metric_from_relative(relative, scale, shift, unit), relative, scale, shift

@@ -10,16 +10,10 @@ import cv2
 import numpy as np
 
 from anydepth.errors import FormatError, InputError
-from anydepth.synth.focus_writers import (
-    DDFF12_FOCUS_DISPARITIES,
-    FOD500_FOCUS_DISTANCES_M,
-    ddff12_focus_distances_m,
-    write_ddff12_h5,
-    write_fod500_folder,
-    write_phone_folder,
-)
+from anydepth.focus.stack import DDFF12_FOCUS_DISPARITIES, FOD500_FOCUS_DISTANCES_M, FocalStack
+from anydepth.synth.focus_writers import ddff12_focus_distances_m, write_ddff12_h5, write_fod500_folder, write_phone_folder
 from anydepth.synth.scenes import PinholeCamera, compile_scene, look_at, random_scene, render
-from anydepth.synth.thin_lens import FocalStack, focal_stack, get_lens
+from anydepth.synth.thin_lens import focal_stack, get_lens
 
 PHONE_FOCUS_DISTANCES_M = (0.35, 0.5, 0.9, 1.33, 2.21)  # as ../shared/realdata/phone_focal_stacks/stack_a
 

@@ -1,5 +1,6 @@
-"""Write rendered focal stacks (`thin_lens.FocalStack`) in the on-disk layouts that depth-from-focus
-code reads, so that the authors' loaders run unchanged on synthetic scenes with ground truth.
+"""Write focal stacks (`anydepth.focus.FocalStack`s, e.g. rendered by `thin_lens.focal_stack`) in the
+on-disk layouts that depth-from-focus code reads, so that the authors' loaders run unchanged on
+synthetic scenes with ground truth.
 
 Layouts (conventions taken from DFV's loaders, fuy34/DFV `dataloader/DDFF12.py`, `dataloader/
 FoD500.py`, `data_preprocess/pack_to_h5.py`):
@@ -41,33 +42,52 @@ import numpy as np
 from anydepth.atomic import atomic_write
 from anydepth.errors import InputError
 from anydepth.fileio import write_exr, write_image, write_npy
+from anydepth.focus.stack import (
+    DDFF12_DISPARITY_SCALE,
+    DDFF12_FOCUS_DISPARITIES,
+    FOD500_FOCUS_DISTANCES_M,
+    FocalStack,
+    disparity_to_metres,
+)
 from anydepth.viz import to_uint8
-from anydepth.synth.thin_lens import DDFF12_DISPARITY_SCALE, FocalStack, depth_to_disparity
 
-# The conventions of each layout, in one place.
-DDFF12_FOCUS_DISPARITIES = np.linspace(0.28, 0.02, 10)  # pixels, slice order (near to far)
+# The conventions of each layout, in one place (the focus tables and the disparity scale: focus.stack).
 DDFF12_STACK_SHAPE = (10, 383, 552, 3)
 DDFF12_VARIANTS = ("ddff12", "dfv")
-FOD500_FOCUS_DISTANCES_M = (0.1, 0.15, 0.3, 0.7, 1.5)  # metres, slice order
 FOD500_SIZE = (256, 256)
 FOD500_FIRST_TEST_INDEX = 400  # DFV: int(name[:6]) < 400 is train, the rest test
 
 
 def ddff12_focus_distances_m(disparities=DDFF12_FOCUS_DISPARITIES, scale: float = DDFF12_DISPARITY_SCALE) -> np.ndarray:
     """Focus distances in metres of DDFF-12's slices: scale / disparity (0.504 .. 7.06 m)."""
-    return scale / np.asarray(disparities, dtype=np.float64)
+    return disparity_to_metres(disparities, scale)
 
 
 # --------------------------------------------------------------------------- DDFF-12
 
 def _check_same_size(samples: Sequence[FocalStack]) -> tuple[int, int, int]:
-    shapes = {s.stack.shape for s in samples}
+    shapes = {s.slices.shape for s in samples}
     if len(shapes) != 1:
         raise InputError(f"all samples must have one stack shape, got {sorted(shapes)}")
     count, height, width, channels = shapes.pop()
     if channels != 3:
         raise InputError(f"stacks must be RGB (N, H, W, 3), got {channels} channels")
     return count, height, width
+
+
+def _in_metres(sample: FocalStack) -> tuple[np.ndarray, np.ndarray]:
+    """(focus distances (N,) metres, depth (H, W) float32 metres, 0 = invalid) of a sample with ground truth."""
+    depth = sample.ground_truth_in("metres")
+    if depth is None:
+        raise InputError("a sample without ground truth cannot be written with its depth", sample.source)
+    return sample.positions_in("metres"), depth
+
+
+def _in_ddff12_disparity(sample: FocalStack) -> FocalStack:
+    """The sample with positions and ground truth in DDFF-12 disparity (0.141238 / metres)."""
+    if sample.unit == "disparity" and sample.disparity_scale != DDFF12_DISPARITY_SCALE:
+        sample = sample.to_unit("metres")
+    return sample.to_unit("disparity", DDFF12_DISPARITY_SCALE)
 
 
 def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack] = (), val: Sequence[FocalStack] = (), *,
@@ -85,19 +105,22 @@ def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack] = (), val: Seq
     """
     if variant not in DDFF12_VARIANTS:
         raise InputError(f"DDFF-12 variant must be one of {', '.join(DDFF12_VARIANTS)}, got {variant!r}")
-    train, val, test = list(train), list(val), list(test)
+    train, val, test = ([_in_ddff12_disparity(s) for s in split] for split in (train, val, test))
     samples = train + val + test
     if not samples:
         raise InputError("no samples to write")
+    if any(s.ground_truth is None for s in train + val):
+        raise InputError("DDFF-12 train and val samples need ground truth (test samples are written without)")
+    if variant == "dfv" and any(s.aif is None for s in train + val):
+        raise InputError("the dfv variant stores the all-in-focus image: every train and val sample needs one")
     count, height, width = _check_same_size(samples)
     if strict:
         if count != len(DDFF12_FOCUS_DISPARITIES):
             raise InputError(f"DDFF-12 stacks have 10 slices, got {count} (strict=False to write anyway)")
         for sample in samples:
-            disparities = DDFF12_DISPARITY_SCALE / sample.focus_distances_m
-            if not np.allclose(disparities, DDFF12_FOCUS_DISPARITIES, rtol=1e-4, atol=1e-6):
+            if not np.allclose(sample.positions, DDFF12_FOCUS_DISPARITIES, rtol=1e-4, atol=1e-6):
                 raise InputError("DDFF-12 slices are focused at disparities linspace(0.28, 0.02, 10) "
-                                 "(focus_distances_m = ddff12_focus_distances_m()); strict=False to write anyway")
+                                 "(focus distances ddff12_focus_distances_m() m); strict=False to write anyway")
         if not (224 < height <= 384 and 224 < width <= 576):
             raise InputError(f"DFV's DDFF12Loader needs 224 < H <= 384 and 224 < W <= 576, got {height}x{width} "
                              "(strict=False to write anyway)")
@@ -117,11 +140,11 @@ def write_ddff12_h5(path: str | Path, train: Sequence[FocalStack] = (), val: Seq
                 aif = (h5.create_dataset(f"AiF_{split}", (len(split_samples), height, width, 3), np.float32)
                        if with_truth and variant == "dfv" else None)
                 if split_samples:
-                    stacks.attrs["focus_disparity"] = DDFF12_DISPARITY_SCALE / split_samples[0].focus_distances_m
+                    stacks.attrs["focus_disparity"] = split_samples[0].positions
                 for index, sample in enumerate(split_samples):
-                    stacks[index] = to_uint8(sample.stack, strict=True).astype(image_dtype)
+                    stacks[index] = to_uint8(sample.slices, strict=True).astype(image_dtype)
                     if disparity is not None:
-                        disparity[index] = depth_to_disparity(sample.depth_m, DDFF12_DISPARITY_SCALE)
+                        disparity[index] = sample.ground_truth
                     if aif is not None:
                         aif[index] = to_uint8(sample.aif, strict=True).astype(np.float32)
 
@@ -150,22 +173,23 @@ def write_fod500_folder(folder: str | Path, samples: Sequence[FocalStack], *, st
     if not samples:
         raise InputError("no samples to write")
     count, height, width = _check_same_size(samples)
+    in_metres = [_in_metres(sample) for sample in samples]
     if strict:
-        for sample in samples:
-            if not np.allclose(sample.focus_distances_m, FOD500_FOCUS_DISTANCES_M, rtol=1e-6):
+        for focus_m, _ in in_metres:
+            if not np.allclose(focus_m, FOD500_FOCUS_DISTANCES_M, rtol=1e-6):
                 raise InputError(f"FoD500 stacks are focused at {list(FOD500_FOCUS_DISTANCES_M)} m, got "
-                                 f"{[round(float(s), 4) for s in sample.focus_distances_m]} (strict=False to write anyway)")
+                                 f"{[round(float(s), 4) for s in focus_m]} (strict=False to write anyway)")
         if (height, width) != FOD500_SIZE:
             raise InputError(f"DFV's FoD500 loader assumes 256x256 images, got {height}x{width} (strict=False to write anyway)")
     folder = Path(folder)
     written = []
-    for offset, sample in enumerate(samples):
+    for offset, (sample, (_, depth)) in enumerate(zip(samples, in_metres)):
         names = fod500_names(start_index + offset, count)
-        for name, image in zip(names["slices"], sample.stack):
+        for name, image in zip(names["slices"], sample.slices):
             written.append(write_image(folder / name, to_uint8(image, strict=True)))
-        depth = np.where(np.isfinite(sample.depth_m) & (sample.depth_m > 0), sample.depth_m, 0.0).astype(np.float32)
         written.append(write_exr(folder / names["depth"], {"R": depth, "G": depth, "B": depth}, "half"))
-        written.append(write_image(folder / names["aif"], to_uint8(sample.aif, strict=True)))
+        if sample.aif is not None:
+            written.append(write_image(folder / names["aif"], to_uint8(sample.aif, strict=True)))
     return written
 
 
@@ -181,16 +205,17 @@ def write_phone_folder(folder: str | Path, stack: FocalStack, *, extension: str 
                        ground_truth: bool = True) -> list[Path]:
     """Write one stack as `image_<k>_<metres>.<ext>` (k = 1..N in slice order; ".jpg" or ".png"),
     like ../shared/realdata/phone_focal_stacks; with ground_truth, also `depth_m.npy` (float32
-    metres, 0 = invalid) and `aif.png`. Returns the written paths."""
+    metres, 0 = invalid; the stack must have ground truth) and `aif.png` (when the stack has an
+    AiF). Returns the written paths."""
     extension = extension if extension.startswith(".") else "." + extension
     if extension.lower() not in (".jpg", ".jpeg", ".png"):
         raise InputError(f"phone stacks are .jpg or .png, got {extension!r}")
     folder = Path(folder)
+    focus_m, depth = _in_metres(stack) if ground_truth else (stack.positions_in("metres"), None)
     written = [write_image(folder / f"image_{k}_{focus_distance_name(focus)}{extension}", to_uint8(image, strict=True), quality)
-               for k, (focus, image) in enumerate(zip(stack.focus_distances_m, stack.stack), start=1)]
+               for k, (focus, image) in enumerate(zip(focus_m, stack.slices), start=1)]
     if ground_truth:
-        depth = np.where(np.isfinite(stack.depth_m) & (stack.depth_m > 0), stack.depth_m, 0.0).astype(np.float32)
-
         written.append(write_npy(folder / "depth_m.npy", depth))
-        written.append(write_image(folder / "aif.png", to_uint8(stack.aif, strict=True)))
+        if stack.aif is not None:
+            written.append(write_image(folder / "aif.png", to_uint8(stack.aif, strict=True)))
     return written

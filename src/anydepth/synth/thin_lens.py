@@ -1,5 +1,5 @@
 """Thin-lens defocus: circle of confusion, blur in pixels, and focal stacks rendered from an
-all-in-focus (AiF) image and a metric depth map (SPEC §4.3).
+all-in-focus (AiF) image and a metric depth map, returned as `anydepth.focus.FocalStack`s.
 
     CoC = A · |d − s| / d · f / (s − f),   A = f / N        (metres, diameter on the sensor)
     σ_px = CoC / (2 · pixel pitch)                           (Gaussian standard deviation, pixels)
@@ -37,12 +37,8 @@ import numba
 import numpy as np
 
 from anydepth.errors import InputError
+from anydepth.focus.stack import DDFF12_DISPARITY_SCALE, FocalStack, check_unit
 
-# DDFF-12 (Lytro Illum light fields): disparity_px = DDFF12_DISPARITY_SCALE / depth_m, the product
-# of the sub-aperture baseline (K2 / f_lens · 1e-3 m) and the sub-aperture focal length 521.4052 px.
-DDFF12_DISPARITY_SCALE = 0.141238
-
-FOCUS_UNITS = ("metres", "disparity")
 RENDER_MODES = ("layered", "gather")
 LAYER_SPACINGS = ("inverse", "quantile")
 
@@ -106,7 +102,8 @@ def circle_of_confusion(depth_m, focus_m, focal_length_m, f_number):
 
 
 def blur_sigma_px(depth_m, focus_m, focal_length_m, f_number, pixel_pitch_m):
-    """Gaussian blur standard deviation in pixels: CoC / (2 · pixel pitch) (SPEC §4.3).
+    """Gaussian blur standard deviation in pixels: CoC / (2 · pixel pitch) (a Gaussian whose
+    diameter 2σ is the circle of confusion).
 
     Same broadcasting and types as `circle_of_confusion`; pixel_pitch_m in metres per pixel."""
     depth_m, focus_m, focal_length_m, f_number, pixel_pitch_m = _coerce(
@@ -114,21 +111,6 @@ def blur_sigma_px(depth_m, focus_m, focal_length_m, f_number, pixel_pitch_m):
     if not _all_positive(pixel_pitch_m):
         raise InputError("pixel pitch must be positive")
     return circle_of_confusion(depth_m, focus_m, focal_length_m, f_number) / (2 * pixel_pitch_m)
-
-
-def depth_to_disparity(depth_m, scale: float = DDFF12_DISPARITY_SCALE) -> np.ndarray:
-    """Disparity in pixels = scale / depth_m (DDFF-12: scale 0.141238 m·px); 0 where depth is 0 or
-    not finite (0 = invalid both ways). Returns float32 with depth's shape."""
-    depth_m = np.asarray(depth_m, dtype=np.float64)
-    valid = np.isfinite(depth_m) & (depth_m > 0)
-    disparity = np.zeros(depth_m.shape, np.float32)
-    disparity[valid] = scale / depth_m[valid]
-    return disparity
-
-
-def disparity_to_depth(disparity, scale: float = DDFF12_DISPARITY_SCALE) -> np.ndarray:
-    """Depth in metres = scale / disparity; 0 where disparity is 0 or not finite. float32."""
-    return depth_to_disparity(disparity, scale)
 
 
 @dataclass(frozen=True)
@@ -161,6 +143,17 @@ class ThinLens:
     def sigma_px(self, depth_m, focus_m):
         """`blur_sigma_px` with this lens (pixels)."""
         return blur_sigma_px(depth_m, focus_m, self.focal_length_m, self.f_number, self.pixel_pitch_m)
+
+    def slice_sigmas_px(self, stack: FocalStack) -> np.ndarray:
+        """Predicted blur σ (N, H, W) float32 pixels of each slice of `stack` at each pixel, from its
+        ground truth and focus positions in metres (0 where the ground truth is invalid)."""
+        depth_m = stack.ground_truth_in("metres")
+        if depth_m is None:
+            raise InputError("the stack has no ground truth to predict its blur from", stack.source)
+        valid = depth_m > 0
+        depth = np.where(valid, depth_m, 1.0).astype(np.float64)
+        sigma = self.sigma_px(depth[None], stack.positions_in("metres")[:, None, None])
+        return np.where(valid[None], sigma, 0.0).astype(np.float32)
 
     def resized(self, width_px: int) -> "ThinLens":
         """The same optics seen through an image resampled to `width_px` columns (pitch scaled)."""
@@ -405,7 +398,7 @@ def render_layered(aif, depth_m, focus_m: float, lens: ThinLens, *, layers: int 
     """
     stack = focal_stack(aif, depth_m, [focus_m], lens, mode="layered", layers=layers,
                         spacing=spacing, sigma_step_px=sigma_step_px)
-    return stack.stack[0]
+    return stack.slices[0]
 
 
 def render_gather(aif, depth_m, focus_m: float, lens: ThinLens, *, level_ratio: float = math.sqrt(2.0)) -> np.ndarray:
@@ -413,42 +406,7 @@ def render_gather(aif, depth_m, focus_m: float, lens: ThinLens, *, level_ratio: 
 
     Same arguments as `render_layered`; level_ratio: ratio of neighbouring σ in the blur ladder.
     Returns (H, W, 3) float32."""
-    return focal_stack(aif, depth_m, [focus_m], lens, mode="gather", level_ratio=level_ratio).stack[0]
-
-
-@dataclass
-class FocalStack:
-    """A rendered focal stack and its ground truth.
-
-    stack (N, H, W, 3) float32, same range as the AiF; aif (H, W, 3) float32; depth_m (H, W)
-    float32 metres (0 = invalid); focus_distances_m (N,) float64, slice order; focus_positions (N,)
-    the same focus in `focus_unit`: "metres" (= focus_distances_m) or "disparity" (pixels,
-    disparity_scale / metres, as DDFF-12); lens: the ThinLens used; mode: "layered" or "gather"."""
-
-    stack: np.ndarray
-    aif: np.ndarray
-    depth_m: np.ndarray
-    focus_distances_m: np.ndarray
-    focus_positions: np.ndarray
-    focus_unit: str
-    lens: ThinLens
-    mode: str
-    disparity_scale: float = DDFF12_DISPARITY_SCALE
-
-    def disparity(self) -> np.ndarray:
-        """Ground-truth disparity (H, W) float32 pixels = disparity_scale / depth_m, 0 = invalid."""
-        return depth_to_disparity(self.depth_m, self.disparity_scale)
-
-    def ground_truth(self) -> np.ndarray:
-        """Ground truth in the unit of the focus positions: depth_m or disparity (0 = invalid)."""
-        return self.depth_m if self.focus_unit == "metres" else self.disparity()
-
-    def blur_sigma_px(self) -> np.ndarray:
-        """Predicted blur σ (N, H, W) float32 pixels of each slice at each pixel (0 where invalid)."""
-        valid = self.depth_m > 0
-        depth = np.where(valid, self.depth_m, 1.0).astype(np.float64)
-        sigma = self.lens.sigma_px(depth[None], self.focus_distances_m[:, None, None])
-        return np.where(valid[None], sigma, 0.0).astype(np.float32)
+    return focal_stack(aif, depth_m, [focus_m], lens, mode="gather", level_ratio=level_ratio).slices[0]
 
 
 def focal_stack(aif, depth_m, focus_distances_m, lens: ThinLens, mode: str = "layered", *,
@@ -458,23 +416,34 @@ def focal_stack(aif, depth_m, focus_distances_m, lens: ThinLens, mode: str = "la
     """Render a focal stack of an AiF image with metric depth through a thin lens.
 
     aif (H, W, 3) float linear intensities; depth_m (H, W) metres, > 0 everywhere;
-    focus_distances_m (N,) metres, each beyond the focal length (else InputError), in slice order;
-    mode "layered" (occlusion-aware, `render_layered`) or "gather" (fast, `render_gather`);
-    focus_unit "metres" or "disparity" for `FocalStack.focus_positions` (disparity = disparity_scale
-    / metres; DDFF-12's scale 0.141238 by default). layers, spacing, sigma_step_px: layered mode
-    (see `render_layered`); level_ratio: gather mode. The layer split (layered) or the blur ladder
-    (gather) is built once and shared by all slices. Slices stay within the AiF's value range.
-    Returns a FocalStack.
+    focus_distances_m (N,) metres, each beyond the focal length (else InputError), in slice order,
+    strictly monotonic (as every FocalStack); mode "layered" (occlusion-aware, `render_layered`) or
+    "gather" (fast, `render_gather`); focus_unit "metres" or "disparity" for the stack's positions
+    and ground truth (disparity = disparity_scale / metres; DDFF-12's scale 0.141238 by default).
+    layers, spacing, sigma_step_px: layered mode (see `render_layered`); level_ratio: gather mode.
+    The layer split (layered) or the blur ladder (gather) is built once and shared by all slices.
+    Slices stay within the AiF's value range.
+    Returns an `anydepth.focus.FocalStack`: slices (N, H, W, 3) float32, positions in `focus_unit`,
+    ground truth (depth_m, or its disparity), the AiF, disparity_scale; the lens and the mode are
+    the caller's (`ThinLens.slice_sigmas_px` predicts the blur of each slice).
     """
     if mode not in RENDER_MODES:
         raise InputError(f"render mode must be one of {', '.join(RENDER_MODES)}, got {mode!r}")
-    if focus_unit not in FOCUS_UNITS:
-        raise InputError(f"focus unit must be one of {', '.join(FOCUS_UNITS)}, got {focus_unit!r}")
+    check_unit(focus_unit)
     if sigma_step_px <= 0 or level_ratio <= 1:
         raise InputError("sigma_step_px must be > 0 and level_ratio > 1")
     aif, depth = _check_scene(aif, depth_m)
     focus = _check_focus(focus_distances_m, lens)
+    slices = _render(aif, depth, focus, lens, mode, layers, spacing, sigma_step_px, level_ratio)
+    stack = FocalStack(slices, focus, "metres", depth.astype(np.float32), aif.copy(),
+                       disparity_scale=float(disparity_scale))
+    return stack.to_unit(focus_unit)
 
+
+def _render(aif: np.ndarray, depth: np.ndarray, focus: np.ndarray, lens: ThinLens, mode: str,
+            layers: int | None = None, spacing: str = "inverse", sigma_step_px: float = 0.5,
+            level_ratio: float = math.sqrt(2.0)) -> np.ndarray:
+    """The slices (N, H, W, 3) float32 of checked inputs (`focal_stack`'s arguments)."""
     if mode == "layered":
         if layers is not None and layers < 1:
             raise InputError(f"layers must be >= 1, got {layers}")
@@ -485,9 +454,4 @@ def focal_stack(aif, depth_m, focus_distances_m, lens: ThinLens, mode: str = "la
         sigma_maps = [np.asarray(lens.sigma_px(depth, s), dtype=np.float64) for s in focus]
         level_sigmas, levels = _blur_levels(aif, max(float(m.max()) for m in sigma_maps), level_ratio)
         slices = [_gather(level_sigmas, levels, m) for m in sigma_maps]
-
-    positions = focus.copy() if focus_unit == "metres" else disparity_scale / focus
-    return FocalStack(stack=np.stack(slices).astype(np.float32, copy=False), aif=aif.copy(),
-                      depth_m=depth.astype(np.float32), focus_distances_m=focus,
-                      focus_positions=positions, focus_unit=focus_unit, lens=lens, mode=mode,
-                      disparity_scale=float(disparity_scale))
+    return np.stack(slices).astype(np.float32, copy=False)
