@@ -244,7 +244,7 @@ def test_cli_round_trip_image(weights, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_round_trip_events_predict(weights, tmp_path, capsys, monkeypatch):
-    from test_events_readers import random_events, write_npz
+    from tests.events.readers.test_readers import random_events, write_npz
 
     recording = write_npz(tmp_path / "rec.npz", *random_events(6000, seed=3, t0=0, span_us=150_000, sensor=(48, 64)), (48, 64))
     onnx_file = tmp_path / "daer.onnx"
