@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
-from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config, random_state_dict
+from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: official-layout random weights
+from tests.support.weights import random_state_dict  # noqa: E402
 
 
 def interleaved_medians(runs: dict, repeats: int, warmup: int, device: str) -> dict[str, float]:

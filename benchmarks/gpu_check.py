@@ -36,6 +36,8 @@ import time
 import traceback
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: official-layout random weights
+
 import numpy as np
 import torch
 
@@ -85,7 +87,7 @@ def pytest_result(result: subprocess.CompletedProcess) -> dict:
 
 
 def seeded(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    from anydepth.foundation.checkpoint import random_weights
+    from tests.support.weights import random_weights
 
     model.load_state_dict(random_weights({k: v.shape for k, v in model.state_dict().items()}, seed))
     return model.eval()
@@ -255,7 +257,7 @@ def main() -> None:
 
     @section("ddp")
     def _():
-        from anydepth.foundation import random_state_dict
+        from tests.support.weights import random_state_dict
         from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
         data = work / "ds"

@@ -1,9 +1,12 @@
 """onnxruntime vs our PyTorch forward: Depth Anything V2-S at 518 x 518, 2 threads, interleaved, medians
 (deterministic random weights). Prints the relative error and the two times with their ratio."""
-import tempfile, time, statistics, torch, numpy as np
+import sys
+from pathlib import Path
+import tempfile, time, statistics, torch
 torch.set_num_threads(2)
 from anydepth.foundation import DepthAnythingV2
-from anydepth.foundation.checkpoint import random_state_dict
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: official-layout random weights
+from tests.support.weights import random_state_dict  # noqa: E402
 from anydepth.export.onnx import export_onnx, OnnxModel
 m = DepthAnythingV2("vits"); m.load_state_dict(random_state_dict("vits")); m.eval()
 e = export_onnx(m, tempfile.gettempdir() + "/anydepth_bench_dav2s.onnx", (518, 518))

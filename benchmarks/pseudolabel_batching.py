@@ -12,12 +12,16 @@ and whether a frame's label is the same at another position of a padded batch of
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from anydepth.foundation import DepthAnythingV2, random_state_dict
+from anydepth.foundation import DepthAnythingV2
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: official-layout random weights
+from tests.support.weights import random_state_dict  # noqa: E402
 from anydepth.foundation.transform import as_bgr_uint8, image_to_tensor, resize_prediction
 
 

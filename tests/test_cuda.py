@@ -14,7 +14,7 @@ import torch
 from anydepth.eventdepth import load_model
 from anydepth.events import EventArray
 from anydepth.foundation import DepthAnythingV2
-from anydepth.foundation.checkpoint import random_weights
+from tests.support.weights import random_weights
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from anydepth import viz
 from anydepth.atomic import write_json
@@ -154,7 +153,7 @@ def focus_scenes(size: DemoSize, rgbd: list):
 
 
 def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str, size: DemoSize,
-                  rgbd: list, log) -> dict:
+                  rgbd: list, log, precision: str | None = None) -> dict:
     layout = dataclasses.replace(FOCUS_LAYOUTS["ddff12"], resolution=size.focus_resolution)
     tto = dataclasses.replace(FAST, iterations=size.tto_iterations, input_size=size.tto_input)
     columns = ["scene", "method", "abs_rel", "rmse", "delta1"]
@@ -167,7 +166,8 @@ def focus_section(report: Report, prior: DepthAnythingV2, prior_description: str
         truth_m = stack.ground_truth_in("metres")
         valid = truth_m > 0
         started = time.perf_counter()
-        result = estimate_depth(stack, prior, "sml", tto=tto, confidence="stack", input_size=size.tto_input)
+        result = estimate_depth(stack, prior, "sml", tto=tto, confidence="stack", input_size=size.tto_input,
+                                precision=precision)
         seconds = time.perf_counter() - started
         maps = {"DFF (focus only)": result.dff, "DAv2 + linear fit": result.linear, "DAv2 + TTO": result.depth}
         numbers[name] = {}
@@ -210,8 +210,9 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
 
 # ---- the run -----------------------------------------------------------------------------------------
 def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: str | None = None,
-             rgbd: str | Path | None = None, log=print) -> Path:
-    """Run the demo; returns the path of report.html."""
+             rgbd: str | Path | None = None, log=print, device: str = "cpu", precision: str | None = None) -> Path:
+    """Run the demo; returns the path of report.html. device: where the networks run (data are made
+    on the CPU); precision: their arithmetic (`anydepth.precision`; None: each stage's default)."""
     started = time.perf_counter()
     out = Path(out)
     size = QUICK if quick else FULL
@@ -219,7 +220,6 @@ def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: st
     official = find_official_weights(weights)
     rgbd_folder = Path(rgbd) if rgbd is not None else (REALDATA_NYU if REALDATA_NYU.is_dir() else None)
     rgbd_samples = rgbd_scenes(rgbd_folder) if rgbd_folder is not None else []  # a bad folder fails first
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     report = Report("anydepth demo", "Depth Anything V2 for event cameras and focal stacks, end to end on data made on the spot",
                     device=device)
     if official is None:
@@ -233,10 +233,11 @@ def run_demo(out: str | Path = "anydepth-demo", quick: bool = False, weights: st
         report.add_notice("--quick: every stage is cut to a minimum (one sequence per split, a few training steps); "
                           "run without --quick for the full demo.", "info")
     log(f"anydepth demo{' --quick' if quick else ''} -> {out}")
-    experiment = run_experiment(out / "events", experiment_size, teacher_weights=official, regimes=size.regimes, log=log)
+    experiment = run_experiment(out / "events", experiment_size, teacher_weights=official, regimes=size.regimes, log=log,
+                                device=device, precision=precision)
     teacher = experiment.teacher_model
     results = {"events": events_section(report, experiment, teacher, out, log)}
-    results["focus"] = focus_section(report, teacher, experiment.teacher, size, rgbd_samples, log)
+    results["focus"] = focus_section(report, teacher.to(device), experiment.teacher, size, rgbd_samples, log, precision)
     results["seconds"] = time.perf_counter() - started
     report.subtitle += f" · {results['seconds']:.0f} s on {device}"
     path = report.write(out / "report.html")

@@ -18,7 +18,7 @@ import torch
 from anydepth.cli.main import main
 from anydepth.eventdepth import load_model, save_model
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
-from anydepth.foundation.checkpoint import random_weights
+from tests.support.weights import random_weights
 from tests.support import REALDATA, synthetic_bgr
 from tests.events.readers.test_inivation import _aedat2_file, _dvs128_address
 from tests.events.readers.test_prophesee import EVT3_HEADER, encode_evt3, write_raw

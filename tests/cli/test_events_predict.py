@@ -12,7 +12,7 @@ import pytest
 
 from anydepth.cli.main import main
 from anydepth.eventdepth import load_model, save_model
-from anydepth.foundation.checkpoint import random_weights
+from tests.support.weights import random_weights
 from tests.events.readers.test_readers import T_OFFSET, random_events, write_dsec
 
 

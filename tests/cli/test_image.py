@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from anydepth.cli.main import main
-from anydepth.foundation import DepthAnythingV2, random_state_dict, save_checkpoint
+from anydepth.foundation import DepthAnythingV2, save_checkpoint
+from tests.support.weights import random_state_dict
 from tests.support import synthetic_bgr
 
 

@@ -14,7 +14,8 @@ import yaml
 
 from anydepth.cli.main import main
 from anydepth.distill.pseudolabels import generate_pseudolabels, pseudolabel_path, read_pseudolabel, write_pseudolabel
-from anydepth.foundation import load_depth_anything_file, random_state_dict, save_checkpoint
+from anydepth.foundation import load_depth_anything_file, save_checkpoint
+from tests.support.weights import random_state_dict
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
 SEQUENCE = "train/a"

@@ -21,7 +21,8 @@ from anydepth.atomic import temporary_target
 from anydepth.cli.main import main
 from anydepth.distill.pseudolabels import read_pseudolabel
 from anydepth.eventdepth.registry import load_model
-from anydepth.foundation import load_depth_anything_file, random_state_dict, save_checkpoint
+from anydepth.foundation import load_depth_anything_file, save_checkpoint
+from tests.support.weights import random_state_dict
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
 pytestmark = pytest.mark.slow

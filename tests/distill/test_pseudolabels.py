@@ -21,7 +21,8 @@ from anydepth.distill.pseudolabels import (
 )
 from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
-from anydepth.foundation import DepthAnythingV2, load_depth_anything_file, random_state_dict, save_checkpoint
+from anydepth.foundation import DepthAnythingV2, load_depth_anything_file, save_checkpoint
+from tests.support.weights import random_state_dict
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 
 INPUT_SIZE = 56

@@ -20,7 +20,8 @@ from anydepth.distill.pseudolabels import generate_pseudolabels
 from anydepth.distill.trainer import Trainer
 from anydepth.errors import InputError
 from anydepth.eventdepth.registry import MODELS, load_model
-from anydepth.foundation import load_depth_anything_file, random_state_dict, save_checkpoint
+from anydepth.foundation import load_depth_anything_file, save_checkpoint
+from tests.support.weights import random_state_dict
 from anydepth.synth.sequences import EventSequenceSpec, generate_event_sequence, write_event_sequence
 from tests.support import REPO
 

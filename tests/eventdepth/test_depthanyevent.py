@@ -14,8 +14,8 @@ from anydepth.errors import AnydepthWarning, CheckpointError, InputError
 from anydepth.events import EventArray, tencode
 from anydepth.eventdepth import DepthStream, load_model, save_model
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, DepthAnyEventConfig, init_from_dav2, load_depthanyevent
-from anydepth.foundation import random_state_dict
-from anydepth.foundation.checkpoint import random_weights
+from tests.support.weights import random_state_dict
+from tests.support.weights import random_weights
 from tests.support import DATA
 
 

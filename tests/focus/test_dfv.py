@@ -27,7 +27,8 @@ import torch
 
 from anydepth.errors import CheckpointError, InputError
 from anydepth.focus import DFV, DFVConfig, load_dfv, predict_stack, save_dfv
-from anydepth.focus.dfv import DFV_PARAMETERS, IMAGENET_MEAN, IMAGENET_STD, count_parameters, random_dfv_state_dict
+from anydepth.focus.dfv import DFV_PARAMETERS, IMAGENET_MEAN, IMAGENET_STD, count_parameters
+from tests.support.weights import random_dfv_state_dict
 from tests.support import DATA
 
 

@@ -14,10 +14,10 @@ from anydepth.foundation import (
     export_hf_folder,
     get_config,
     load_depth_anything_file,
-    random_state_dict,
     save_checkpoint,
 )
 from anydepth.foundation import hf_keys
+from tests.support.weights import random_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from anydepth.errors import InputError
-from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config, random_state_dict
+from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
+from tests.support.weights import random_state_dict
 from anydepth.foundation import hf_keys
 
 transformers = pytest.importorskip("transformers")

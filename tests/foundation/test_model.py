@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config, random_state_dict
+from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
+from tests.support.weights import random_state_dict
 from anydepth.foundation import hf_keys
 from tests.support import DATA, synthetic_bgr
 

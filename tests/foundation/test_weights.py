@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from anydepth.errors import WeightsNotFoundError
-from anydepth.foundation import load_depth_anything, random_state_dict
+from anydepth.foundation import load_depth_anything
+from tests.support.weights import random_state_dict
 from anydepth.foundation import weights as weights_module
 from anydepth.foundation.weights import cache_dir, official_weights, resolve_weights
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from anydepth.cli.common import check_output_dir, positive_float, positive_int, progress
 from anydepth.errors import InputError
 

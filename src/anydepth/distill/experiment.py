@@ -172,7 +172,7 @@ def make_teacher(out: Path, size: ExperimentSize, weights: str | Path | None = N
 
 
 def student_config(regime: str, folders: dict[str, Path], labels: Path, teacher_path: Path, encoder: str,
-                   size: ExperimentSize, out: Path) -> TrainConfig:
+                   size: ExperimentSize, out: Path, device: str = "auto", precision: str = "auto") -> TrainConfig:
     """The same DepthAnyEvent-R recipe for every regime; only the training data differ."""
     sources = {
         "synth": DataSource(str(folders["source"]), "gt", domain="source"),
@@ -186,12 +186,15 @@ def student_config(regime: str, folders: dict[str, Path], labels: Path, teacher_
         optim=OptimConfig(lr=size.student_lr, weight_decay=0.01, schedule="cosine", warmup_steps=max(1, size.student_steps // 20)),
         loss=LossConfig("ssi"), regime=regime, steps=size.student_steps, batch_size=size.batch_size,
         checkpoint_every=max(10, size.student_steps // 4), log_every=5, image_every=max(10, size.student_steps // 4),
-        seed=0, out=str(out / "students" / regime))
+        seed=0, device=device, precision=precision, out=str(out / "students" / regime))
 
 
 def run_experiment(out: str | Path, size: ExperimentSize | str = "claim", teacher_weights: str | Path | None = None,
-                   regimes=REGIMES, log: Log = print, progress: bool = True) -> ExperimentResult:
-    """All stages (cached in `out`); returns the scores of each regime on the held-out target."""
+                   regimes=REGIMES, log: Log = print, progress: bool = True, device: str = "cpu",
+                   precision: str | None = None) -> ExperimentResult:
+    """All stages (cached in `out`); returns the scores of each regime on the held-out target.
+    device: where the teacher labels and the students train and run; precision: their arithmetic
+    (`anydepth.precision`; None: fp32 labels and evaluation, the trainer's "auto")."""
     out = Path(out)
     size = SIZES[size] if isinstance(size, str) else size
     seconds: dict[str, float] = {}
@@ -205,22 +208,25 @@ def run_experiment(out: str | Path, size: ExperimentSize | str = "claim", teache
 
     started = time.perf_counter()
     labels = out / "pseudolabels"
+    teacher = teacher.to(device)
     summary = generate_pseudolabels(folders["target_train"], teacher, labels, teacher.config.encoder,
-                                    input_size=size.teacher_input)
+                                    input_size=size.teacher_input, precision=precision or "fp32")
     log(f"pseudo-labels: {summary.computed} computed, {summary.skipped} already there ({labels})")
     seconds["pseudolabels"] = time.perf_counter() - started
 
     result = ExperimentResult(size, teacher_description, teacher, out=out, seconds=seconds)
     for regime in regimes:
         started = time.perf_counter()
-        config = student_config(regime, folders, labels, teacher_path, teacher.config.encoder, size, out)
+        config = student_config(regime, folders, labels, teacher_path, teacher.config.encoder, size, out, device,
+                                precision or "auto")
         trained = Trainer(config, progress=progress).run()
         result.histories[regime] = trained.history
         result.students[regime] = Path(config.out) / "student.pth"
         seconds[f"train_{regime}"] = time.perf_counter() - started
         started = time.perf_counter()
         result.scores[regime] = evaluate_dataset(trained.student, folders["target_test"], size.protocol,
-                                                 model_name=f"depthanyevent-r ({regime})", weights=str(result.students[regime]))
+                                                 model_name=f"depthanyevent-r ({regime})", weights=str(result.students[regime]),
+                                                 precision=precision or "fp32")
         seconds[f"eval_{regime}"] = time.perf_counter() - started
     write_json(out / "results.json", result.to_dict())
     return result

@@ -19,7 +19,6 @@ otherwise). The network itself does not know the unit: depth = Σ_i p_i · l_i.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, random_weights, read_container
+from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -367,32 +366,6 @@ def save_dfv(model: DFV, path: str | Path, epoch: int = 0, iters: int = 0, best:
     container = {"epoch": int(epoch), "iters": int(iters), "best": float(best), "state_dict": state_dict,
                  CONFIG_KEY: model.config.to_dict()}
     atomic_torch_save(container, path)
-
-
-def random_dfv_state_dict(config: DFVConfig | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic random weights for tests: `random_weights` over the model's shapes, then made
-    sane for a network of BatchNorms in eval mode and 3-D convs: BN weight 1 + 0.1·n, running_var
-    exp(0.1·n) > 0, num_batches_tracked 0, Conv3d weights divided by sqrt(kernel volume) and the
-    final cost conv (1 output channel) multiplied by 20 so that the softmax is peaked."""
-    with torch.device("meta"):
-        model = DFV(config or DFVConfig())
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    state_dict = random_weights(shapes, seed)
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
-            state_dict[prefix + "weight"] = 1.0 + 5.0 * state_dict[prefix + "weight"]
-            state_dict[prefix + "running_var"] = torch.exp(5.0 * state_dict[prefix + "running_var"])
-            state_dict[prefix + "num_batches_tracked"] = torch.zeros((), dtype=torch.long)
-        elif isinstance(module, nn.Conv3d):
-            kernel_volume = math.prod(module.kernel_size)
-            gain = 20.0 if module.out_channels == 1 else 1.0  # cost logits: a peaked softmax, not a flat one
-            state_dict[prefix + "weight"] = gain * state_dict[prefix + "weight"] / kernel_volume**0.5
-    return state_dict
-
-
-# ----------------------------------------------------------------------------------------------
-# Inference on one stack
 
 
 def predict_stack(

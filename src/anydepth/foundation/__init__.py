@@ -3,7 +3,6 @@
 from anydepth.foundation.checkpoint import (
     export_hf_folder,
     load_depth_anything_file,
-    random_state_dict,
     read_state_dict,
     save_checkpoint,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "load_depth_anything",
     "load_depth_anything_file",
     "official_weights",
-    "random_state_dict",
     "read_state_dict",
     "resolve_weights",
     "save_checkpoint",

@@ -265,4 +265,4 @@ class CsvEventReader(InMemoryEventReader):
 
 
 __all__ = ["CsvEventReader", "EventUtilsH5Reader", "EventUtilsImages", "NpyEventReader", "ZipTxtEventReader",
-           "is_event_utils", "is_zipped_text", "zip_members", "seconds_to_us"]
+           "is_event_utils", "is_zipped_text", "zip_members"]
