@@ -61,22 +61,20 @@ def test_cli_bad_inputs(weights, tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_round_trip_image(weights, tmp_path, capsys):
     """export onnx -> image --backend onnxruntime --onnx FILE, against --backend torch; a file
-    from other weights is refused; without --onnx the export is cached."""
+    from other weights is refused (the metric head's export: tests/export/test_onnx.py)."""
     image = tmp_path / "photo.png"
     cv2.imwrite(str(image), synthetic_bgr(40, 50))
-    for name in ("dav2_vitp.pth", "dav2_vitp_metric.pth"):
-        onnx_file = tmp_path / f"{name}.onnx"
-        assert main(["export", "onnx", "--model", "dav2", "--weights", str(weights / name), "--out", str(onnx_file),
-                     "--input-size", "42", "56"]) == 0
-        assert "image size: dynamic" in capsys.readouterr().out
-        common = ["image", str(image), "--weights", str(weights / name), "--input-size", "56", "--formats", "npy"]
-        assert main([*common, "--out", str(tmp_path / "torch"), "--raw-out", str(tmp_path / "torch.npy")]) == 0
-        assert main([*common, "--out", str(tmp_path / "ort"), "--raw-out", str(tmp_path / "ort.npy"),
-                     "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
-        assert relative_error(np.load(tmp_path / "ort.npy"), np.load(tmp_path / "torch.npy")) < TOLERANCE
-    other = tmp_path / "dav2_vitp_metric.pth.onnx"
-    fails(capsys, ["image", str(image), "--weights", str(weights / "dav2_vitp.pth"), "--backend", "onnxruntime",
-                   "--onnx", str(other), "--out", str(tmp_path / "x")], "not exported from these weights")
+    onnx_file = tmp_path / "dav2_vitp.onnx"
+    assert main(["export", "onnx", "--model", "dav2", "--weights", str(weights / "dav2_vitp.pth"), "--out", str(onnx_file),
+                 "--input-size", "42", "56"]) == 0
+    assert "image size: dynamic" in capsys.readouterr().out
+    common = ["image", str(image), "--weights", str(weights / "dav2_vitp.pth"), "--input-size", "56", "--formats", "npy"]
+    assert main([*common, "--out", str(tmp_path / "torch"), "--raw-out", str(tmp_path / "torch.npy")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ort"), "--raw-out", str(tmp_path / "ort.npy"),
+                 "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
+    assert relative_error(np.load(tmp_path / "ort.npy"), np.load(tmp_path / "torch.npy")) < TOLERANCE
+    fails(capsys, ["image", str(image), "--weights", str(weights / "dav2_vitp_metric.pth"), "--backend", "onnxruntime",
+                   "--onnx", str(onnx_file), "--out", str(tmp_path / "x")], "not exported from these weights")
 
 
 @pytest.mark.slow
