@@ -14,6 +14,28 @@ import pytest  # noqa: E402
 from tests.support import REALDATA
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with `slow` tests first (stable otherwise): under `pytest -n 2 --dist loadfile` the
+    longest modules start first and the two workers finish together."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+
+
+@pytest.fixture
+def device() -> str:
+    """The device tests run their networks on: cpu (`benchmarks/gpu_check.py` runs the cuda-marked
+    tests, tests/test_cuda.py, on a GPU)."""
+    return "cpu"
+
+
+@pytest.fixture
+def dtype():
+    """The float type of tensors built in tests (float32, as the networks)."""
+    import torch
+
+    return torch.float32
+
+
 @pytest.fixture
 def one_thread():
     """Small convolutions on a shared 2-core machine are ~50x faster on one torch thread."""

@@ -16,6 +16,7 @@ def quick_demo(tmp_path_factory):
     return out, None
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_a_self_contained_report(quick_demo, capsys):
     out, _ = quick_demo
     html = (out / "report.html").read_text()
@@ -49,6 +50,7 @@ def test_rerun_reuses_data_teacher_and_labels(quick_demo, capsys):
     assert "already there" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
     if find_browser() is None:
         pytest.skip("no Chromium-family browser installed (apt install chromium)")

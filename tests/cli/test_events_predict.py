@@ -26,6 +26,7 @@ def tiny_daer(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_predict_on_the_real_aedat4(realdata, tiny_daer, tmp_path, capsys):
     out = tmp_path / "depth"
     video = tmp_path / "side_by_side.mp4"

@@ -79,20 +79,20 @@ def test_cli_round_trip_image(weights, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_round_trip_events_predict(weights, tmp_path, capsys, monkeypatch):
+    """events predict --backend onnxruntime without --onnx exports into the cache once, and the
+    cached file runs again through --onnx FILE; both equal --backend torch (the student's export
+    by `anydepth export onnx`, its state inputs and outputs: tests/export/test_onnx.py)."""
     from tests.events.readers.test_readers import random_events, write_npz
 
     recording = write_npz(tmp_path / "rec.npz", *random_events(6000, seed=3, t0=0, span_us=150_000, sensor=(48, 64)), (48, 64))
-    onnx_file = tmp_path / "daer.onnx"
-    assert main(["export", "onnx", "--model", "depthanyevent-r", "--weights", str(weights / "daer.pth"),
-                 "--out", str(onnx_file), "--input-size", "48", "64"]) == 0
-    out = capsys.readouterr().out
-    assert "state_in_7" in out and "state_out_7" in out
     common = ["events", "predict", str(recording), "--model", "depthanyevent-r", "--weights", str(weights / "daer.pth")]
     assert main([*common, "--out", str(tmp_path / "torch")]) == 0
-    assert main([*common, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
     monkeypatch.setenv("ANYDEPTH_CACHE", str(tmp_path / "cache"))  # without --onnx: exported into the cache
     assert main([*common, "--out", str(tmp_path / "cached"), "--backend", "onnxruntime"]) == 0
-    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    assert main([*common, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime", "--onnx", str(cached[0])]) == 0
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1  # not exported again
     expected = sorted((tmp_path / "torch").glob("depth_*.npy"))
     assert len(expected) == 3
     for path in expected:

@@ -33,6 +33,7 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_nyu_images_write_every_output(realdata, official_vits, tmp_path):
     out = tmp_path / "out"
     code = main(["image", str(realdata / "nyu_rgbd"), "--weights", str(official_vits), "--out", str(out)])

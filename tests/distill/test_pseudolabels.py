@@ -88,6 +88,7 @@ def test_grey_frames_label_like_infer_image(teacher):
                                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_labels_are_bit_identical_however_the_run_is_cut(dataset, teacher, tmp_path):
     """A label depends on its frame alone: labelling every sample in one run, in pieces (a limit,
     then the rest), one sample at a time, or with the samples split between two ranks gives the same

@@ -14,6 +14,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.slow  # every file here is exported once per module: seconds each
 
 from anydepth.errors import CheckpointError, InputError  # noqa: E402
 from anydepth.eventdepth import DepthStream, load_model  # noqa: E402
@@ -88,6 +89,8 @@ def test_dav2_matches_pytorch_at_two_sizes(exported_dav2, head):
 def test_daer_state_carried_over_three_steps(exported_daer):
     model, exported = exported_daer
     assert exported.dynamic and len(exported.inputs) == 9 and list(exported.outputs)[8] == "state_out_7"
+    printed = "\n".join(exported.lines())  # what `anydepth export onnx` prints
+    assert "state_in_7" in printed and "state_out_7" in printed
     runner = OnnxModel(exported.path, model)
     for sensor in [(48, 64), (60, 40)]:  # network inputs 112 x 140 (traced) and 210 x 140
         torch_state = onnx_state = None
