@@ -14,13 +14,6 @@ import pytest  # noqa: E402
 from tests.support import REALDATA
 
 
-def pytest_collection_modifyitems(config, items):
-    """Modules with `slow` tests first (stable otherwise): under `pytest -n 2 --dist loadfile` the
-    longest modules start first and the two workers finish together."""
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
-
-
 @pytest.fixture
 def device() -> str:
     """The device tests run their networks on: cpu (`benchmarks/gpu_check.py` runs the cuda-marked

@@ -32,17 +32,17 @@ def test_fp16_is_cuda_only_and_unknown_names_are_refused():
     assert PRECISIONS == ("fp32", "bf16", "fp16")
 
 
-def test_fp32_is_a_no_op_and_bf16_autocasts_matrix_products():
-    a = torch.randn(8, 8)
-    with autocast("cpu", "fp32"):
-        assert (a @ a).dtype == torch.float32
-    with autocast("cpu", "bf16"):
+def test_fp32_is_a_no_op_and_bf16_autocasts_matrix_products(device, dtype):
+    a = torch.randn(8, 8, dtype=dtype, device=device)
+    with autocast(device, "fp32"):
+        assert (a @ a).dtype == dtype
+    with autocast(device, "bf16"):
         assert (a @ a).dtype == torch.bfloat16
 
 
-def test_dav2_bf16_is_float32_out_and_close_to_fp32():
+def test_dav2_bf16_is_float32_out_and_close_to_fp32(device):
     torch.manual_seed(0)
-    model = DepthAnythingV2("vitp").eval()
+    model = DepthAnythingV2("vitp").to(device).eval()
     image = synthetic_bgr(64, 80)
     fp32 = model.infer_image(image, 70)
     bf16 = model.infer_image(image, 70, "bf16")
@@ -51,11 +51,11 @@ def test_dav2_bf16_is_float32_out_and_close_to_fp32():
 
 
 @pytest.mark.parametrize("name", ["e2depth", "depthanyevent-r"])
-def test_student_stream_bf16_carries_state_and_stays_close(name):
+def test_student_stream_bf16_carries_state_and_stays_close(name, device):
     tiny = {"e2depth": {"base_num_channels": 8, "num_encoders": 2},
             "depthanyevent-r": {"encoder": "vitp", "input_size": (84, 112)}}[name]
     torch.manual_seed(0)
-    model = load_model(name, **tiny).eval()
+    model = load_model(name, **tiny).to(device).eval()
     rng = np.random.default_rng(0)
     windows = [EventArray.from_arrays(rng.integers(0, 42, 2000), rng.integers(0, 30, 2000),
                                       np.sort(rng.integers(k * 50_000, (k + 1) * 50_000, 2000)), rng.integers(0, 2, 2000),
