@@ -8,7 +8,7 @@
     loss:    {name: ssi, gradient_weight: 0.25, scales: 4}
     steps: 75000, batch_size: 10, regime: distilled, out: runs/dae-r-distilled
 
-Regimes (SPEC 3.4): synth = ground truth of synthetic (source-domain) sequences; distilled =
+Regimes (Depth AnyEvent's training settings): synth = ground truth of synthetic (source-domain) sequences; distilled =
 pseudo-labels on the target domain; supervised = ground truth on the target domain; mixed = both.
 The regime names the run; the sources say what it trains on, and the two are checked against
 each other.

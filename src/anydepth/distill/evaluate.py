@@ -1,4 +1,4 @@
-"""An event depth student over a dataset under a Depth AnyEvent protocol (SPEC 3.5).
+"""An event depth student over a dataset under a Depth AnyEvent protocol (the authors' test.py, `anydepth.metrics.protocols`).
 
     model = load_model("depthanyevent-r", "depthanyevent_r_vits.pth")
     result = evaluate_dataset(model, "MVSEC/outdoor_day", protocol="dae-mvsec")

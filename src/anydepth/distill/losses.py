@@ -1,4 +1,4 @@
-"""Training losses for the event-depth students (SPEC 3.4-3.5).
+"""Training losses for the event-depth students: scale-and-shift invariant + gradient matching, E2Depth's, SILog.
 
 * `scale_shift_invariant_loss` + `multiscale_gradient_loss` = the Depth AnyEvent distillation loss
   L = L_si + 0.25 * L_reg (`DistillationLoss`, `distillation_loss`): the prediction D is aligned to

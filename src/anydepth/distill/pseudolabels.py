@@ -1,4 +1,4 @@
-"""Depth Anything V2 pseudo-labels on the frames beside the events (Depth AnyEvent, SPEC 3.4).
+"""Depth Anything V2 pseudo-labels on the frames beside the events (Depth AnyEvent's distillation labels).
 
 The teacher runs on the frame of every aligned sample of every sequence of a dataset and one label
 is stored per sample, as the official Depth AnyEvent release does (one `.npz` per frame, key

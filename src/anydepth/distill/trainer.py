@@ -1,4 +1,4 @@
-"""The trainer of every student in every regime (SPEC 3.4).
+"""The trainer of every student in every regime (synth, distilled, supervised, mixed).
 
 One step: `batch_size` clips of `sequence_length` consecutive samples (per process); a recurrent
 student runs through each clip from a zero state (truncated BPTT: the state is detached every

@@ -1,5 +1,5 @@
 """Aligned samples of a recorded sequence: events (or voxel grids), frame and metric depth at one
-timestamp (SPEC 3.1).
+timestamp (DSEC, MVSEC and E2Depth folder layouts).
 
 Sample i sits at the ground-truth timestamp t_i (DSEC disparity, MVSEC depth, or the voxel grid of a
 voxel folder). Its events are those of [t_i − ΔT, t_i) with ΔT = `window_ms` (50 ms by default); its

@@ -1,4 +1,4 @@
-"""Event representations (SPEC 3.2): numpy in and out, or torch in and out.
+"""Event representations (Tencode, voxel grid, histogram, time surface): numpy in and out, or torch in and out.
 
 Each function takes an `EventArray` (or the same fields as torch tensors through
 `from_tensors`) and returns a float32 grid (C, H, W) for the sensor size:

@@ -1,5 +1,5 @@
 """Write synthetic sequences in the datasets' own on-disk layouts, so that the readers of
-`anydepth.events` (and the authors' loaders) open them unchanged (SPEC 3.1).
+`anydepth.events` (and the authors' loaders) open them unchanged (keys, dtypes, Blosc compression, file names).
 
 - `write_dsec_sequence`: a DSEC sequence folder, complete enough for DSEC's own `Sequence`
   (uzh-rpg/DSEC scripts/dataset) and Depth AnyEvent's `DsecSequence` / folder check:

@@ -1,7 +1,7 @@
 """Prophesee formats (EVT 2.0 / 2.1 / 3.0 `.raw`, `.dat`, Metavision HDF5) through `open_events`.
 
 References: files written by expelliarmus 1.1.12 (its EVT 2.0 and DAT writers; its EVT 3.0 writer omits
-the time-high words, SPEC 3.1, so it is not used here), and spec-conformant files written by the small
+the time-high words that EVT 3.0 requires, so it is not used here), and spec-conformant files written by the small
 encoders below from Prophesee's format documentation, decoded by evt3 0.4.1 (x, y, p, t and
 triggers) and expelliarmus (x, y, p) on the same bytes.
 """
