@@ -211,6 +211,28 @@ def print_error(command: str, error) -> None:
     tqdm.write(f"{command}: error: {error}", file=sys.stderr)
 
 
+def add_backend(parser) -> None:
+    """--backend torch|onnxruntime and --onnx FILE (`with_backend`)."""
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                        help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
+    parser.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote "
+                        "from these weights (default: exported once into the cache)")
+
+
+def with_backend(args, model):
+    """`model`, or with --backend onnxruntime the same model run by onnxruntime (`onnx_backend`)."""
+    if args.onnx and args.backend != "onnxruntime":
+        raise InputError("--onnx needs --backend onnxruntime")
+    if args.backend != "onnxruntime":
+        return model
+    if args.precision != "fp32":
+        raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
+                         "exported file's own precision")
+    from anydepth.export.onnx import onnx_backend
+
+    return onnx_backend(model, args.onnx)
+
+
 def check_network(args) -> str:
     """Resolve args.device (and check args.precision against it where the subcommand has one);
     returns the device name."""

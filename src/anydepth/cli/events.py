@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from anydepth.cli import events_convert, events_eval, events_live, events_pseudolabel, events_train
-from anydepth.cli.common import (add_network, add_out, add_repair, add_weights, check_network, check_output_dir,
-                                 check_output_file, positive_float, positive_int, progress)
+from anydepth.cli.common import (add_backend, add_network, add_out, add_repair, add_weights, check_network,
+                                 check_output_dir, check_output_file, positive_float, positive_int, progress,
+                                 with_backend)
 from anydepth.errors import InputError
 from anydepth.events.render import count_windows, describe_recording, render_recording, write_video
 from anydepth.events.representations import REPRESENTATIONS
@@ -68,8 +69,7 @@ def add_parser(commands) -> None:
     add_out(predict, "events-depth")
     predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
     add_network(predict)
-    predict.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
-    predict.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
+    add_backend(predict)
     _add_sensor_size(predict)
     add_repair(predict)
     predict.set_defaults(run=run_predict)
@@ -119,14 +119,7 @@ def run_predict(args) -> int:
     model = load_model(args.model, args.weights).to(device)
     if args.encoder and getattr(model.config, "encoder", args.encoder) != args.encoder:
         raise InputError(f"{args.weights}: holds a {model.config.encoder} model, not {args.encoder}")
-    if args.onnx and args.backend != "onnxruntime":
-        raise InputError("--onnx needs --backend onnxruntime")
-    if args.backend == "onnxruntime":
-        if args.precision != "fp32":
-            raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
-                             "exported file's own precision")
-        from anydepth.export.onnx import onnx_backend
-        model = onnx_backend(model, args.onnx)
+    model = with_backend(args, model)
     if args.live:
         return events_live.run_live(args, model, device)
     stream = DepthStream(model, precision=args.precision)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from anydepth.cli.common import (add_encoder, add_input_size, add_network, add_out, add_weights, check_network,
-                                 check_output_dir, check_output_file, print_error, progress)
+from anydepth.cli.common import (add_backend, add_encoder, add_input_size, add_network, add_out, add_weights,
+                                 check_network, check_output_dir, check_output_file, print_error, progress,
+                                 with_backend)
 from anydepth.errors import InputError
 from anydepth.foundation import load_depth_anything
 from anydepth.foundation.predict import OUTPUT_FORMATS, predict_images
@@ -33,8 +34,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--raw-out", metavar="FILE.npy", help="with one input image: also write its raw float32 HxW prediction here")
     parser.add_argument("--grayscale", action="store_true", help="grey instead of the Spectral_r palette")
     add_network(parser)
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="network runtime (default torch; onnxruntime: install anydepth[onnx])")
-    parser.add_argument("--onnx", metavar="FILE.onnx", help="--backend onnxruntime: a file `anydepth export onnx` wrote from these weights (default: exported once into the cache)")
+    add_backend(parser)
     parser.set_defaults(run=run)
 
 
@@ -56,14 +56,7 @@ def run(args) -> int:
         raise InputError("no images to process")
 
     model = load_depth_anything(args.encoder, args.weights, variant=args.variant, device=device)
-    if args.onnx and args.backend != "onnxruntime":
-        raise InputError("--onnx needs --backend onnxruntime")
-    if args.backend == "onnxruntime":
-        if args.precision != "fp32":
-            raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
-                             "exported file's own precision")
-        from anydepth.export.onnx import onnx_backend
-        model = onnx_backend(model, args.onnx)
+    model = with_backend(args, model)
     failures = len(problems)
     written = 0
     started = time.perf_counter()

@@ -39,6 +39,7 @@ Spaces of a training loss (`SPACES`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -80,6 +81,21 @@ def event_input(window, representation: str | None) -> EventArray | np.ndarray:
             raise InputError(f"a Tencode image holds values in [0, 1], got [{array.min():g}, {array.max():g}] "
                              "(divide a 0..255 image by 255)")
     return array
+
+
+class ConfigDict:
+    """`to_dict` / `from_dict` for a student's config dataclass (the checkpoint's `config`); an
+    unknown key is an `InputError` naming it."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InputError(f"unknown {cls.__name__.removesuffix('Config')} config keys: {', '.join(unknown)}")
+        return cls(**values)
 
 
 class EventDepthModel(nn.Module):

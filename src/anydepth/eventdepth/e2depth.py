@@ -18,7 +18,6 @@ the recurrent state carried from window to window, the output cropped back to th
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import event_input
+from anydepth.eventdepth.base import ConfigDict, event_input
 from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
@@ -51,7 +50,7 @@ OFFICIAL_DEFAULTS = {
 
 
 @dataclass(frozen=True)
-class E2DepthConfig:
+class E2DepthConfig(ConfigDict):
     """Everything that builds an `E2Depth` model: the official checkpoint's `config["model"]`
     fields plus the log-depth conversion constants.
 
@@ -126,16 +125,6 @@ class E2DepthConfig:
             "use_upsample_conv": self.use_upsample_conv,
             "norm": "none" if self.norm is None else self.norm,
         }
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "E2DepthConfig":
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InputError(f"unknown E2Depth config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 # ---- padding to the network size and cropping back ------------------------------------------

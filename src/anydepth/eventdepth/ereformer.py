@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.eventdepth.base import event_input
+from anydepth.eventdepth.base import ConfigDict, event_input
 from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel  # same conversion as E2Depth
 from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
 from anydepth.eventdepth.swin import CrossSwinBlock, PatchSplitting, SwinBlock, SwinTransformer
@@ -63,7 +63,7 @@ PAD_MULTIPLE = 2**NUM_DECODERS  # the input grid of every stage is then exact do
 
 
 @dataclass(frozen=True)
-class EReFormerConfig:
+class EReFormerConfig(ConfigDict):
     """Everything that builds an `EReFormer`: the official `config["model"]` fields (their names in
     brackets) plus the input and depth conversion settings.
 
@@ -174,15 +174,6 @@ class EReFormerConfig:
             "data_loader": {"normalize": self.normalize, "validation": {"clip_distance": self.max_depth}},
         }
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "EReFormerConfig":
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InputError(f"unknown EReFormer config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 # ---- centred zero padding to multiples of 16 ---------------------------------------------------
