@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--weights", help="official DAv2 weights for the teacher (default: a small synthetic teacher)")
     parser.add_argument("--out", default="runs/distillation", help="work folder (cached stages)")
     parser.add_argument("--name", default="distillation_cpu", help="results file stem in benchmarks/results")
+    parser.add_argument("--device", default="cpu", help="where the teacher labels and the students run (cpu, cuda, ...)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="their arithmetic (default: fp32 labels and scores, the trainer's auto)")
     args = parser.parse_args()
     changes = {}
     for text in args.changes:
@@ -51,7 +54,7 @@ def main() -> None:
         parser.error(f"unknown size field(s): {', '.join(sorted(unknown))}")
     size = dataclasses.replace(SIZES[args.size], **changes)
     started = time.perf_counter()
-    result = run_experiment(args.out, size, teacher_weights=args.weights)
+    result = run_experiment(args.out, size, teacher_weights=args.weights, device=args.device, precision=args.precision)
     seconds = time.perf_counter() - started
     text = (f"Depth AnyEvent claim, scaled down ({args.size}{', ' + ', '.join(args.changes) if args.changes else ''}); "
             f"teacher: {result.teacher}; protocol {size.protocol}; {seconds / 60:.1f} min\n{result.table()}\n"
