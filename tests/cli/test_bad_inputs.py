@@ -314,11 +314,11 @@ def test_render_video_is_a_folder_or_of_another_kind(recording, tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
-def test_predict_out_is_a_file_and_video_not_mp4(recording, tiny_daer, tmp_path, capsys):
+def test_predict_out_is_a_file_and_video_not_mp4_or_gif(recording, tiny_daer, tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
     fails(capsys, ["events", "predict", recording, "--weights", tiny_daer, "--out", tmp_path / "taken"], "--out")
     fails(capsys, ["events", "predict", recording, "--weights", tiny_daer, "--out", tmp_path / "o",
-                   "--video", tmp_path / "v.gif"], "--video", ".mp4")
+                   "--video", tmp_path / "v.avi"], "--video", ".mp4 or .gif")
     assert not (tmp_path / "o").exists()
 
 

@@ -46,12 +46,16 @@ def test_predict_on_the_real_aedat4(realdata, tiny_daer, tmp_path, capsys):
 
 
 def test_predict_matches_a_manual_stream(realdata, tiny_daer, tmp_path):
+    from PIL import Image
+
     from anydepth.eventdepth import DepthStream
     from anydepth.events import open_events
 
     recording = realdata / "dvxplorer_aedat4" / "sample.aedat4"
     assert main(["events", "predict", str(recording), "--weights", str(tiny_daer), "--window-events", "40000",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path), "--video", str(tmp_path / "side_by_side.gif")]) == 0
+    with Image.open(tmp_path / "side_by_side.gif") as gif:  # a .gif where OpenCV cannot write mp4
+        assert gif.n_frames == 3 and gif.size == (640, 240)
     stream = DepthStream(load_model("depthanyevent-r", tiny_daer))
     with open_events(recording) as reader:
         expected = [stream.step(window) for window in reader.windows(count=40_000)]

@@ -67,7 +67,7 @@ def add_parser(commands) -> None:
     window.add_argument("--window-ms", type=positive_float, help="time window per prediction (default 50 ms)")
     window.add_argument("--window-events", type=positive_int, help="events per prediction instead of a time window")
     add_out(predict, "events-depth")
-    predict.add_argument("--video", metavar="OUT.mp4", help="also write a side-by-side video (events | depth)")
+    predict.add_argument("--video", metavar="OUT.mp4|OUT.gif", help="also write a side-by-side video (events | depth)")
     add_network(predict)
     add_backend(predict)
     _add_sensor_size(predict)
@@ -106,7 +106,7 @@ def run_predict(args) -> int:
         raise InputError("give a recording or --live ADDRESS (one of the two)")
     check_output_dir(args.out, "--out")
     if args.video:
-        check_output_file(args.video, "--video", (".mp4",))
+        check_output_file(args.video, "--video", (".mp4", ".gif"))
     device = check_network(args)
     window_us = None if args.window_events else int(round((args.window_ms or 50.0) * 1000))
     if window_us is not None and window_us <= 0:

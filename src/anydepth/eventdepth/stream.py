@@ -43,7 +43,7 @@ def predict_recording(
 ) -> Iterator[WindowDepth]:
     """Stream a recording window by window (by time, or by event count) through `model`, carrying
     its recurrent state. Writes, per window k, `depth_<k>.png` (colour) and `depth_<k>.npy` (raw
-    float32) under `out_dir`, and a side-by-side (events | depth) mp4 to `video`. Pass a
+    float32) under `out_dir`, and a side-by-side (events | depth) video (.mp4 or .gif) to `video`. Pass a
     `DepthStream` to read its latencies afterwards. sensor_size: (height, width) for files that do
     not state it; repair: sort and drop events outside the sensor first. Time windows skip gaps
     (blocks of 1000 windows without events, with a warning: `EventReader.windows`); k counts the
@@ -57,8 +57,8 @@ def predict_recording(
 
 
 def _check_video(video: str | Path | None) -> None:
-    if video is not None and Path(video).suffix.lower() != ".mp4":
-        raise InputError("the video must be an .mp4", video)
+    if video is not None and Path(video).suffix.lower() not in (".mp4", ".gif"):
+        raise InputError("the video must be an .mp4 or a .gif", video)
 
 
 def predict_windows(
