@@ -3,8 +3,6 @@ bad files."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from PIL import Image
 
 from anydepth.cli.main import main
+from tests.support import cli_stderr
 
 
 def test_info_on_the_real_aedat4(realdata, capsys):
@@ -56,17 +55,17 @@ def test_tencode_render_shows_polarity_colours(realdata, tmp_path):
     assert ((rgb[..., 0] > 0) & (rgb[..., 2] > 0)).sum() == 0  # never both
 
 
-def test_bad_recordings_are_one_line(tmp_path):
+def test_bad_recordings_are_one_line(tmp_path, capsys):
     broken = tmp_path / "broken.aedat4"
     broken.write_bytes(b"#!AER-DAT4.0\r\nnot really")
     unknown = tmp_path / "notes.xyz"
     unknown.write_text("hello")
-    for path in (broken, unknown, tmp_path / "missing.h5"):
-        result = subprocess.run([sys.executable, "-m", "anydepth.cli.main", "events", "info", str(path)], capture_output=True, text=True)
-        assert result.returncode == 1, result.stderr
-        assert "Traceback" not in result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"anydepth events info: error: {path}"), result.stderr
+    for index, path in enumerate((broken, unknown, tmp_path / "missing.h5")):  # a real process first
+        code, err = cli_stderr(["events", "info", path], None if index == 0 else capsys)
+        assert code == 1, err
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"anydepth events info: error: {path}"), err
 
 
 def test_render_rejects_bad_options(tmp_path):

@@ -16,7 +16,7 @@ import torch
 from anydepth.cli.main import main
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
 from tests.support.weights import random_state_dict
-from tests.support import synthetic_bgr
+from tests.support import cli_stderr, synthetic_bgr
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_bad_files_are_reported_and_the_rest_goes_on(tiny_weights, tmp_path, cap
     assert (tmp_path / "out" / "good_depth.npy").is_file()
 
 
-def test_user_errors_are_one_line_without_traceback(tmp_path, tiny_weights):
+def test_user_errors_are_one_line_without_traceback(tmp_path, tiny_weights, capsys):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
     image = tmp_path / "a.png"
@@ -94,14 +94,13 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, tiny_weights):
         "empty": ["image", str(tmp_path / "nothing_here")],
     }
     (tmp_path / "nothing_here").mkdir()
-    for name, args in runs.items():
-        result = subprocess.run([sys.executable, "-m", "anydepth.cli.main", *args], capture_output=True, text=True, cwd=tmp_path)
-        assert result.returncode == 1, name
-        assert "Traceback" not in result.stderr, name
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("anydepth image: error:"), (name, result.stderr)
-    assert "cannot read checkpoint" in subprocess.run(
-        [sys.executable, "-m", "anydepth.cli.main", *runs["checkpoint"]], capture_output=True, text=True).stderr
+    for index, (name, args) in enumerate(runs.items()):  # the first as a real process, the others in this one
+        code, err = cli_stderr(args, None if index == 0 else capsys)
+        assert code == 1, name
+        assert "Traceback" not in err, name
+        assert err.strip().splitlines()[-1].startswith("anydepth image: error:"), (name, err)
+        if name == "checkpoint":
+            assert "cannot read checkpoint" in err
 
 
 def test_console_script_is_installed():

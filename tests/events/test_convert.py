@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import h5py
 import hdf5plugin
@@ -15,6 +13,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events import open_events
 from anydepth.events.convert import convert_to_dsec
 from anydepth.synth.writers import ms_to_idx
+from tests.support import cli_stderr
 from tests.events.readers.test_readers import T_OFFSET, random_events, write_dsec
 
 
@@ -110,19 +109,18 @@ def test_an_empty_recording_converts_to_an_empty_file(tmp_path):
         assert len(reader) == 0 and reader.sensor_size == (30, 40)
 
 
-def test_bad_inputs_are_one_line_and_leave_no_output(tmp_path):
+def test_bad_inputs_are_one_line_and_leave_no_output(tmp_path, capsys):
     corrupt = tmp_path / "broken.aedat4"
     corrupt.write_bytes(b"#!AER-DAT4.0\r\nnot really")
     unsorted = tmp_path / "unsorted.npz"
     np.savez(unsorted, x=np.array([0, 1, 2]), y=np.array([0, 1, 2]), t=np.array([0, 50, 10]), p=np.array([1, 0, 1]),
              sensor_size=np.array([4, 4]))
-    for source in (corrupt, unsorted, tmp_path / "missing.h5"):
+    for index, source in enumerate((corrupt, unsorted, tmp_path / "missing.h5")):  # a real process first
         target = tmp_path / f"{source.stem}.h5"
-        result = subprocess.run([sys.executable, "-m", "anydepth.cli.main", "events", "convert", str(source), str(target)],
-                                capture_output=True, text=True)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"anydepth events convert: error: {source}"), result.stderr
+        code, err = cli_stderr(["events", "convert", source, target], None if index == 0 else capsys)
+        assert code == 1 and "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"anydepth events convert: error: {source}"), err
         assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.aedat4", "unsorted.npz"]  # no temporary files
 

@@ -19,3 +19,20 @@ def synthetic_bgr(height: int = 120, width: int = 160) -> np.ndarray:
     green = 127.5 + 127.5 * np.sin(x / 5.0) * np.cos(y / 7.0)
     red = 255 * ((x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(height, width) / 3) ** 2)
     return np.clip(np.stack([blue, green, red], axis=-1), 0, 255).astype(np.uint8)
+
+
+def cli_stderr(argv, capsys=None) -> tuple[int, str]:
+    """Run `anydepth ARGV` and return (exit code, stderr). With `capsys`, in this process (main());
+    without, as a real process (`python -m anydepth.cli.main`), for the checks that need one."""
+    argv = [str(arg) for arg in argv]
+    if capsys is None:
+        import subprocess
+        import sys
+
+        result = subprocess.run([sys.executable, "-m", "anydepth.cli.main", *argv], capture_output=True, text=True)
+        return result.returncode, result.stderr
+    from anydepth.cli.main import main
+
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().err
