@@ -72,6 +72,8 @@ def test_parity_with_transformers_official_to_hf(encoder, transformers_peer, tmp
     # same arithmetic up to summation order: float32 rounding, which varies with the thread count
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=3e-5)
 
+    if encoder != "vits":
+        return  # the off-grid interpolation below does not depend on the encoder's size
     # off the 518 grid transformers interpolates the position embedding to the exact grid size
     x = torch.randn(1, 3, 196, 252, generator=torch.Generator().manual_seed(1))
     hf_style = DepthAnythingV2(model.config.replace(pos_embed_interpolation="size"))
