@@ -77,6 +77,47 @@ def popcount32(value):
     return ((value * 0x01010101) & 0xFFFFFFFF) >> 24
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def load_time_state(state):
+    """(time_base, high, loops, base_set, count, last_t, unsorted) of an EVT 2.0 / 2.1 decoder."""
+    return (state[S_TIME], state[S_HIGH], state[S_LOOPS], state[S_BASE_SET], state[S_COUNT], state[S_LAST_T],
+            state[S_UNSORTED])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted):
+    """The inverse of `load_time_state` (at a checkpoint and when a decoding call returns)."""
+    state[S_TIME] = time_base
+    state[S_HIGH] = high
+    state[S_LOOPS] = loops
+    state[S_BASE_SET] = base_set
+    state[S_COUNT] = count
+    state[S_LAST_T] = last_t
+    state[S_UNSORTED] = unsorted
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def time_high(new_high, high, loops, base_set):
+    """A TIME_HIGH word (its 28 bits `new_high`): -> (high, loops, time_base). A backwards jump of at
+    least half the 28-bit range is a wrap of the 34-bit time (one more loop)."""
+    if base_set and high - new_high >= (1 << 27):
+        loops += 1
+    return new_high, loops, (loops << 34) | (new_high << 6)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def record_trigger(trig_t, trig_id, trig_p, trig_count, stamp, ident, polarity) -> bool:
+    """Append an EXT_TRIGGER event; False when the trigger outputs are full (the caller stops)."""
+    j = trig_count[0]
+    if j == trig_t.shape[0]:
+        return False
+    trig_t[j] = stamp
+    trig_id[j] = ident
+    trig_p[j] = polarity
+    trig_count[0] = j + 1
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
@@ -84,13 +125,7 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
     write = x.shape[0] > 0
     capacity_limit = base_count + x.shape[0] - MAX_EVT2 if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
-    time_base = state[S_TIME]
-    high = state[S_HIGH]
-    loops = state[S_LOOPS]
-    base_set = state[S_BASE_SET]
-    count = state[S_COUNT]
-    last_t = state[S_LAST_T]
-    unsorted = state[S_UNSORTED]
+    time_base, high, loops, base_set, count, last_t, unsorted = load_time_state(state)
     # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
     limit = -1 if time_base + 63 >= t_stop else capacity_limit
     k = start
@@ -101,13 +136,7 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
         segment_end = n
         if marking:
             if k % block_words == 0:
-                state[S_TIME] = time_base
-                state[S_HIGH] = high
-                state[S_LOOPS] = loops
-                state[S_BASE_SET] = base_set
-                state[S_COUNT] = count
-                state[S_LAST_T] = last_t
-                state[S_UNSORTED] = unsorted
+                store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
                 checkpoints[checkpoint_base + k // block_words, :] = state
             segment_end = min(n, (k // block_words + 1) * block_words)
         while k < segment_end:
@@ -132,31 +161,16 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
                     count += 1
                     last_t = stamp
             elif kind == 0x8:
-                new_high = word & 0x0FFFFFFF
-                if base_set and high - new_high >= (1 << 27):
-                    loops += 1
-                high = new_high
+                high, loops, time_base = time_high(word & 0x0FFFFFFF, high, loops, base_set)
                 base_set = 1
-                time_base = (loops << 34) | (high << 6)
                 limit = -1 if time_base + 63 >= t_stop else capacity_limit
             elif kind == 0xA:
-                if record_triggers and base_set:
-                    j = trig_count[0]
-                    if j == trig_t.shape[0]:
-                        stopped = True
-                        break
-                    trig_t[j] = time_base + ((word >> 22) & 0x3F)
-                    trig_id[j] = (word >> 8) & 0x1F
-                    trig_p[j] = word & 1
-                    trig_count[0] = j + 1
+                if record_triggers and base_set and not record_trigger(
+                        trig_t, trig_id, trig_p, trig_count, time_base + ((word >> 22) & 0x3F), (word >> 8) & 0x1F, word & 1):
+                    stopped = True
+                    break
             k += 1
-    state[S_TIME] = time_base
-    state[S_HIGH] = high
-    state[S_LOOPS] = loops
-    state[S_BASE_SET] = base_set
-    state[S_COUNT] = count
-    state[S_LAST_T] = last_t
-    state[S_UNSORTED] = unsorted
+    store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
     return k
 
 @numba.njit(cache=True, nogil=True)
@@ -166,13 +180,7 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
     write = x.shape[0] > 0
     capacity_limit = base_count + x.shape[0] - MAX_EVT21 if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
-    time_base = state[S_TIME]
-    high = state[S_HIGH]
-    loops = state[S_LOOPS]
-    base_set = state[S_BASE_SET]
-    count = state[S_COUNT]
-    last_t = state[S_LAST_T]
-    unsorted = state[S_UNSORTED]
+    time_base, high, loops, base_set, count, last_t, unsorted = load_time_state(state)
     # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
     limit = -1 if time_base + 63 >= t_stop else capacity_limit
     k = start
@@ -183,13 +191,7 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
         segment_end = n
         if marking:
             if k % block_words == 0:
-                state[S_TIME] = time_base
-                state[S_HIGH] = high
-                state[S_LOOPS] = loops
-                state[S_BASE_SET] = base_set
-                state[S_COUNT] = count
-                state[S_LAST_T] = last_t
-                state[S_UNSORTED] = unsorted
+                store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
                 checkpoints[checkpoint_base + k // block_words, :] = state
             segment_end = min(n, (k // block_words + 1) * block_words)
         while k < segment_end:
@@ -227,31 +229,16 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
                     count += fired
                     last_t = stamp
             elif kind == 0x8:
-                new_high = head & 0x0FFFFFFF
-                if base_set and high - new_high >= (1 << 27):
-                    loops += 1
-                high = new_high
+                high, loops, time_base = time_high(head & 0x0FFFFFFF, high, loops, base_set)
                 base_set = 1
-                time_base = (loops << 34) | (high << 6)
                 limit = -1 if time_base + 63 >= t_stop else capacity_limit
             elif kind == 0xA:
-                if record_triggers and base_set:
-                    j = trig_count[0]
-                    if j == trig_t.shape[0]:
-                        stopped = True
-                        break
-                    trig_t[j] = time_base + ((head >> 22) & 0x3F)
-                    trig_id[j] = (head >> 8) & 0x1F
-                    trig_p[j] = head & 1
-                    trig_count[0] = j + 1
+                if record_triggers and base_set and not record_trigger(
+                        trig_t, trig_id, trig_p, trig_count, time_base + ((head >> 22) & 0x3F), (head >> 8) & 0x1F, head & 1):
+                    stopped = True
+                    break
             k += 1
-    state[S_TIME] = time_base
-    state[S_HIGH] = high
-    state[S_LOOPS] = loops
-    state[S_BASE_SET] = base_set
-    state[S_COUNT] = count
-    state[S_LAST_T] = last_t
-    state[S_UNSORTED] = unsorted
+    store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
     return k
 
 @numba.njit(cache=True, nogil=True)
@@ -363,15 +350,10 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
                 time = (loops << 24) | (high << 12) | low
                 limit = -1 if time >= t_stop else capacity_limit
             elif kind == 0xA:  # EXT_TRIGGER
-                if record_triggers and base_set:
-                    j = trig_count[0]
-                    if j == trig_t.shape[0]:
-                        stopped = True
-                        break
-                    trig_t[j] = time
-                    trig_id[j] = (word >> 8) & 0xF
-                    trig_p[j] = word & 1
-                    trig_count[0] = j + 1
+                if record_triggers and base_set and not record_trigger(
+                        trig_t, trig_id, trig_p, trig_count, time, (word >> 8) & 0xF, word & 1):
+                    stopped = True
+                    break
             k += 1
     state[S_TIME] = time
     state[S_HIGH] = high
