@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anydepth.cli.common import PRECISIONS, add_device, check_output_dir, resolve_device
+from anydepth.cli.common import PRECISIONS, add_device, check_network, check_output_dir
 
 
 def add_parser(commands) -> None:
@@ -27,12 +27,9 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from anydepth.demo import run_demo
-    from anydepth.precision import check_precision
 
     check_output_dir(args.out, "--out")
-    device = resolve_device(args.device)
-    if args.precision is not None:
-        check_precision(args.precision, device, "--precision")
+    device = check_network(args)
     path = run_demo(args.out, quick=args.quick, weights=args.weights, rgbd=args.rgbd, device=device,
                     precision=args.precision)
     if args.screenshot:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from anydepth.cli.common import (PRECISIONS, add_device, add_encoder, add_input_size, add_limit, add_out, add_weights,
-                                 check_output_dir, check_output_file, positive_int, print_error, progress,
-                                 resolve_device)
+                                 check_network, check_output_dir, check_output_file, positive_int, print_error, progress)
 from anydepth.errors import AnydepthError, InputError, WeightsNotFoundError
 
-# The keys of anydepth.focus.pipeline.TTO_MODES, spelt out so that --help does not import torch.
+# The keys of anydepth.focus.pipeline.TTO_MODES (a test keeps them equal), spelt out so that building the
+# parser does not import the focus pipeline.
 TTO_RECIPES = ["paper", "fast", "fastest"]
 
 VOLUMES = ["laplacian", "sml", "tenengrad", "variance", "dfv"]
@@ -85,15 +85,6 @@ def _models(args, device: str):
     return model, dfv
 
 
-def _device(args) -> str:
-    from anydepth.precision import check_precision
-
-    device = resolve_device(args.device)
-    if args.precision is not None:
-        check_precision(args.precision, device, "--precision")
-    return device
-
-
 def _prior_options(args) -> None:
     """--prior none takes no DAv2 option; --tto defaults to fast with the prior, off without."""
     if args.prior == "none":
@@ -114,7 +105,7 @@ def run_focus(args) -> int:
 
     check_output_dir(args.out, "--out")
     _prior_options(args)
-    device = _device(args)
+    device = check_network(args)
     checked = check_focal_stacks(args.path, split=args.split, reduce=args.reduce, limit=args.limit)
     failures = 0
     for entry in checked:  # every stack is read and checked before any weights load
@@ -160,7 +151,7 @@ def run_eval(args) -> int:
 
     if args.json:
         check_output_file(args.json, "--json")
-    device = _device(args)
+    device = check_network(args)
     samples = read_ddff12(args.path, split=args.split)
     count = check_scorable(samples, args.samples)  # before loading (or downloading) any weights
     model, dfv = _models(args, device)
