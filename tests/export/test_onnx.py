@@ -180,3 +180,18 @@ def test_library_bad_inputs(exported_dav2, exported_daer, tmp_path):
     with pytest.raises(InputError, match=r"not installed: install anydepth\[onnx\]"):
         _require("onnxruntime", "no_such_module_xyz")
     assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".*partial*"))
+
+
+def test_providers_follow_the_device():
+    """--backend onnxruntime runs on --device: the CPU provider for the CPU, CUDA's (onnxruntime-gpu)
+    for a CUDA device, and one line when this onnxruntime has no CUDA provider."""
+    import onnxruntime
+
+    from anydepth.export.onnx import providers_for
+
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert providers_for("cuda:0")[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    else:
+        with pytest.raises(InputError, match="no CUDA execution provider; install onnxruntime-gpu"):
+            providers_for("cuda")

@@ -220,7 +220,8 @@ def add_backend(parser) -> None:
 
 
 def with_backend(args, model):
-    """`model`, or with --backend onnxruntime the same model run by onnxruntime (`onnx_backend`)."""
+    """`model`, or with --backend onnxruntime the same model run by onnxruntime (`onnx_backend`) on
+    --device (CUDA through onnxruntime-gpu's provider, else the CPU)."""
     if args.onnx and args.backend != "onnxruntime":
         raise InputError("--onnx needs --backend onnxruntime")
     if args.backend != "onnxruntime":
@@ -228,9 +229,9 @@ def with_backend(args, model):
     if args.precision != "fp32":
         raise InputError(f"--precision {args.precision} applies to the torch backend; onnxruntime runs the "
                          "exported file's own precision")
-    from anydepth.export.onnx import onnx_backend
+    from anydepth.export.onnx import onnx_backend, providers_for
 
-    return onnx_backend(model, args.onnx)
+    return onnx_backend(model, args.onnx, providers=providers_for(resolve_device(args.device)))
 
 
 def check_network(args) -> str:

@@ -379,10 +379,25 @@ class OnnxModel:
         return type(self.model).infer_image(self, *args, **kwargs)
 
 
-def onnx_backend(model: nn.Module, onnx_path: str | Path | None = None, cache: str | Path | None = None) -> OnnxModel:
+def providers_for(device: str | torch.device) -> list[str]:
+    """onnxruntime execution providers for a torch device: CUDA (then CPU) on a CUDA device when
+    this onnxruntime has it (onnxruntime-gpu), else the CPU; an `InputError` for CUDA without it."""
+    _require("onnxruntime")
+    import onnxruntime
+
+    if torch.device(device).type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise InputError("this onnxruntime has no CUDA execution provider; install onnxruntime-gpu, or run "
+                         "--backend onnxruntime with --device cpu")
+    return [("CUDAExecutionProvider", {"device_id": torch.device(device).index or 0}), "CPUExecutionProvider"]
+
+
+def onnx_backend(model: nn.Module, onnx_path: str | Path | None = None, cache: str | Path | None = None,
+                 providers: list | None = None) -> OnnxModel:
     """`model` run by onnxruntime: from `onnx_path` (exported from the same weights), else from an
     export cached under `cache` (default <anydepth cache>/onnx) by the model's fingerprint, written
-    on first use."""
+    on first use. providers: onnxruntime execution providers (default the CPU; `providers_for`)."""
     _require("onnxruntime")
     if onnx_path is None:
         from anydepth.foundation.weights import cache_dir
@@ -390,4 +405,4 @@ def onnx_backend(model: nn.Module, onnx_path: str | Path | None = None, cache: s
         onnx_path = Path(cache or Path(cache_dir()) / "onnx") / f"{type(model).__name__.lower()}-{fingerprint(model)[:16]}.onnx"
         if not onnx_path.is_file():
             export_onnx(model, onnx_path)
-    return OnnxModel(onnx_path, model)
+    return OnnxModel(onnx_path, model, providers=providers)
