@@ -24,6 +24,7 @@ def weights(tmp_path_factory):
     save_checkpoint(dav2("relative"), folder / "dav2_vitp.pth")
     save_checkpoint(dav2("metric"), folder / "dav2_vitp_metric.pth")
     save_model("depthanyevent-r", student("depthanyevent-r", encoder="vitp", input_size=(112, 140)), folder / "daer.pth")
+    save_model("e2depth", student("e2depth", base_num_channels=8, num_encoders=2), folder / "e2depth.pth")
     return folder
 
 
@@ -85,7 +86,9 @@ def test_cli_round_trip_events_predict(weights, tmp_path, capsys, monkeypatch):
     from tests.events.readers.test_readers import random_events, write_npz
 
     recording = write_npz(tmp_path / "rec.npz", *random_events(6000, seed=3, t0=0, span_us=150_000, sensor=(48, 64)), (48, 64))
-    common = ["events", "predict", str(recording), "--model", "depthanyevent-r", "--weights", str(weights / "daer.pth")]
+    # a small recurrent student: the CLI path is the same for every student (DepthAnyEvent-R's export
+    # and its eight state tensors: tests/export/test_onnx.py)
+    common = ["events", "predict", str(recording), "--model", "e2depth", "--weights", str(weights / "e2depth.pth")]
     assert main([*common, "--out", str(tmp_path / "torch")]) == 0
     monkeypatch.setenv("ANYDEPTH_CACHE", str(tmp_path / "cache"))  # without --onnx: exported into the cache
     assert main([*common, "--out", str(tmp_path / "cached"), "--backend", "onnxruntime"]) == 0
