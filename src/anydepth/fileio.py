@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from anydepth.atomic import atomic_write
-from anydepth.errors import FormatError, InputError
+from anydepth.errors import AnydepthError, FormatError, InputError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -116,27 +116,32 @@ def read_dataset(dataset, selection, path: Path) -> np.ndarray:
 
 # --------------------------------------------------------------------------- images
 
-def read_image_bgr(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) BGR uint8 (grey and 16-bit images are converted: 16-bit
-    values / 257, rounded), for Depth Anything's input. InputError when it cannot be read."""
+def read_image_uint8(path: str | Path, error: type[AnydepthError] = InputError) -> np.ndarray:
+    """An image file as uint8: (H, W) for grey images, (H, W, 3) BGR otherwise (16-bit values / 257,
+    rounded; alpha dropped). `error` (with the file): a missing or unreadable file, another sample type."""
     import cv2
 
     path = Path(path)
     if not path.is_file():
-        raise InputError("no such file", path)
+        raise error("no such file", path)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise InputError("not a readable image", path)
+        raise error("not a readable image", path)
     if image.dtype == np.uint16:
         image = uint16_to_uint8(image)
     elif image.dtype != np.uint8:
-        raise InputError(f"unsupported image sample type {image.dtype}", path)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
+        raise error(f"unsupported image sample type {image.dtype}", path)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    return np.ascontiguousarray(image[..., :3] if image.ndim == 3 else image)
+
+
+def read_image_bgr(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) BGR uint8 (grey images repeated), for Depth Anything's input;
+    InputError when it cannot be read (`read_image_uint8`)."""
+    image = read_image_uint8(path)
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
 
 
 def uint16_to_uint8(image: np.ndarray) -> np.ndarray:

@@ -18,11 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from anydepth.errors import FormatError
-from anydepth.fileio import check_file, first_line, uint16_to_uint8
+from anydepth.fileio import check_file, first_line, read_image_uint8
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 
 
@@ -147,18 +146,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def read_frame(path: str | Path) -> np.ndarray:
-    """An image file -> (H, W, 3) BGR uint8, or (H, W) uint8 for grey images (16-bit scaled /257,
-    alpha dropped)."""
-    path = check_file(path)
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise FormatError("not a readable image", path)
-    if image.dtype == np.uint16:
-        image = uint16_to_uint8(image)
-    elif image.dtype != np.uint8:
-        raise FormatError(f"unsupported image sample type {image.dtype}", path)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[..., :3]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    return np.ascontiguousarray(image)
+    """A frame file -> (H, W, 3) BGR uint8, or (H, W) uint8 for grey images; FormatError when it
+    cannot be read (`fileio.read_image_uint8`)."""
+    check_file(path)
+    return read_image_uint8(path, FormatError)
