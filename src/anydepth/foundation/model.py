@@ -72,8 +72,7 @@ class DepthAnythingV2(nn.Module):
         x = image_to_tensor(image_bgr, input_size).to(device=parameter.device, dtype=parameter.dtype)
         with autocast(parameter.device, precision):
             raw = self.forward(x)
-        prediction = resize_prediction(raw.float() if precision != "fp32" else raw, height, width)
-        return prediction[0].float().cpu().numpy()
+        return resize_prediction(raw.float(), height, width)[0].cpu().numpy()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
