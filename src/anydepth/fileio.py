@@ -13,6 +13,7 @@ uncompressed, RLE, ZIPS and ZIP scanline files; both checked against the OpenEXR
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from pathlib import Path
@@ -35,6 +36,17 @@ def first_line(error: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(error).__name__
+
+
+@contextlib.contextmanager
+def closing_on_error(resource):
+    """Close `resource` (anything with `close()`) if the block raises, then re-raise: a reader whose
+    set-up fails does not leak the file it opened."""
+    try:
+        yield resource
+    except BaseException:
+        resource.close()
+        raise
 
 
 def check_file(path: str | Path) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers import detect_format
-from anydepth.fileio import open_hdf5
+from anydepth.fileio import closing_on_error, open_hdf5
 from anydepth.events.readers.timestamps import nearest_index, read_timestamp_file
 from anydepth.events.readers.dsec import (
     DSEC_SENSOR_SIZE,
@@ -215,7 +215,7 @@ class MvsecSequence(AlignedSequence):
         self.window_us = _window_us(window_ms)
         self.reader = MvsecEventReader(data_path, camera=camera)
         self._files = [self.reader]
-        try:
+        with closing_on_error(self):
             gt_file = open_hdf5(gt_path)
             self._files.append(gt_file)
             self.depth = MvsecStack(gt_file, f"davis/{camera}/depth_image_raw", gt_path)
@@ -225,9 +225,6 @@ class MvsecSequence(AlignedSequence):
                 self._files.append(data_file)
                 if f"davis/{camera}/image_raw" in data_file:
                     self.frames = MvsecStack(data_file, f"davis/{camera}/image_raw", data_path)
-        except BaseException:
-            self.close()
-            raise
         self.timestamps_us = self.depth.timestamps_us
 
     def _sample(self, index: int) -> AlignedSample:

@@ -16,6 +16,7 @@ from anydepth.events.dataset import AlignedSample, AlignedSequence, _window_us
 from anydepth.events.readers.research import EventUtilsH5Reader
 from anydepth.events.readers.rosbag import IMAGE_MSGTYPE, RosbagEventReader, RosbagImages, _pick_topic
 from anydepth.events.readers.timestamps import nearest_index
+from anydepth.fileio import closing_on_error
 
 
 class RosbagSequence(AlignedSequence):
@@ -32,7 +33,7 @@ class RosbagSequence(AlignedSequence):
                  sensor_size: tuple[int, int] | None = None):
         self.window_us = _window_us(window_ms)
         self.reader = RosbagEventReader(path, topic=events_topic, sensor_size=sensor_size)
-        try:
+        with closing_on_error(self.reader):
             bag = self.reader.bag
             namespace = self.reader.topic.rsplit("/", 1)[0] + "/"
             images = bag.topics((IMAGE_MSGTYPE,))
@@ -48,9 +49,6 @@ class RosbagSequence(AlignedSequence):
                 raise FormatError(f"no sensor_msgs/Image frames or depth to place samples at (topics: "
                                   f"{', '.join(images) or 'none'})", bag.path)
             self.timestamps_us = anchor.timestamps_us
-        except BaseException:
-            self.reader.close()
-            raise
 
     def _sample(self, index: int) -> AlignedSample:
         t = int(self.timestamps_us[index])

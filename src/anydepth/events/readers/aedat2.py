@@ -32,7 +32,7 @@ import numpy as np
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
-from anydepth.fileio import check_file
+from anydepth.fileio import check_file, closing_on_error
 
 AEDAT2_SIGNATURE = b"#!AER-DAT2.0"
 RECORD = np.dtype([("address", ">u4"), ("t", ">u4")])
@@ -206,13 +206,10 @@ class Aedat2Reader(ChunkedEventReader):
         self._n_records = size // RECORD.itemsize
         self._data_offset = data_offset
         self._handle = open(path, "rb")
-        try:
+        with closing_on_error(self._handle):
             self._build_index()
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._handle.close()
-            raise
 
     def _words(self, start: int, stop: int, buffer: np.ndarray | None = None) -> np.ndarray:
         """Records [start, stop) as (N, 2) uint32 (address, t), bytes as stored (big-endian); read

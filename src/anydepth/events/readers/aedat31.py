@@ -30,7 +30,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.aedat2 import read_header_lines
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader
-from anydepth.fileio import check_file
+from anydepth.fileio import check_file, closing_on_error
 
 AEDAT31_SIGNATURE = b"#!AER-DAT3.1"
 PACKET_HEADER = np.dtype([("type", "<i2"), ("source", "<i2"), ("size", "<i4"), ("ts_offset", "<i4"),
@@ -167,7 +167,7 @@ class Aedat31Reader(ChunkedEventReader):
         self.header = lines
         self.sources = sources_from_header(lines)
         self._file = open(path, "rb")
-        try:
+        with closing_on_error(self._file):
             packets = self._scan(path, data_offset)
             polarity_sources = sorted({int(s) for s in packets["source"]})
             if source is None:
@@ -184,9 +184,6 @@ class Aedat31Reader(ChunkedEventReader):
             self._set_index(self._packets["count"], self._packets["t_last"])
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._file.close()
-            raise
 
     def _scan(self, path: Path, offset: int) -> np.ndarray:
         """Offsets, valid counts and last valid timestamps of the polarity packets."""

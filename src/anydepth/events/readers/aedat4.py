@@ -41,7 +41,7 @@ from anydepth.errors import FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays
 from anydepth.events.readers.chunked import ChunkedEventReader, fresh_arrays
-from anydepth.fileio import check_file, first_line
+from anydepth.fileio import check_file, closing_on_error, first_line
 
 AEDAT4_SIGNATURE = b"#!AER-DAT4.0"
 EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])
@@ -356,13 +356,10 @@ class Aedat4Reader(ChunkedEventReader):
         self._handle = open(path, "rb")
         self._lz4 = None
         self._mapping, self._file_bytes = None, None  # the file mapped for decode_packets
-        try:
+        with closing_on_error(self._handle):
             self._open(path, stream_id)
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._handle.close()
-            raise
 
     def _open(self, path: Path, stream_id: int | None) -> None:
         handle = self._handle

@@ -27,7 +27,7 @@ import yaml
 from anydepth.errors import REPAIR, FormatError, InputError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import Arrays, EventReader
-from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, closing_on_error, first_line, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.plain import _sensor_from_values
 
 DSEC_SENSOR_SIZE = (480, 640)  # (height, width)
@@ -58,7 +58,7 @@ class DsecEventReader(EventReader):
                  repair: bool = False, sensor_size: tuple[int, int] | None = None):
         super().__init__(path, sensor_size_of(path) if sensor_size is None else sensor_size)
         self._file = open_hdf5(self.path)
-        try:
+        with closing_on_error(self._file):
             self._x, self._y, self._t, self._p = (require_dataset(self._file, key, self.path, ndim=1) for key in EVENT_KEYS)
             lengths = {key: len(dataset) for key, dataset in zip(EVENT_KEYS, (self._x, self._y, self._t, self._p))}
             if len(set(lengths.values())) > 1:
@@ -91,9 +91,6 @@ class DsecEventReader(EventReader):
                     raise FormatError(f"rectify map has shape {self._rectify_map.shape}, expected {(*self.sensor_size, 2)}", self.path)
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._file.close()
-            raise
 
     # ---- lazy access --------------------------------------------------------------------------
     def _count(self) -> int:

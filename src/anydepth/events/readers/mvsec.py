@@ -15,7 +15,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, search_sorted_lazily
-from anydepth.fileio import open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import closing_on_error, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.timestamps import seconds_to_us
 
 MVSEC_SENSOR_SIZE = (260, 346)  # (height, width)
@@ -39,16 +39,13 @@ class MvsecEventReader(EventReader):
         self.camera = camera
         self._block = int(block)
         self._file = open_hdf5(self.path)
-        try:
+        with closing_on_error(self._file):
             key = f"davis/{camera}/events"
             self._events = require_dataset(self._file, key, self.path, ndim=2)
             if self._events.shape[1] < 4:
                 raise FormatError(f"'{key}' has shape {self._events.shape}, expected (N, 4) [x, y, t, p]", self.path)
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._file.close()
-            raise
 
     def _count(self) -> int:
         return int(self._events.shape[0])

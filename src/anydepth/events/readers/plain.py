@@ -21,7 +21,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, InMemoryEventReader, search_sorted_lazily
-from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, closing_on_error, first_line, open_hdf5, read_dataset, require_dataset
 
 TIME_UNITS_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "ns": None}  # ns: integer division by 1000
 KEYS = ("x", "y", "t", "p")
@@ -156,7 +156,7 @@ class H5EventReader(EventReader):
                  repair: bool = False, block: int = 1 << 16):
         path = check_file(path)
         self._file = open_hdf5(path)
-        try:
+        with closing_on_error(self._file):
             names = self.dataset_names
             group = self._file["events"] if f"events/{names[2]}" in self._file else self._file
             prefix = "events/" if group is not self._file else ""
@@ -178,9 +178,6 @@ class H5EventReader(EventReader):
             self._block = int(block)
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._file.close()
-            raise
 
     def _scan_sensor_size(self, path: Path, block: int) -> tuple[int, int]:
         """(max y + 1, max x + 1) over the whole file, read in blocks."""

@@ -36,7 +36,7 @@ import numpy as np
 from anydepth.errors import REPAIR, FormatError
 from anydepth.events.container import EventArray
 from anydepth.events.readers.base import GAP_WINDOWS, Arrays, EventReader, search_sorted_lazily
-from anydepth.fileio import check_file, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, closing_on_error, first_line, open_hdf5, read_dataset, require_dataset
 from anydepth.events.readers.prophesee_kernels import (KERNELS, MAX_PER_WORD, NO_STOP, S_BASE_SET, S_COUNT, S_LAST_T,
                                                        S_UNSORTED, STATE_SIZE, decode_dat_cd, new_state)
 
@@ -541,7 +541,7 @@ class MetavisionH5Reader(EventReader):
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None, repair: bool = False):
         path = check_file(path)
         self._file = open_hdf5(path)
-        try:
+        with closing_on_error(self._file):
             attributes = {key: _text(value) for key, value in self._file.attrs.items()}
             format_name, options = raw_format_of({"format": attributes["format"]} if "format" in attributes else {})
             size = _size_from_header(attributes, options) or sensor_size
@@ -561,9 +561,6 @@ class MetavisionH5Reader(EventReader):
                                               triggers["p"].astype(np.int8))
             if repair:
                 self._load_repaired()
-        except BaseException:
-            self._file.close()
-            raise
 
     def _count(self) -> int:
         return self._n

@@ -23,7 +23,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader
-from anydepth.fileio import check_file, first_line, uint16_to_uint8
+from anydepth.fileio import check_file, closing_on_error, first_line, uint16_to_uint8
 
 ROSBAG1_SIGNATURE = b"#ROSBAG V2.0"
 EVENT_MSGTYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")
@@ -228,11 +228,8 @@ class RosbagEventReader(EventReader):
     def __init__(self, path: str | Path, topic: str | None = None, sensor_size: tuple[int, int] | None = None,
                  repair: bool = False, cache_messages: int = 16):
         self.bag = RosBag(path)
-        try:
+        with closing_on_error(self.bag):
             self._setup(topic, sensor_size, repair, cache_messages)
-        except BaseException:
-            self.bag.close()
-            raise
 
     def _setup(self, topic, sensor_size, repair, cache_messages) -> None:
         path = self.bag.path
