@@ -118,12 +118,15 @@ def record_trigger(trig_t, trig_id, trig_p, trig_count, stamp, ident, polarity) 
     return True
 
 
-@numba.njit(cache=True, nogil=True)
-def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
-                checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
-    """EVT 2.0 (uint32 words); see the module docstring for the signature."""
+@numba.njit(cache=True, nogil=True, inline="always")
+def decode_evt2x(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
+                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option, wide):
+    """EVT 2.0 (`wide` False: uint32 words, one event each) and EVT 2.1 (`wide` True: uint64 words
+    whose upper half is laid out as an EVT 2.0 word and whose lower half is the mask of the 32
+    pixels x + i that fired; option 1 = legacy endianness). `wide` is a constant in the two kernels
+    below, so each compiles to its own loop."""
     write = x.shape[0] > 0
-    capacity_limit = base_count + x.shape[0] - MAX_EVT2 if write else NO_STOP
+    capacity_limit = base_count + x.shape[0] - (MAX_EVT21 if wide else MAX_EVT2) if write else NO_STOP
     record_triggers = trig_t.shape[0] > 0
     time_base, high, loops, base_set, count, last_t, unsorted = load_time_state(state)
     # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
@@ -140,78 +143,32 @@ def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, bas
                 checkpoints[checkpoint_base + k // block_words, :] = state
             segment_end = min(n, (k // block_words + 1) * block_words)
         while k < segment_end:
-            word = np.int64(words[k])
-            kind = word >> 28
-            if kind <= 1:
-                column = (word >> 11) & 0x7FF
-                row = word & 0x7FF
-                if base_set and column < width and row < height:
-                    stamp = time_base + ((word >> 22) & 0x3F)
-                    if count > limit and (stamp >= t_stop or count > capacity_limit):
-                        stopped = True
-                        break
-                    if write:
-                        i = np.uint64(count - base_count)
-                        x[i] = column
-                        y[i] = row
-                        t[i] = stamp
-                        p[i] = kind
-                    if stamp < last_t and unsorted < 0:
-                        unsorted = count
-                    count += 1
-                    last_t = stamp
-            elif kind == 0x8:
-                high, loops, time_base = time_high(word & 0x0FFFFFFF, high, loops, base_set)
-                base_set = 1
-                limit = -1 if time_base + 63 >= t_stop else capacity_limit
-            elif kind == 0xA:
-                if record_triggers and base_set and not record_trigger(
-                        trig_t, trig_id, trig_p, trig_count, time_base + ((word >> 22) & 0x3F), (word >> 8) & 0x1F, word & 1):
-                    stopped = True
-                    break
-            k += 1
-    store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
-    return k
-
-@numba.njit(cache=True, nogil=True)
-def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
-                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
-    """EVT 2.1 (uint64 words; option 1 = legacy endianness); see the module docstring."""
-    write = x.shape[0] > 0
-    capacity_limit = base_count + x.shape[0] - MAX_EVT21 if write else NO_STOP
-    record_triggers = trig_t.shape[0] > 0
-    time_base, high, loops, base_set, count, last_t, unsorted = load_time_state(state)
-    # events past `limit` take the careful path: t_stop may fall in this time-high period, or the outputs are full
-    limit = -1 if time_base + 63 >= t_stop else capacity_limit
-    k = start
-    n = words.shape[0]
-    marking = checkpoints.shape[0] > 0
-    stopped = False
-    while k < n and not stopped:
-        segment_end = n
-        if marking:
-            if k % block_words == 0:
-                store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
-                checkpoints[checkpoint_base + k // block_words, :] = state
-            segment_end = min(n, (k // block_words + 1) * block_words)
-        while k < segment_end:
-            word = words[k]
-            if option == 1:
-                word = (word >> np.uint64(32)) | (word << np.uint64(32))
-            head = np.int64(word >> np.uint64(32))
+            if wide:
+                word = np.uint64(words[k])
+                if option == 1:
+                    word = (word >> np.uint64(32)) | (word << np.uint64(32))
+                head = np.int64(word >> np.uint64(32))
+                mask = np.int64(word & np.uint64(0xFFFFFFFF))
+            else:
+                head = np.int64(words[k])
+                mask = np.int64(1)
             kind = head >> 28
             if kind <= 1:
-                mask = np.int64(word & np.uint64(0xFFFFFFFF))
                 column = (head >> 11) & 0x7FF
                 row = head & 0x7FF
-                if column + 32 > width:  # pixels past the sensor's width are skipped
-                    mask &= (np.int64(1) << max(width - column, 0)) - 1
+                if wide:
+                    if column + 32 > width:  # pixels past the sensor's width are skipped
+                        mask &= (np.int64(1) << max(width - column, 0)) - 1
+                elif column >= width:
+                    mask = 0
                 if base_set and mask and row < height:
                     stamp = time_base + ((head >> 22) & 0x3F)
                     if count > limit and (stamp >= t_stop or count > capacity_limit):
                         stopped = True
                         break
-                    if write:
+                    if not write:
+                        fired = popcount32(mask) if wide else 1
+                    elif wide:
                         i = np.uint64(count - base_count)
                         while mask:  # one event per set bit, lowest first
                             bit = mask & -mask
@@ -223,7 +180,12 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
                             mask ^= bit
                         fired = np.int64(i) - (count - base_count)
                     else:
-                        fired = popcount32(mask)
+                        i = np.uint64(count - base_count)
+                        x[i] = column
+                        y[i] = row
+                        t[i] = stamp
+                        p[i] = kind
+                        fired = 1
                     if stamp < last_t and unsorted < 0:
                         unsorted = count
                     count += fired
@@ -240,6 +202,23 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
             k += 1
     store_time_state(state, time_base, high, loops, base_set, count, last_t, unsorted)
     return k
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_evt2(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
+                checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
+    """EVT 2.0 (uint32 words); see the module docstring for the signature."""
+    return decode_evt2x(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop, checkpoints,
+                        checkpoint_base, trig_t, trig_id, trig_p, trig_count, option, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
+                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
+    """EVT 2.1 (uint64 words; option 1 = legacy endianness); see the module docstring."""
+    return decode_evt2x(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop, checkpoints,
+                        checkpoint_base, trig_t, trig_id, trig_p, trig_count, option, True)
+
 
 @numba.njit(cache=True, nogil=True)
 def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
