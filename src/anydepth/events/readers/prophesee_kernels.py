@@ -220,6 +220,24 @@ def decode_evt21(words, start, state, width, height, block_words, x, y, t, p, ba
                         checkpoint_base, trig_t, trig_id, trig_p, trig_count, option, True)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def store_evt3_state(state, time, high, low, loops, base_set, row, base_x, polarity, valid_row, count, last_t,
+                     unsorted):
+    """An EVT 3.0 decoder's variables into its state (at a checkpoint and when a decoding call returns)."""
+    state[S_TIME] = time
+    state[S_HIGH] = high
+    state[S_LOW] = low
+    state[S_LOOPS] = loops
+    state[S_BASE_SET] = base_set
+    state[S_Y] = row
+    state[S_BASE_X] = base_x
+    state[S_POL] = polarity
+    state[S_IS_CD] = valid_row
+    state[S_COUNT] = count
+    state[S_LAST_T] = last_t
+    state[S_UNSORTED] = unsorted
+
+
 @numba.njit(cache=True, nogil=True)
 def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, base_count, t_stop,
                 checkpoints, checkpoint_base, trig_t, trig_id, trig_p, trig_count, option):
@@ -248,18 +266,8 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
         segment_end = n
         if marking:
             if k % block_words == 0:
-                state[S_TIME] = time
-                state[S_HIGH] = high
-                state[S_LOW] = low
-                state[S_LOOPS] = loops
-                state[S_BASE_SET] = base_set
-                state[S_Y] = row
-                state[S_BASE_X] = base_x
-                state[S_POL] = polarity
-                state[S_IS_CD] = valid_row
-                state[S_COUNT] = count
-                state[S_LAST_T] = last_t
-                state[S_UNSORTED] = unsorted
+                store_evt3_state(state, time, high, low, loops, base_set, row, base_x, polarity, valid_row, count, last_t,
+                                 unsorted)
                 checkpoints[checkpoint_base + k // block_words, :] = state
             segment_end = min(n, (k // block_words + 1) * block_words)
         while k < segment_end:
@@ -334,18 +342,7 @@ def decode_evt3(words, start, state, width, height, block_words, x, y, t, p, bas
                     stopped = True
                     break
             k += 1
-    state[S_TIME] = time
-    state[S_HIGH] = high
-    state[S_LOW] = low
-    state[S_LOOPS] = loops
-    state[S_BASE_SET] = base_set
-    state[S_Y] = row
-    state[S_BASE_X] = base_x
-    state[S_POL] = polarity
-    state[S_IS_CD] = valid_row
-    state[S_COUNT] = count
-    state[S_LAST_T] = last_t
-    state[S_UNSORTED] = unsorted
+    store_evt3_state(state, time, high, low, loops, base_set, row, base_x, polarity, valid_row, count, last_t, unsorted)
     return k
 
 
