@@ -7,15 +7,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+from anydepth.cli.main import main
+from anydepth.eventdepth import save_model
+from anydepth.export.onnx import OnnxModel
+from anydepth.foundation import load_depth_anything_file, save_checkpoint
+from tests.export.test_onnx import TOLERANCE, dav2, relative_error, student
+from tests.support import requires, synthetic_bgr
 
-from anydepth.cli.main import main  # noqa: E402
-from anydepth.eventdepth import save_model  # noqa: E402
-from anydepth.foundation import save_checkpoint  # noqa: E402
-from tests.export.test_onnx import TOLERANCE, dav2, relative_error, student  # noqa: E402
-from tests.support import synthetic_bgr  # noqa: E402
+pytestmark = requires("onnxruntime", "onnxscript")
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +62,26 @@ def test_cli_bad_inputs(weights, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_round_trip_image(weights, tmp_path, capsys):
-    """export onnx -> image --backend onnxruntime --onnx FILE, against --backend torch; a file
-    from other weights is refused (the metric head's export: tests/export/test_onnx.py)."""
+    """export onnx (the metric head) -> image --backend onnxruntime --onnx FILE, against --backend
+    torch, and the file at another size; a file from other weights is refused (the relative
+    head's export at three sizes: tests/export/test_onnx.py)."""
     image = tmp_path / "photo.png"
     cv2.imwrite(str(image), synthetic_bgr(40, 50))
-    onnx_file = tmp_path / "dav2_vitp.onnx"
-    assert main(["export", "onnx", "--model", "dav2", "--weights", str(weights / "dav2_vitp.pth"), "--out", str(onnx_file),
+    onnx_file = tmp_path / "dav2_vitp_metric.onnx"
+    metric = weights / "dav2_vitp_metric.pth"
+    assert main(["export", "onnx", "--model", "dav2", "--weights", str(metric), "--out", str(onnx_file),
                  "--input-size", "42", "56"]) == 0
     assert "image size: dynamic" in capsys.readouterr().out
-    common = ["image", str(image), "--weights", str(weights / "dav2_vitp.pth"), "--input-size", "56", "--formats", "npy"]
+    common = ["image", str(image), "--weights", str(metric), "--input-size", "56", "--formats", "npy"]
     assert main([*common, "--out", str(tmp_path / "torch"), "--raw-out", str(tmp_path / "torch.npy")]) == 0
     assert main([*common, "--out", str(tmp_path / "ort"), "--raw-out", str(tmp_path / "ort.npy"),
                  "--backend", "onnxruntime", "--onnx", str(onnx_file)]) == 0
     assert relative_error(np.load(tmp_path / "ort.npy"), np.load(tmp_path / "torch.npy")) < TOLERANCE
-    fails(capsys, ["image", str(image), "--weights", str(weights / "dav2_vitp_metric.pth"), "--backend", "onnxruntime",
+    model = load_depth_anything_file(metric)
+    x = torch.randn(1, 3, 112, 84, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert relative_error(OnnxModel(onnx_file, model)(x), model(x)) < TOLERANCE
+    fails(capsys, ["image", str(image), "--weights", str(weights / "dav2_vitp.pth"), "--backend", "onnxruntime",
                    "--onnx", str(onnx_file), "--out", str(tmp_path / "x")], "not exported from these weights")
 
 

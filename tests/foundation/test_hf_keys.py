@@ -19,11 +19,20 @@ import torch.nn.functional as F
 
 from anydepth.errors import InputError
 from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
+from tests.support import requires
 from tests.support.weights import random_state_dict
 from anydepth.foundation import hf_keys
 
-transformers = pytest.importorskip("transformers")
 Image = pytest.importorskip("PIL.Image")
+pytestmark = requires("transformers")
+
+
+@pytest.fixture(scope="module")
+def transformers():
+    """Imported by the tests that use it, not at collection (seconds in every test worker)."""
+    import transformers
+
+    return transformers
 
 # The hub's Depth-Anything-V2-Small-hf preprocessor_config.json (less transformers' internal
 # `_valid_processor_keys` and the unused `size_divisor: null`).
@@ -62,7 +71,7 @@ def _image(height=60, width=80, seed=0):
     return pixels
 
 
-def test_default_export_holds_the_hub_files(vits_state, tmp_path):
+def test_default_export_holds_the_hub_files(vits_state, tmp_path, transformers):
     folder = export_hf_folder(_model("vits", vits_state), tmp_path / "Depth-Anything-V2-Small-hf")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     assert json.loads((folder / "preprocessor_config.json").read_text()) == HUB_PREPROCESSOR
@@ -90,7 +99,7 @@ def test_default_export_holds_the_hub_files(vits_state, tmp_path):
 
 @pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
 @pytest.mark.parametrize("head, max_depth", [("relative", 20.0), ("metric", 20.0), ("metric", 80.0)])
-def test_config_builds_the_same_architecture_in_transformers(encoder, head, max_depth, tmp_path):
+def test_config_builds_the_same_architecture_in_transformers(encoder, head, max_depth, tmp_path, transformers):
     """config.json alone, through AutoConfig, builds a transformers model whose parameters have
     exactly the names and shapes of our exported weights (no weights needed: meta device)."""
     config = get_config(encoder, head=head, max_depth=max_depth)
@@ -109,7 +118,7 @@ def test_config_builds_the_same_architecture_in_transformers(encoder, head, max_
 
 
 @pytest.mark.parametrize("head, max_depth", [("relative", 20.0), ("metric", 20.0)])
-def test_pipeline_matches_our_model(head, max_depth, vits_state, tmp_path):
+def test_pipeline_matches_our_model(head, max_depth, vits_state, tmp_path, transformers):
     model = _model("vits", vits_state, head=head, max_depth=max_depth)
     folder = export_hf_folder(model, tmp_path / "export", input_size=98)  # 98 px: a fast pipeline
     image = _image()

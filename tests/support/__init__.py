@@ -3,9 +3,11 @@ test image. Weights in the official layout filled with random values: `tests.sup
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -36,3 +38,11 @@ def cli_stderr(argv, capsys=None) -> tuple[int, str]:
     capsys.readouterr()
     code = main(argv)
     return code, capsys.readouterr().err
+
+
+def requires(*modules: str):
+    """A skip mark for tests that need optional packages, decided without importing them: a module-level
+    `pytest.importorskip` would import (seconds for onnxscript or transformers) in every test worker at
+    collection, for tests that worker may never run."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")

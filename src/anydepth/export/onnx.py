@@ -224,7 +224,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int] 
     output_names = ["raw" if stateful else "depth", *(f"state_out_{i}" for i in range(len(state_leaves)))]
     auto = torch.export.Dim.AUTO
     image_dims = {2: auto, 3: auto} if dynamic else None
-    dynamic_shapes = (image_dims, tuple({d: auto for d in range(1, leaf.ndim)} if dynamic else None
+    dynamic_shapes = (image_dims, tuple({d: auto for d in range(2, leaf.ndim)} if dynamic else None
                                         for leaf in state_leaves)) if stateful else (image_dims,)
     metadata = {"model": type(model).__name__, "fingerprint": fingerprint(model), "returns_state": str(int(stateful)),
                 "config": json.dumps(dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else None),
