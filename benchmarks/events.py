@@ -116,9 +116,9 @@ def _xor_words(words):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _read_words(x, y, t, p):
-    """XOR of each thread's share of four uint64 arrays (the event arrays' bytes as words)."""
-    chunks = numba.get_num_threads()
+def _read_words(x, y, t, p, chunks):
+    """XOR of each of `chunks` shares (one per thread) of four uint64 arrays (the event arrays'
+    bytes as words)."""
     folded = np.zeros(chunks, np.uint64)
     for c in numba.prange(chunks):
         folded[c] = (_xor_words(x[c * x.shape[0] // chunks:(c + 1) * x.shape[0] // chunks])
@@ -136,7 +136,7 @@ def _words(array: np.ndarray) -> np.ndarray:
 
 READ_PROBES = {
     "numba sum, all threads": lambda e: _read_all(e.x, e.y, e.t, e.p),
-    "numba 64-bit words, all threads": lambda e: _read_words(*e.words),
+    "numba 64-bit words, all threads": lambda e: _read_words(*e.words, numba.get_num_threads()),
     "numpy sum, 1 thread": lambda e: (e.x.sum(), e.y.sum(), e.t.sum(), e.p.sum()),
 }
 
