@@ -145,3 +145,23 @@ def test_random_state_dict_is_deterministic():
 def test_hf_layout_detection():
     assert hf_keys.is_hf_layout({"backbone.embeddings.cls_token": 0})
     assert hf_keys.is_official_layout({"pretrained.cls_token": 0})
+
+
+def test_loading_skips_the_random_initialisation_and_restores_it(tmp_path):
+    """The loaders build without torch.nn.init's work (every parameter is then loaded); the
+    initialisers are back afterwards, also when the block raises."""
+    from anydepth.foundation.checkpoint import skip_weight_init
+
+    initialiser = torch.nn.init.kaiming_uniform_
+    with pytest.raises(RuntimeError, match="inside"):
+        with skip_weight_init():
+            weight = torch.full((4, 4), 7.0)
+            assert torch.nn.init.kaiming_uniform_(weight) is weight and bool((weight == 7).all())
+            raise RuntimeError("inside")
+    assert torch.nn.init.kaiming_uniform_ is initialiser
+    assert torch.nn.init.kaiming_uniform_(torch.full((4, 4), 7.0)).std() > 0
+
+    state = random_state_dict("vitp", seed=4)
+    torch.save(state, tmp_path / "vitp.pth")
+    loaded = load_depth_anything_file(tmp_path / "vitp.pth")
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in state.items())

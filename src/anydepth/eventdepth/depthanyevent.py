@@ -38,7 +38,7 @@ from anydepth.events.container import EventArray
 from anydepth.events.representations import tencode, tencode_from_voxels, voxel_grid
 from anydepth.eventdepth.base import SPACES, EventDepthModel, event_input
 from anydepth.eventdepth.layers import RecurrentConvLayer
-from anydepth.foundation.checkpoint import atomic_torch_save, infer_config, load_strict, read_container
+from anydepth.foundation.checkpoint import atomic_torch_save, infer_config, load_strict, read_container, skip_weight_init
 from anydepth.foundation.config import IMAGENET_MEAN, IMAGENET_STD, get_config
 from anydepth.foundation.dinov2 import DinoVisionTransformer
 from anydepth.foundation.dpt import DPTHead
@@ -279,7 +279,8 @@ def load_depthanyevent(path, **overrides) -> DepthAnyEvent:
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
     run_config, block, source = _stated_config(container, path)
     config = _config_from_block(block, run_config, state_dict, path, source, overrides)
-    model = DepthAnyEvent(config)
+    with skip_weight_init():
+        model = DepthAnyEvent(config)
     load_strict(model, state_dict, path, f"Depth AnyEvent{'-R' if model.recurrent else ''} {model.config.encoder}")
     model.run_config = run_config
     return model.eval()

@@ -30,7 +30,7 @@ from torch import nn
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import ConfigDict, event_input
 from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel
-from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
+from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container, skip_weight_init
 from anydepth.eventdepth.layers import ConvLayer, RecurrentConvLayer, ResidualBlock, TransposedConvLayer, UpsampleConvLayer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
@@ -302,7 +302,8 @@ def load_e2depth(path: str | Path, **overrides) -> E2Depth:
         raise CheckpointError(f"bad model config ({error})", path) from None
     if overrides:
         config = E2DepthConfig.from_dict({**config.to_dict(), **overrides})
-    model = E2Depth(config)
+    with skip_weight_init():
+        model = E2Depth(config)
     state_dict = container["state_dict"]
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError("state_dict is not a dict of tensors", path)

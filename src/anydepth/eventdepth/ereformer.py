@@ -51,7 +51,7 @@ from torch import nn
 from anydepth.errors import CheckpointError, InputError
 from anydepth.eventdepth.base import ConfigDict, event_input
 from anydepth.eventdepth.log_depth import CLIP_DISTANCE_M, REG_FACTOR, LogDepthModel  # same conversion as E2Depth
-from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
+from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container, skip_weight_init
 from anydepth.eventdepth.swin import CrossSwinBlock, PatchSplitting, SwinBlock, SwinTransformer
 from anydepth.events.container import EventArray
 from anydepth.events.representations import normalize_voxel_grid, voxel_grid
@@ -424,7 +424,8 @@ def load_ereformer(path: str | Path, config: EReFormerConfig | None = None, **ov
         config = dataclasses.replace(config, **overrides)
     except (InputError, TypeError) as error:
         raise CheckpointError(f"bad config override ({error})", path) from None
-    model = EReFormer(config)
+    with skip_weight_init():
+        model = EReFormer(config)
     if not all(isinstance(v, torch.Tensor) for v in container["state_dict"].values()):
         raise CheckpointError("state_dict is not a dict of tensors", path)
     load_strict(model, container["state_dict"], path, f"EReFormer {_describe(model.config)}")

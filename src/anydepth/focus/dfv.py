@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth.errors import CheckpointError, InputError
-from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container
+from anydepth.foundation.checkpoint import atomic_torch_save, load_strict, read_container, skip_weight_init
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -353,7 +353,8 @@ def load_dfv(path: str | Path, use_diff: bool | None = None, level: int | None =
     if level is None:
         level = int(saved["level"]) if saved and "level" in saved else _infer_level(state_dict, path)
     config = DFVConfig(level=level, use_diff=use_diff)
-    model = DFV(config)
+    with skip_weight_init():
+        model = DFV(config)
     name = "DFV" if config.use_diff else "FV"
     load_strict(model, state_dict, path, f"{name} level {config.level}")
     return model.eval()

@@ -10,6 +10,7 @@ Containers understood:
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -99,6 +100,31 @@ def describe(config: DepthAnythingConfig) -> str:
     return f"{config.encoder} (embed_dim {config.embed_dim}, {config.depth} blocks)"
 
 
+# every in-place initialiser of torch.nn.init (the layers' reset_parameters call these)
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def skip_weight_init():
+    """Build modules without their random initialisation, for a model whose every parameter a strict
+    load overwrites at once (the loaders below): building Depth Anything V2 vitb takes ~0.3 s instead
+    of ~2.4 s (vitl: 4x that). The torch.nn.init functions return their tensor untouched inside the
+    block, so parameters hold whatever memory they were given until the load."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in saved:
+            setattr(nn.init, name, _untouched)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+def _untouched(tensor, *args, **kwargs):
+    return tensor
+
+
 def load_strict(model: nn.Module, state_dict: dict, path: str | Path | None, description: str) -> None:
     """load_state_dict with a strict key and shape match; a mismatch raises one line naming what
     differs (`description` names the model, e.g. "Depth Anything V2 vits (...)")."""
@@ -149,7 +175,8 @@ def load_depth_anything_file(
     if max_depth is not None:
         overrides["max_depth"] = float(max_depth)
     config = config.replace(**overrides)
-    model = DepthAnythingV2(config)
+    with skip_weight_init():
+        model = DepthAnythingV2(config)
     load_strict(model, state_dict, path, f"Depth Anything V2 {describe(config)}")
     return model.eval()
 
