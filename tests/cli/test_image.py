@@ -15,7 +15,7 @@ import torch
 
 from anydepth.cli.main import main
 from anydepth.foundation import DepthAnythingV2, save_checkpoint
-from tests.support.weights import random_state_dict
+from tests.support.weights import loaded_model, random_state_dict
 from tests.support import cli_stderr, synthetic_bgr
 
 
@@ -57,9 +57,8 @@ def test_raw_out_is_the_official_infer_image_array(realdata, official_vits, tmp_
     code = main(["image", str(image_path), "--weights", str(official_vits), "--raw-out", str(raw_out),
                  "--formats", "color", "--grayscale", "--input-size", "266", "--out", str(tmp_path / "o")])
     assert code == 0
-    model = DepthAnythingV2("vits")
-    model.load_state_dict(random_state_dict("vits", seed=0))
-    expected = model.eval().infer_image(cv2.imread(str(image_path)), 266)
+    model = loaded_model("vits", random_state_dict("vits", seed=0))
+    expected = model.infer_image(cv2.imread(str(image_path)), 266)
     np.testing.assert_array_equal(np.load(raw_out), expected)
     grey = cv2.imread(str(tmp_path / "o" / "rgb_depth.png"))
     assert np.array_equal(grey[..., 0], grey[..., 1])  # --grayscale

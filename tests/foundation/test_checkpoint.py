@@ -17,7 +17,7 @@ from anydepth.foundation import (
     save_checkpoint,
 )
 from anydepth.foundation import hf_keys
-from tests.support.weights import random_state_dict
+from tests.support.weights import loaded_model, random_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,7 @@ def test_official_pth_loads_strictly_and_infers_the_encoder(vits_state, tmp_path
 
 
 def test_hub_safetensors_give_the_same_model(vits_state, tmp_path):
-    reference = DepthAnythingV2("vits")
-    reference.load_state_dict(vits_state)
+    reference = loaded_model("vits", vits_state)
     folder = export_hf_folder(reference, tmp_path / "Depth-Anything-V2-Small-hf")
     loaded = load_depth_anything_file(folder / "model.safetensors")
     torch.testing.assert_close(_forward(loaded), _forward(reference), rtol=0, atol=0)

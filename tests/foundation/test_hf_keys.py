@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from anydepth.errors import InputError
 from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
 from tests.support import requires
-from tests.support.weights import random_state_dict
+from tests.support.weights import loaded_model, random_state_dict
 from anydepth.foundation import hf_keys
 
 Image = pytest.importorskip("PIL.Image")
@@ -59,9 +59,7 @@ def vits_state():
 
 def _model(encoder, state_dict, **overrides):
     # transformers interpolates the position embedding to the exact patch grid ("size")
-    model = DepthAnythingV2(get_config(encoder, pos_embed_interpolation="size", **overrides))
-    model.load_state_dict(state_dict)
-    return model.eval()
+    return loaded_model(get_config(encoder, pos_embed_interpolation="size", **overrides), state_dict)
 
 
 def _image(height=60, width=80, seed=0):

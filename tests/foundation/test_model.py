@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from anydepth.foundation import DepthAnythingV2, export_hf_folder, get_config
-from tests.support.weights import random_state_dict
+from tests.support.weights import loaded_model, random_state_dict
 from anydepth.foundation import hf_keys
 from tests.support import DATA, synthetic_bgr
 
@@ -42,9 +42,8 @@ def test_parity_with_the_authors_code():
     cases = [("vits_518", "vits", 518, 0, {}), ("vitb_196", "vitb", 196, 0, {}),
              ("metric_vits_266", "vits", 266, 1, {"head": "metric", "max_depth": 20.0})]
     for key, encoder, size, seed, overrides in cases:
-        model = DepthAnythingV2(get_config(encoder, **overrides))
-        model.load_state_dict(random_state_dict(encoder, seed))
-        prediction = model.eval().infer_image(image, size)
+        model = loaded_model(get_config(encoder, **overrides), random_state_dict(encoder, seed))
+        prediction = model.infer_image(image, size)
         expected = reference[key]
         assert prediction.shape == expected.shape == image.shape[:2]
         assert prediction.dtype == np.float32
@@ -60,9 +59,7 @@ def transformers_peer():
 @pytest.mark.parametrize("encoder", ["vits", "vitb"])
 def test_parity_with_transformers_official_to_hf(encoder, transformers_peer, tmp_path):
     """Our weights, written in the hub layout, load into transformers and give the same output."""
-    model = DepthAnythingV2(encoder)
-    model.load_state_dict(random_state_dict(encoder, seed=3))
-    model.eval()
+    model = loaded_model(encoder, random_state_dict(encoder, seed=3))
     export_hf_folder(model, tmp_path)
     peer = transformers_peer.from_pretrained(str(tmp_path)).eval()
     x = torch.randn(1, 3, 518, 518, generator=torch.Generator().manual_seed(0))
@@ -76,8 +73,7 @@ def test_parity_with_transformers_official_to_hf(encoder, transformers_peer, tmp
         return  # the off-grid interpolation below does not depend on the encoder's size
     # off the 518 grid transformers interpolates the position embedding to the exact grid size
     x = torch.randn(1, 3, 196, 252, generator=torch.Generator().manual_seed(1))
-    hf_style = DepthAnythingV2(model.config.replace(pos_embed_interpolation="size"))
-    hf_style.load_state_dict(model.state_dict())
+    hf_style = loaded_model(model.config.replace(pos_embed_interpolation="size"), model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(hf_style.eval()(x), peer(pixel_values=x).predicted_depth, rtol=1e-5, atol=1e-5)
         # ... which differs (slightly) from the official DINOv2 interpolation
@@ -91,8 +87,7 @@ def test_parity_with_transformers_hf_to_official(encoder, transformers_peer, tmp
     config = transformers.DepthAnythingConfig.from_dict(hf_keys.hf_config_dict(get_config(encoder)))
     torch.manual_seed(0)
     peer = transformers_peer(config).eval()
-    model = DepthAnythingV2(get_config(encoder, pos_embed_interpolation="size"))
-    model.load_state_dict(hf_keys.hf_to_official(peer.state_dict()), strict=True)
+    model = loaded_model(get_config(encoder, pos_embed_interpolation="size"), hf_keys.hf_to_official(peer.state_dict()))
     x = torch.randn(1, 3, 140, 182, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), peer(pixel_values=x).predicted_depth, rtol=1e-5, atol=1e-5)
