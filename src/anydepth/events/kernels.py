@@ -10,7 +10,8 @@ thread wake-up costs more on a busy machine).
 
 Scratch conventions (the buffers are reused across calls by `representations`):
 - last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
-  pass writes event indices, the pixel pass reads them and puts -1 back, so no call fills them;
+  pass writes event indices (or Tencode's stamps 2 (t - t_first) + p), the pixel pass reads them
+  and puts -1 back, so no call fills them;
 - voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
   lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
   event); the merge reads them tile by tile and writes the zeros back.
@@ -72,6 +73,58 @@ def tencode_pixels(t, p, t_first, span, last, out):
     """out (3, H * W) float32 = (p, 1 - t_n, 1 - p) of the event in `last` per pixel, 0 where
     none; t_n = (t - t_first) / span in float64 per pixel, as the reference. Resets `last`."""
     _tencode_range(t, p, t_first, span, last, out, 0, out.shape[1])
+
+
+# Tencode's stamps: 2 (t - t_first) + p per event, so the pixel pass reads everything it needs from
+# the table (no random reads of t and p). An int32 holds them while t - t_first < 2^30 µs (17.9 min).
+STAMP_LIMIT_US = 1 << 30
+STAMP_TILE = 4096  # pixels per step of `tencode_stamp_pixels`: the chunks' table rows stay in L1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _stamp_range(x, y, t, p, t_first, width, start, stop, last):
+    xs, ys, ts, ps = x[start:stop], y[start:stop], t[start:stop], p[start:stop]  # indexed from 0
+    for j in range(xs.shape[0]):
+        last[np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])] = np.int32(((ts[j] - t_first) << 1) | np.int64(ps[j]))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def tencode_stamp_chunks(x, y, t, p, t_first, width, last):
+    """last (chunks, H W) int32, all -1 on entry: last[c, y * width + x] = 2 (t - t_first) + p of the
+    last event there among chunk c's events [c n / chunks, (c + 1) n / chunks). Needs
+    t - t_first < STAMP_LIMIT_US (else the stamps overflow: use `last_index_chunks`)."""
+    chunks = last.shape[0]
+    n = x.shape[0]
+    for c in numba.prange(chunks):
+        _stamp_range(x, y, t, p, t_first, width, c * n // chunks, (c + 1) * n // chunks, last[c])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tencode_stamp_tile(last, span, out, j0, j1):
+    """Pixels [j0, j1): the latest chunk's stamp (branch-free select), decoded; then -1 written back."""
+    chunks = last.shape[0]
+    for j in range(j0, j1):
+        stamp = last[chunks - 1, j]
+        for c in range(chunks - 2, -1, -1):
+            other = last[c, j]
+            stamp = stamp if stamp >= 0 else other
+        hit = stamp >= 0
+        polarity = np.float32(stamp & 1)
+        green = np.float32(1.0 - np.float64(stamp >> 1) / span)
+        out[0, j] = polarity if hit else np.float32(0)
+        out[1, j] = green if hit else np.float32(0)
+        out[2, j] = (np.float32(1) - polarity) if hit else np.float32(0)
+    for c in range(chunks):
+        last[c, j0:j1] = -1
+
+
+@numba.njit(cache=True, nogil=True)
+def tencode_stamp_pixels(last, span, out):
+    """out (3, H W) float32 = (p, 1 - t_n, 1 - p) of the latest stamp per pixel in `last`, 0 where
+    none; t_n = (t - t_first) / span in float64, as the reference. Resets `last`, tile by tile."""
+    size = out.shape[1]
+    for j0 in range(0, size, STAMP_TILE):
+        _tencode_stamp_tile(last, span, out, j0, min(j0 + STAMP_TILE, size))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

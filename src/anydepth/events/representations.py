@@ -61,8 +61,12 @@ def tencode(events: EventArray) -> np.ndarray:
         return grid
     grid = np.empty((3, height, width), np.float32)
     with _clean_scratch(f"tencode{workers}", (workers, height * width), np.int32, -1) as last:
-        kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
-        kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
+        if span < kernels.STAMP_LIMIT_US:  # stamps 2 (t - t_first) + p: the pixel pass reads only the table
+            kernels.tencode_stamp_chunks(events.x, events.y, events.t, events.p, t_first, width, last)
+            kernels.tencode_stamp_pixels(last, span, grid.reshape(3, -1))
+        else:  # event indices, then t and p read per pixel
+            kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
+            kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
     return grid
 
 
