@@ -269,3 +269,27 @@ def test_tencode_stamp_and_index_kernels_agree():
     for grid in grids[1:]:
         np.testing.assert_array_equal(grid, grids[0])
     np.testing.assert_array_equal(grids[0].reshape(3, 30, 50), reference.tencode(events))
+
+
+@pytest.mark.parametrize("bins", [1, 2, 5])
+def test_voxel_grid_with_many_events_at_the_last_timestamp(kernel_path, bins):
+    """A third of the events at t_last (lower bin B - 1, weight 0: the chunked path counts them in
+    bin range B - 2 with weight 1) and a chunk bound that falls near a bin start."""
+    events = random_events(30_000, (30, 50), seed=10)
+    t = events.t.copy()
+    t[-10_000:] = t[-1]
+    events = EventArray.from_arrays(events.x, events.y, t, events.p, events.sensor_size)
+    for normalize in (False, True):
+        np.testing.assert_allclose(voxel_grid(events, bins, normalize), reference.voxel_grid(events, bins, normalize), atol=2e-4)
+    if kernel_path == "serial":
+        np.testing.assert_array_equal(voxel_grid(events, bins, False), reference.voxel_grid(events, bins, False))
+
+
+def test_voxel_chunk_bounds_snap_to_nearby_bin_starts():
+    from anydepth.events import kernels
+
+    starts = np.array([0, 2_490, 5_003, 7_400, 10_000])  # n = 10,000; slack n / (256 * 2) = 19
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(starts, 2), [0, 5_003, 10_000])
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(starts, 4), [0, 2_500, 5_003, 7_500, 10_000])
+    edge = np.array([0, 3, 9_998, 10_000])  # bin starts near the outer bounds never move them
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(edge, 2), [0, 5_000, 10_000])

@@ -236,46 +236,76 @@ def voxel_planes(x, y, t, p, t_first, span, width, out):
         _voxel_range(x, y, t, p, t_first, span, steps, width, b, starts[b], starts[b + 1], out[b], out[min(b + 1, steps)])
 
 
+@numba.njit(cache=True, nogil=True)
+def voxel_chunk_bounds(starts, chunks):
+    """(chunks + 1,) int64: chunk c takes events [bounds[c], bounds[c + 1]), about n / chunks each;
+    an inner bound within n / (256 chunks) events of a bin start moves onto it (else one chunk
+    reaches a few events into the next bin range: a whole pair plane filled, merged and cleared
+    for them). starts: `voxel_bin_starts`."""
+    bins = starts.shape[0] - 1
+    n = starts[bins]
+    slack = n // (256 * chunks)
+    bounds = np.empty(chunks + 1, np.int64)
+    bounds[0], bounds[chunks] = 0, n
+    for c in range(1, chunks):
+        bound = c * n // chunks
+        for b in range(1, bins):
+            if abs(starts[b] - c * n // chunks) <= slack:
+                bound = starts[b]
+        bounds[c] = bound
+    return bounds
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
     """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, all 0 on entry
-    (`voxel_merge` puts the zeros back). Chunk c takes events [c n / chunks, (c + 1) n / chunks)
-    and, for each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the
-    lower-bin and at [2 pixel + 1] the upper-bin contributions (both in one cache line: the
-    footprint of one bin range is 8 bytes per pixel). Returns the bin starts for `voxel_merge`."""
+    (`voxel_merge` puts the zeros back). Chunk c takes the events of `voxel_chunk_bounds` and, for
+    each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the lower-bin and at
+    [2 pixel + 1] the upper-bin contributions (both in one cache line: the footprint of one bin
+    range is 8 bytes per pixel). The events at t_first + span (lower bin B - 1, weight 0) join bin
+    range B - 2 with weight exactly 1 (adding +-0 to bin B - 2 and their value to bin B - 1), so
+    bin range B - 1 stays empty. Returns reached (chunks, bins) bool: which pairs[c, b] hold
+    contributions, for `voxel_merge`."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     n = t.shape[0]
     starts = voxel_bin_starts(t, t_first, span, bins)
+    if steps > 0:
+        starts[steps] = n
+    bounds = voxel_chunk_bounds(starts, chunks)
     for c in numba.prange(chunks):
-        first, last = c * n // chunks, (c + 1) * n // chunks
         for b in range(bins):
-            start, stop = max(starts[b], first), min(starts[b + 1], last)
+            start, stop = max(starts[b], bounds[c]), min(starts[b + 1], bounds[c + 1])
             if start < stop:
                 pair = pairs[c, b]
                 _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
-    return starts
+    return _voxel_reached(starts, bounds)
+
+
+@numba.njit(cache=True, nogil=True)
+def _voxel_reached(starts, bounds):
+    chunks, bins = bounds.shape[0] - 1, starts.shape[0] - 1
+    reached = np.empty((chunks, bins), np.bool_)
+    for c in range(chunks):
+        for b in range(bins):
+            reached[c, b] = max(starts[b], bounds[c]) < min(starts[b + 1], bounds[c + 1])
+    return reached
 
 
 MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay in L1 / L2
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def voxel_merge(pairs, starts, out):
+def voxel_merge(pairs, reached, out):
     """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
     pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile,
     writing 0 back into the pairs it read (they are in L1 then; cheaper than clearing them before
     the next call). Returns (count of non-zero values, sum, sum of squares) of out for the
-    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
-    a busy machine."""
+    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than
+    waking the threads again on a busy machine."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     size = out.shape[1]
-    n = starts[bins]
-    reached = np.zeros((chunks, bins), np.bool_)
-    for c in range(chunks):
-        for b in range(bins):
-            reached[c, b] = max(starts[b], c * n // chunks) < min(starts[b + 1], (c + 1) * n // chunks)
     count, total, square = 0, 0.0, 0.0
     for j0 in range(0, size, MERGE_TILE):
         j1 = min(j0 + MERGE_TILE, size)
@@ -283,7 +313,7 @@ def voxel_merge(pairs, starts, out):
             out[b, j0:j1] = 0.0
         for c in range(chunks):
             for b in range(bins):
-                if reached[c, b]:  # the last bin's upper halves hold zeros: added to itself
+                if reached[c, b]:  # one bin: its upper halves hold zeros, added to itself
                     _take_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
         for b in range(bins):
             tile = _moments(out[b, j0:j1])
