@@ -78,7 +78,7 @@ def tencode_pixels(t, p, t_first, span, last, out):
 # Tencode's stamps: 2 (t - t_first) + p per event, so the pixel pass reads everything it needs from
 # the table (no random reads of t and p). An int32 holds them while t - t_first < 2^30 µs (17.9 min).
 STAMP_LIMIT_US = 1 << 30
-STAMP_TILE = 4096  # pixels per step of `tencode_stamp_pixels`: the chunks' table rows stay in L1
+STAMP_TILE = 4096  # pixels per step of `tencode_stamp_pixels`: its table rows and output stay in L1 / L2
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -91,7 +91,7 @@ def _stamp_range(x, y, t, p, t_first, width, start, stop, last):
 @numba.njit(cache=True, nogil=True, parallel=True)
 def tencode_stamp_chunks(x, y, t, p, t_first, width, last):
     """last (chunks, H W) int32, all -1 on entry: last[c, y * width + x] = 2 (t - t_first) + p of the
-    last event there among chunk c's events [c n / chunks, (c + 1) n / chunks). Needs
+    last event there among chunk c's events [c n / chunks, (c + 1) n / chunks) (p 0 or 1). Needs
     t - t_first < STAMP_LIMIT_US (else the stamps overflow: use `last_index_chunks`)."""
     chunks = last.shape[0]
     n = x.shape[0]
@@ -248,11 +248,11 @@ def voxel_chunk_bounds(starts, chunks):
     bounds = np.empty(chunks + 1, np.int64)
     bounds[0], bounds[chunks] = 0, n
     for c in range(1, chunks):
-        bound = c * n // chunks
+        even = c * n // chunks
+        bounds[c] = even
         for b in range(1, bins):
-            if abs(starts[b] - c * n // chunks) <= slack:
-                bound = starts[b]
-        bounds[c] = bound
+            if abs(starts[b] - even) <= slack:
+                bounds[c] = starts[b]
     return bounds
 
 
@@ -284,6 +284,8 @@ def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
 
 @numba.njit(cache=True, nogil=True)
 def _voxel_reached(starts, bounds):
+    """(chunks, bins) bool: whether chunk c has events of lower bin b. Computed outside the
+    parallel loop: writing it from inside made numba's scatter loop 20 % slower."""
     chunks, bins = bounds.shape[0] - 1, starts.shape[0] - 1
     reached = np.empty((chunks, bins), np.bool_)
     for c in range(chunks):
