@@ -225,3 +225,71 @@ def test_voxel_bin_boundaries_without_division(kernel_path):
     grid = voxel_grid(events, bins=4, normalize=False)
     np.testing.assert_allclose(grid, reference.voxel_grid(events, bins=4, normalize=False), atol=1e-6)
     assert grid[1, 0, 1] == 1.0 and grid[2, 0, 1] == 0.0 and grid[2, 0, 2] == 1.0 and grid[3, 0, 2] == 0.0
+
+
+@pytest.mark.parametrize("span", [0, 1, 40_000, (1 << 30) - 1, 1 << 30, (1 << 31) + 12_345])
+def test_tencode_on_both_sides_of_the_stamp_limit(kernel_path, span):
+    """The chunked path stores 2 (t - t_first) + p per pixel in int32 while the window is shorter
+    than 2^30 µs and falls back to event indices beyond: equal to the reference on both sides (a
+    single timestamp too). The newest events sit at t_first + span, positive, so a stamp that
+    overflowed would lose them."""
+    events = random_events(6_000, (20, 30), seed=8)
+    t = np.sort(np.random.default_rng(8).integers(0, span + 1, len(events)))
+    t[0], t[-50:] = 0, span
+    t += 5_000
+    p = events.p.copy()
+    p[-50:] = 1
+    events = EventArray.from_arrays(events.x, events.y, t, p, events.sensor_size)
+    assert int(events.t[-1] - events.t[0]) == span
+    np.testing.assert_array_equal(tencode(events), reference.tencode(events))
+    single = EventArray.from_arrays(events.x[:1], events.y[:1], events.t[-1:], events.p[-1:], events.sensor_size)
+    np.testing.assert_array_equal(tencode(single), reference.tencode(single))
+
+
+def test_tencode_stamp_and_index_kernels_agree():
+    """The two chunked kernels on the same window (within the stamp limit), several chunks, their
+    tables back to -1 afterwards."""
+    from anydepth.events import kernels
+
+    events = random_events(50_000, (30, 50), seed=9)
+    t_first, span, width = int(events.t[0]), float(events.t[-1] - events.t[0]), 50
+    grids = []
+    for chunks in (1, 3):
+        for stamped in (True, False):
+            last = np.full((chunks, 30 * 50), -1, np.int32)
+            grid = np.full((3, 30 * 50), np.nan, np.float32)
+            if stamped:
+                kernels.tencode_stamp_chunks(events.x, events.y, events.t, events.p, t_first, width, last)
+                kernels.tencode_stamp_pixels(last, span, grid)
+            else:
+                kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
+                kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid)
+            assert (last == -1).all()
+            grids.append(grid)
+    for grid in grids[1:]:
+        np.testing.assert_array_equal(grid, grids[0])
+    np.testing.assert_array_equal(grids[0].reshape(3, 30, 50), reference.tencode(events))
+
+
+@pytest.mark.parametrize("bins", [1, 2, 5])
+def test_voxel_grid_with_many_events_at_the_last_timestamp(kernel_path, bins):
+    """A third of the events at t_last (lower bin B - 1, weight 0: the chunked path counts them in
+    bin range B - 2 with weight 1) and a chunk bound that falls near a bin start."""
+    events = random_events(30_000, (30, 50), seed=10)
+    t = events.t.copy()
+    t[-10_000:] = t[-1]
+    events = EventArray.from_arrays(events.x, events.y, t, events.p, events.sensor_size)
+    for normalize in (False, True):
+        np.testing.assert_allclose(voxel_grid(events, bins, normalize), reference.voxel_grid(events, bins, normalize), atol=2e-4)
+    if kernel_path == "serial":
+        np.testing.assert_array_equal(voxel_grid(events, bins, False), reference.voxel_grid(events, bins, False))
+
+
+def test_voxel_chunk_bounds_snap_to_nearby_bin_starts():
+    from anydepth.events import kernels
+
+    starts = np.array([0, 2_490, 5_003, 7_400, 10_000])  # n = 10,000; slack n / (256 * 2) = 19
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(starts, 2), [0, 5_003, 10_000])
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(starts, 4), [0, 2_500, 5_003, 7_500, 10_000])
+    edge = np.array([0, 3, 9_998, 10_000])  # bin starts near the outer bounds never move them
+    np.testing.assert_array_equal(kernels.voxel_chunk_bounds(edge, 2), [0, 5_000, 10_000])

@@ -10,7 +10,8 @@ thread wake-up costs more on a busy machine).
 
 Scratch conventions (the buffers are reused across calls by `representations`):
 - last-event tables are int32 (chunks, size) and hold -1 everywhere between calls: the per-event
-  pass writes event indices, the pixel pass reads them and puts -1 back, so no call fills them;
+  pass writes event indices (or Tencode's stamps 2 (t - t_first) + p), the pixel pass reads them
+  and puts -1 back, so no call fills them;
 - voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
   lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
   event); the merge reads them tile by tile and writes the zeros back.
@@ -72,6 +73,58 @@ def tencode_pixels(t, p, t_first, span, last, out):
     """out (3, H * W) float32 = (p, 1 - t_n, 1 - p) of the event in `last` per pixel, 0 where
     none; t_n = (t - t_first) / span in float64 per pixel, as the reference. Resets `last`."""
     _tencode_range(t, p, t_first, span, last, out, 0, out.shape[1])
+
+
+# Tencode's stamps: 2 (t - t_first) + p per event, so the pixel pass reads everything it needs from
+# the table (no random reads of t and p). An int32 holds them while t - t_first < 2^30 µs (17.9 min).
+STAMP_LIMIT_US = 1 << 30
+STAMP_TILE = 4096  # pixels per step of `tencode_stamp_pixels`: its table rows and output stay in L1 / L2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _stamp_range(x, y, t, p, t_first, width, start, stop, last):
+    xs, ys, ts, ps = x[start:stop], y[start:stop], t[start:stop], p[start:stop]  # indexed from 0
+    for j in range(xs.shape[0]):
+        last[np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])] = np.int32(((ts[j] - t_first) << 1) | np.int64(ps[j]))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def tencode_stamp_chunks(x, y, t, p, t_first, width, last):
+    """last (chunks, H W) int32, all -1 on entry: last[c, y * width + x] = 2 (t - t_first) + p of the
+    last event there among chunk c's events [c n / chunks, (c + 1) n / chunks) (p 0 or 1). Needs
+    t - t_first < STAMP_LIMIT_US (else the stamps overflow: use `last_index_chunks`)."""
+    chunks = last.shape[0]
+    n = x.shape[0]
+    for c in numba.prange(chunks):
+        _stamp_range(x, y, t, p, t_first, width, c * n // chunks, (c + 1) * n // chunks, last[c])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tencode_stamp_tile(last, span, out, j0, j1):
+    """Pixels [j0, j1): the latest chunk's stamp (branch-free select), decoded; then -1 written back."""
+    chunks = last.shape[0]
+    for j in range(j0, j1):
+        stamp = last[chunks - 1, j]
+        for c in range(chunks - 2, -1, -1):
+            other = last[c, j]
+            stamp = stamp if stamp >= 0 else other
+        hit = stamp >= 0
+        polarity = np.float32(stamp & 1)
+        green = np.float32(1.0 - np.float64(stamp >> 1) / span)
+        out[0, j] = polarity if hit else np.float32(0)
+        out[1, j] = green if hit else np.float32(0)
+        out[2, j] = (np.float32(1) - polarity) if hit else np.float32(0)
+    for c in range(chunks):
+        last[c, j0:j1] = -1
+
+
+@numba.njit(cache=True, nogil=True)
+def tencode_stamp_pixels(last, span, out):
+    """out (3, H W) float32 = (p, 1 - t_n, 1 - p) of the latest stamp per pixel in `last`, 0 where
+    none; t_n = (t - t_first) / span in float64, as the reference. Resets `last`, tile by tile."""
+    size = out.shape[1]
+    for j0 in range(0, size, STAMP_TILE):
+        _tencode_stamp_tile(last, span, out, j0, min(j0 + STAMP_TILE, size))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -183,46 +236,78 @@ def voxel_planes(x, y, t, p, t_first, span, width, out):
         _voxel_range(x, y, t, p, t_first, span, steps, width, b, starts[b], starts[b + 1], out[b], out[min(b + 1, steps)])
 
 
+@numba.njit(cache=True, nogil=True)
+def voxel_chunk_bounds(starts, chunks):
+    """(chunks + 1,) int64: chunk c takes events [bounds[c], bounds[c + 1]), about n / chunks each;
+    an inner bound within n / (256 chunks) events of a bin start moves onto it (else one chunk
+    reaches a few events into the next bin range: a whole pair plane filled, merged and cleared
+    for them). starts: `voxel_bin_starts`."""
+    bins = starts.shape[0] - 1
+    n = starts[bins]
+    slack = n // (256 * chunks)
+    bounds = np.empty(chunks + 1, np.int64)
+    bounds[0], bounds[chunks] = 0, n
+    for c in range(1, chunks):
+        even = c * n // chunks
+        bounds[c] = even
+        for b in range(1, bins):
+            if abs(starts[b] - even) <= slack:
+                bounds[c] = starts[b]
+    return bounds
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
     """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, all 0 on entry
-    (`voxel_merge` puts the zeros back). Chunk c takes events [c n / chunks, (c + 1) n / chunks)
-    and, for each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the
-    lower-bin and at [2 pixel + 1] the upper-bin contributions (both in one cache line: the
-    footprint of one bin range is 8 bytes per pixel). Returns the bin starts for `voxel_merge`."""
+    (`voxel_merge` puts the zeros back). Chunk c takes the events of `voxel_chunk_bounds` and, for
+    each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the lower-bin and at
+    [2 pixel + 1] the upper-bin contributions (both in one cache line: the footprint of one bin
+    range is 8 bytes per pixel). The events at t_first + span (lower bin B - 1, weight 0) join bin
+    range B - 2 with weight exactly 1 (adding +-0 to bin B - 2 and their value to bin B - 1), so
+    bin range B - 1 stays empty. Returns reached (chunks, bins) bool: which pairs[c, b] hold
+    contributions, for `voxel_merge`."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     n = t.shape[0]
     starts = voxel_bin_starts(t, t_first, span, bins)
+    if steps > 0:
+        starts[steps] = n
+    bounds = voxel_chunk_bounds(starts, chunks)
     for c in numba.prange(chunks):
-        first, last = c * n // chunks, (c + 1) * n // chunks
         for b in range(bins):
-            start, stop = max(starts[b], first), min(starts[b + 1], last)
+            start, stop = max(starts[b], bounds[c]), min(starts[b + 1], bounds[c + 1])
             if start < stop:
                 pair = pairs[c, b]
                 _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
-    return starts
+    return _voxel_reached(starts, bounds)
+
+
+@numba.njit(cache=True, nogil=True)
+def _voxel_reached(starts, bounds):
+    """(chunks, bins) bool: whether chunk c has events of lower bin b. Computed outside the
+    parallel loop: writing it from inside made numba's scatter loop 20 % slower."""
+    chunks, bins = bounds.shape[0] - 1, starts.shape[0] - 1
+    reached = np.empty((chunks, bins), np.bool_)
+    for c in range(chunks):
+        for b in range(bins):
+            reached[c, b] = max(starts[b], bounds[c]) < min(starts[b + 1], bounds[c + 1])
+    return reached
 
 
 MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay in L1 / L2
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def voxel_merge(pairs, starts, out):
+def voxel_merge(pairs, reached, out):
     """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
     pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile,
     writing 0 back into the pairs it read (they are in L1 then; cheaper than clearing them before
     the next call). Returns (count of non-zero values, sum, sum of squares) of out for the
-    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than waking the threads again on
-    a busy machine."""
+    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than
+    waking the threads again on a busy machine."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     size = out.shape[1]
-    n = starts[bins]
-    reached = np.zeros((chunks, bins), np.bool_)
-    for c in range(chunks):
-        for b in range(bins):
-            reached[c, b] = max(starts[b], c * n // chunks) < min(starts[b + 1], (c + 1) * n // chunks)
     count, total, square = 0, 0.0, 0.0
     for j0 in range(0, size, MERGE_TILE):
         j1 = min(j0 + MERGE_TILE, size)
@@ -230,7 +315,7 @@ def voxel_merge(pairs, starts, out):
             out[b, j0:j1] = 0.0
         for c in range(chunks):
             for b in range(bins):
-                if reached[c, b]:  # the last bin's upper halves hold zeros: added to itself
+                if reached[c, b]:  # one bin: its upper halves hold zeros, added to itself
                     _take_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
         for b in range(bins):
             tile = _moments(out[b, j0:j1])

@@ -61,8 +61,12 @@ def tencode(events: EventArray) -> np.ndarray:
         return grid
     grid = np.empty((3, height, width), np.float32)
     with _clean_scratch(f"tencode{workers}", (workers, height * width), np.int32, -1) as last:
-        kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
-        kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
+        if span < kernels.STAMP_LIMIT_US:  # stamps 2 (t - t_first) + p: the pixel pass reads only the table
+            kernels.tencode_stamp_chunks(events.x, events.y, events.t, events.p, t_first, width, last)
+            kernels.tencode_stamp_pixels(last, span, grid.reshape(3, -1))
+        else:  # event indices, then t and p read per pixel
+            kernels.last_index_chunks(events.x, events.y, events.p, width, 0, last)
+            kernels.tencode_pixels(events.t, events.p, t_first, span, last, grid.reshape(3, -1))
     return grid
 
 
@@ -94,8 +98,8 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
         return grid
     grid = np.empty((bins, height, width), np.float32)
     with _clean_scratch(f"voxel{workers}", (workers, bins, 2 * height * width), np.float32, 0) as pairs:
-        starts = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
-        count, total, squares = kernels.voxel_merge(pairs, starts, grid.reshape(bins, -1))
+        reached = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
+        count, total, squares = kernels.voxel_merge(pairs, reached, grid.reshape(bins, -1))
     if normalize and count:
         mean = total / count
         variance = squares / count - mean * mean
