@@ -107,6 +107,10 @@ class TTOConfig:
     ridge: float = 1e-6
     loss_grid: bool = False
     anchored: bool = False
+    final_ridge: float | None = None
+    final_on_grid: bool = False
+    warmup: int = 0
+    decay: bool = False
 
     def __post_init__(self):
         if isinstance(self.amp, bool):
@@ -404,6 +408,18 @@ def _statistics_on_grid(mu: torch.Tensor, variance: torch.Tensor, weights: torch
     return mu_grid, (moment - mu_grid * mu_grid).clamp_min(0), mass
 
 
+def learning_rate_factor(step: int, config: TTOConfig) -> float:
+    """The learning rate of gradient step `step` (0-based) over config.lr: a linear ramp over the
+    first `warmup` steps (1 / (warmup + 1) .. 1), then 1 or, with `decay`, a cosine from 1 to 0
+    over the remaining steps (the last step gets 1 / (remaining) of a half period before 0)."""
+    if step < config.warmup:
+        return (step + 1) / (config.warmup + 1)
+    if not config.decay:
+        return 1.0
+    remaining = max(config.iterations - config.warmup, 1)
+    return 0.5 * (1.0 + float(np.cos(np.pi * (step - config.warmup) / remaining)))
+
+
 def _autocast(config: TTOConfig, device: torch.device):
     if config.amp == "on" or (config.amp == "cuda" and device.type == "cuda"):
         return precision_autocast(device, config.amp_dtype)
@@ -456,6 +472,9 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     if solve:  # take the last 1x1 convolution and the final ReLU out: the head then ends in its 32 features
         output_conv[2], output_conv[3] = torch.nn.Identity(), torch.nn.Identity()
     optimizer = torch.optim.Adam(parameters, lr=config.lr) if parameters else None
+    schedule = None
+    if optimizer is not None and (config.warmup or config.decay):
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
     floor = float((weights * variance).sum() / weights.sum().clamp_min(1e-12))
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
@@ -486,6 +505,8 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if schedule is not None:
+            schedule.step()
         losses.append(float(loss.detach()))
         elapsed.append(time.perf_counter() - started)
         iterations = iteration + 1
@@ -499,16 +520,30 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
                 if stale >= config.patience:
                     break
     final_size = config.final_input_size or config.input_size
+    final_ridge = config.ridge if config.final_ridge is None else config.final_ridge
     with torch.no_grad():  # in float32
         x_final = x if final_size == config.input_size else image_to_tensor(aif_bgr, final_size).to(device)
-        final_cache = cache if isinstance(cache, _FusedCache) else None  # its key is the input size
+        # the caches are keyed by the input's shape; a prefix computed under autocast is not reused
+        reuse = isinstance(cache, _FusedCache) or isinstance(autocast, contextlib.nullcontext)
+        final_cache = cache if reuse else None
         if solve:  # solve once more on the final features and put the layer back with the ReLU
-            features = _last_features(model, x_final, (height, width), final_cache)
-            w, c = solve_last_layer(features, target, weights, config.ridge, anchor)
+            if config.final_on_grid:  # on the network's grid; the solved layer's output is then resized
+                features = _head_output(model, x_final, final_cache).float()[0]
+                grid = tuple(features.shape[-2:])
+                grid_mu, _, grid_weights = ((step_mu, step_variance, step_weights) if grid == size
+                                            else _statistics_on_grid(mu, variance, weights, grid))
+                grid_target = grid_mu if unit == "disparity" else 1.0 / grid_mu.clamp_min(1e-6)
+                w, c = solve_last_layer(features, grid_target, grid_weights, final_ridge, anchor)
+                output = torch.einsum("c,chw->hw", w, features) + c
+                output = F.interpolate(output[None, None], (height, width), mode="bilinear", align_corners=True)[0, 0]
+            else:
+                features = _last_features(model, x_final, (height, width), final_cache)
+                w, c = solve_last_layer(features, target, weights, final_ridge, anchor)
+                output = torch.einsum("c,chw->hw", w, features) + c
             last_conv.weight.copy_(w.view_as(last_conv.weight))
             last_conv.bias.copy_(c.view_as(last_conv.bias))
             output_conv[2], output_conv[3] = last_conv, torch.nn.ReLU()
-            relative = torch.relu(torch.einsum("c,chw->hw", w, features) + c)
+            relative = torch.relu(output)
         else:
             relative = _relative(model, x_final, (height, width), final_cache).float()
     scale, shift = fit_to_dff(relative, mu, weights, unit)
