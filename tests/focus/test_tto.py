@@ -178,6 +178,10 @@ def test_recipes():
     assert TTOConfig(amp=False).amp == "off" and TTOConfig(amp=True).amp == "cuda"
     with pytest.raises(InputError, match="nothing to optimise"):
         TTOConfig(parameters="none")
+    with pytest.raises(InputError, match="final_ridge"):
+        TTOConfig(final_ridge=-1.0)
+    with pytest.raises(InputError, match="warmup"):
+        TTOConfig(warmup=-1)
 
 
 def test_last_layer_solve_is_exact_on_a_known_answer():

@@ -131,8 +131,10 @@ class TTOConfig:
             raise InputError(f"amp_dtype must be bf16 or fp16, got {self.amp_dtype!r}")
         if self.parameters == "none" and not self.head_solve and self.iterations:
             raise InputError('parameters "none" leaves nothing to optimise without head_solve')
-        if self.ridge < 0:
-            raise InputError("ridge must be >= 0")
+        if self.ridge < 0 or (self.final_ridge is not None and self.final_ridge < 0):
+            raise InputError("ridge and final_ridge must be >= 0")
+        if self.warmup < 0:
+            raise InputError("warmup must be >= 0")
         if self.parameters not in PARAMETER_SETS:
             raise InputError(f"parameters must be one of {', '.join(PARAMETER_SETS)}, got {self.parameters!r}")
         if self.confidence not in CONFIDENCES:
@@ -146,7 +148,7 @@ PAPER = TTOConfig()
 # 1000+), against TTO-paper run there (/tmp tuning script, CPU, one thread, input 196): the head's
 # last layer solved at every step pulled towards the pretrained one (ridge 3e-3; lowering it to 1e-3
 # or raising it to 1e-2 left a higher final loss), a free final solve (final_ridge: 3-4 % lower final
-# loss, AbsRel no worse) on the network's grid (final_on_grid: 8 % less time, same loss), the loss of
+# loss, AbsRel no worse) on the network's grid (final_on_grid: 1-8 % less time, same loss), the loss of
 # the steps on the grid, bf16 autocast on the CPU too, the last 3 blocks plus the head's two output
 # convolutions before the solved layer (the blocks alone: 1.12x paper's final loss on one scene; the
 # whole DPT head at this rate: up to 1.9x) at lr 3e-3 (5e-3 and 1e-2 worse), 30 steps (26: 1.04x);
