@@ -17,8 +17,10 @@ from anydepth.focus.tto import (
     TTOConfig,
     confidence_map,
     dff_statistics,
+    _trainable,
     fit_to_dff,
     focus_loss,
+    learning_rate_factor,
     linear_baseline,
     metric_from_relative,
     run_tto,
@@ -166,8 +168,9 @@ def test_lora_and_norm_bias_subsets_lower_the_loss(prior):
 def test_recipes():
     assert (PAPER.iterations, PAPER.lr, PAPER.parameters) == (500, 1e-5, "encoder")
     assert (PAPER.head_solve, PAPER.input_size, PAPER.final_input_size, PAPER.amp) == (False, 518, None, "cuda")
-    assert FAST.parameters == "last-k" and FAST.patience > 0
-    assert FASTEST.head_solve
+    assert FAST.parameters == "last-k-head" and FAST.head_solve and FAST.iterations == 30
+    assert (FAST.loss_grid, FAST.final_on_grid, FAST.amp) == (True, True, "on")
+    assert FASTEST.head_solve and FASTEST.iterations == 0 and FASTEST.parameters == "none"
     with pytest.raises(InputError, match="confidence"):
         TTOConfig(confidence="magic")
     with pytest.raises(InputError, match="amp"):
@@ -175,6 +178,10 @@ def test_recipes():
     assert TTOConfig(amp=False).amp == "off" and TTOConfig(amp=True).amp == "cuda"
     with pytest.raises(InputError, match="nothing to optimise"):
         TTOConfig(parameters="none")
+    with pytest.raises(InputError, match="final_ridge"):
+        TTOConfig(final_ridge=-1.0)
+    with pytest.raises(InputError, match="warmup"):
+        TTOConfig(warmup=-1)
 
 
 def test_last_layer_solve_is_exact_on_a_known_answer():
@@ -204,21 +211,72 @@ def test_last_layer_solve_is_exact_on_a_known_answer():
         solve_last_layer(features, target[:-1], weights)
 
 
-def test_fastest_lowers_the_loss_below_the_refit_and_the_solve(prior):
+def test_fast_lowers_the_loss_below_the_refit_and_the_solve(prior):
     aif, disparity, volume, slices, flat = _controlled_stack()
     bgr = aif[..., ::-1].copy()
     untouched = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, TTOConfig(iterations=0, input_size=56))
     solved = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices,
                      TTOConfig(iterations=0, parameters="none", head_solve=True, input_size=56))
-    config = dataclasses.replace(FASTEST, input_size=56, iterations=20, patience=0)
+    fastest = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, dataclasses.replace(FASTEST, input_size=56))
+    config = dataclasses.replace(FAST, input_size=56, iterations=20)
     result = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
     # the head solve is the (a, b) refit with 33 unknowns instead of 2, so never worse than it
     assert solved.losses[-1] < untouched.losses[-1]
+    assert fastest.iterations == 0 and fastest.losses[-1] < untouched.losses[-1]
     assert min(result.losses[1:-1]) < result.losses[0]  # the gradient steps after the solve help
     assert result.losses[-1] < solved.losses[-1]
-    # the solved layer was put back: the copy's relative output is what is returned, refitted to (1, 0)
-    assert (result.scale, result.shift) == pytest.approx((1.0, 0.0), abs=1e-3)
+    # the solved layer was put back: the copy's relative output is what is returned, refitted to ~(1, 0)
+    # (exactly with the solve at the stack's size; FAST solves on the network's grid)
+    assert (solved.scale, solved.shift) == pytest.approx((1.0, 0.0), abs=1e-3)
+    assert (result.scale, result.shift) == pytest.approx((1.0, 0.0), abs=0.05)
     assert result.depth.shape == disparity.shape and np.isfinite(result.depth).all()
+
+
+def test_final_solve_free_and_on_the_grid(prior):
+    """The free final solve is the least-squares minimum of the loss at the stack's size over the
+    last layer (so below the anchored one); the solve on the network's grid approximates it."""
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    bgr = aif[..., ::-1].copy()
+    base = TTOConfig(iterations=0, parameters="none", head_solve=True, anchored=True, ridge=1.0, input_size=56)
+    anchored = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, base)
+    free = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, dataclasses.replace(base, final_ridge=0.0))
+    grid = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices,
+                   dataclasses.replace(base, final_ridge=0.0, final_on_grid=True))
+    assert free.losses[-1] < anchored.losses[-1]
+    assert free.losses[-1] * (1 - 1e-5) <= grid.losses[-1] < free.losses[-1] * 1.05
+    assert grid.losses[-1] < anchored.losses[-1]
+
+
+def test_learning_rate_schedule():
+    warm = TTOConfig(iterations=10, warmup=3)
+    assert [learning_rate_factor(i, warm) for i in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    decay = TTOConfig(iterations=10, warmup=2, decay=True)
+    expected = [1 / 3, 2 / 3] + [0.5 * (1 + np.cos(np.pi * k / 8)) for k in range(8)]
+    assert [learning_rate_factor(i, decay) for i in range(10)] == pytest.approx(expected)
+    assert learning_rate_factor(5, TTOConfig(iterations=10)) == 1.0
+
+
+def test_schedule_and_head_subsets_run(prior):
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    bgr = aif[..., ::-1].copy()
+    config = TTOConfig(iterations=4, lr=1e-3, parameters="last-k", last_k=2, input_size=56)
+    constant = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
+    ramped = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, dataclasses.replace(config, warmup=3))
+    assert constant.losses[0] == ramped.losses[0] and constant.losses[1] != ramped.losses[1]  # the first step differs
+    # "head" under bf16 autocast: the cached fusion is kept in float32 for the final float32 pass
+    head = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices,
+                   TTOConfig(iterations=3, lr=1e-3, parameters="head", input_size=56, amp="on"))
+    assert np.isfinite(head.depth).all() and len(head.losses) == 4
+
+
+def test_last_k_head_trains_the_last_blocks_and_the_output_convolutions():
+    model = DepthAnythingV2("vitp")
+    chosen = {id(p) for p in _trainable(model, TTOConfig(parameters="last-k-head", last_k=1))}
+    scratch, encoder = model.depth_head.scratch, model.pretrained
+    expected = [*encoder.blocks[-1].parameters(), *encoder.norm.parameters(), *scratch.output_conv1.parameters(),
+                *scratch.output_conv2[0].parameters()]
+    assert chosen == {id(p) for p in expected}
+    assert all(p.requires_grad == (id(p) in chosen) for p in model.parameters())
 
 
 def test_bf16_autocast_runs_on_the_cpu(prior):

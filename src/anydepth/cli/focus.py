@@ -26,8 +26,8 @@ def _common(parser) -> None:
     add_device(parser, "; the DAv2 prior, DFV and test-time optimisation run there")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="network arithmetic: fp32, bf16 or fp16 (CUDA only) for the DAv2 prior and TTO "
-                             "(default: fp32 for the prior; TTO as its recipe: bf16 on CUDA for fast and paper, bf16 "
-                             "everywhere for fastest)")
+                             "(default: fp32 for the prior; TTO as its recipe: bf16 on CUDA for paper, bf16 "
+                             "everywhere for fast; fastest has no gradient step)")
 
 
 def add_parser(commands) -> None:
