@@ -84,3 +84,14 @@ def test_fresh_state(height):
     trained = cell(skip_zero_hidden=True)(x, None)[0]
     trained.sum().backward()
     torch.testing.assert_close(trained.detach(), skipping(x, zeros)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_weights_loaded_in_inference_mode_reach_the_winograd_path():
+    """Inference tensors have no version counter: loading a state dict clears the cache."""
+    with torch.inference_mode():
+        lstm = cell()
+        x, state = torch.randn(1, 8, 40, 30), (torch.randn(1, 8, 40, 30), torch.randn(1, 8, 40, 30))
+        lstm(x, state)
+        lstm.load_state_dict({k: v * 0.5 for k, v in lstm.state_dict().items()})
+        got, _ = lstm(x, state)
+        torch.testing.assert_close(got, plain_cell(lstm, x, state)[0], rtol=1e-5, atol=1e-6)

@@ -91,6 +91,7 @@ class ConvLSTM(nn.Module):
         self.skip_zero_hidden = skip_zero_hidden
         self.Gates = nn.Conv2d(input_size + hidden_size, 4 * hidden_size, kernel_size, padding=kernel_size // 2)
         self._winograd_weights = winograd.WeightCache()
+        self.register_load_state_dict_post_hook(_forget_winograd_weights)
 
     def gates(self, x: torch.Tensor, prev_hidden: torch.Tensor | None) -> torch.Tensor:
         """`Gates` on [x, prev_hidden] (N, 4 hidden_size, H, W); prev_hidden None = x alone with the
@@ -122,6 +123,12 @@ class ConvLSTM(nn.Module):
         if prev_cell is not None:
             cell.addcmul_(remember_gate, prev_cell)
         return torch.tanh(cell).mul_(out_gate), cell
+
+
+def _forget_winograd_weights(module: ConvLSTM, _incompatible_keys) -> None:
+    """After `load_state_dict`: the cached transforms may be stale (inference tensors have no
+    version counter to tell)."""
+    module._winograd_weights.clear()
 
 
 class ConvGRU(nn.Module):

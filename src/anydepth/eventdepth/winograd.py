@@ -68,19 +68,23 @@ def transform_weight(weight: torch.Tensor, tile: int) -> torch.Tensor:
 
 class WeightCache:
     """Transformed weights of one convolution, recomputed when the weight changes: a new
-    tensor, device or dtype, or an in-place update (the tensor's version counter, which
-    `load_state_dict` and optimiser steps advance). Keys: (tile, first input channel, last + 1)."""
+    tensor, device or dtype, or an in-place update (the tensor's version counter, which optimiser
+    steps and `load_state_dict` advance; an inference tensor has none, so the owner calls `clear`
+    when it loads a state dict). Keys: (tile, first input channel, last + 1)."""
 
     def __init__(self):
         self._entries: dict[tuple, tuple[tuple, torch.Tensor]] = {}
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def get(self, weight: torch.Tensor, tile: int, channels: slice = slice(None)) -> torch.Tensor:
         key = (tile, channels.start, channels.stop)
-        stamp = (weight.data_ptr(), weight.device, weight.dtype, weight._version, tuple(weight.shape))
+        version = None if weight.is_inference() else weight._version
+        stamp = (weight.data_ptr(), weight.device, weight.dtype, version, tuple(weight.shape))
         entry = self._entries.get(key)
         if entry is None or entry[0] != stamp:
-            with torch.inference_mode(False), torch.no_grad():
-                entry = (stamp, transform_weight(weight[:, channels], tile))
+            entry = (stamp, transform_weight(weight[:, channels], tile))
             self._entries[key] = entry
         return entry[1]
 
