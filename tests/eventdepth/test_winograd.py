@@ -36,7 +36,7 @@ def test_matches_the_plain_convolution(tile, channels, out_channels, height, wid
         got = winograd.conv3x3(inputs, winograd.transform_weight(weight, tile), bias, tile, padding)
         no_bias = winograd.conv3x3(inputs, winograd.transform_weight(weight, tile), None, tile, padding)
     assert got.shape == expected.shape and got.dtype == torch.float32
-    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert got.stride(1) == 1  # channels-last strides (a crop of a dense map where a side is not a multiple of the tile)
     assert relative_error(got, expected) < BOUND[tile]
     assert relative_error(no_bias, expected - bias.double().view(1, -1, 1, 1)) < BOUND[tile]
     plain = F.conv2d(torch.cat(inputs, 1), weight, bias, padding=padding)

@@ -83,7 +83,7 @@ class ConvLSTM(nn.Module):
     then equals an explicit zero state up to float summation, not bit for bit. Off by default (a
     fresh state then runs the same ops on zeros, bit-identical to an explicit zero state)."""
 
-    WINOGRAD_TILE = 2
+    WINOGRAD_TILE = 4
 
     def __init__(self, input_size, hidden_size, kernel_size, skip_zero_hidden: bool = False):
         super().__init__()

@@ -20,6 +20,7 @@ tracing and export keep the plain convolution, so exported graphs are unchanged.
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import torch
@@ -102,12 +103,15 @@ def pays_off(height: int, width: int) -> bool:
 
 
 def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torch.Tensor | None, tile: int,
-            padding: int = 1, chunk_tiles: int = 1 << 30) -> torch.Tensor:
+            padding: int = 1, chunk_tiles: int = 128) -> torch.Tensor:
     """3x3 convolution, stride 1, zero `padding` (0 or 1), of the channel concatenation of `inputs`
     (each (N, C_i, H, W), any memory format) with `weight_t` = `transform_weight(w, tile)`
-    (a^2, sum C_i, C_out) -> (N, C_out, H + 2 padding - 2, W + 2 padding - 2), channels-last.
-    `bias` (C_out,) or None."""
-    at, _, bt = matrices(tile, weight_t.dtype)
+    (a^2, sum C_i, C_out) -> (N, C_out, H + 2 padding - 2, W + 2 padding - 2), channels-last
+    strides (dense when both output sides are multiples of `tile`, else a crop of such a map).
+    `bias` (C_out,) or None. The tiles go through the transforms and GEMMs in bands of about
+    `chunk_tiles` tiles, so that each band's temporaries stay small (in cache, and below the size
+    at which the allocator maps fresh pages for every call)."""
+    input_matrix, output_matrix = _kron_matrices(tile, weight_t.dtype, weight_t.device)
     a = tile + 2
     first = inputs[0]
     batch, height, width = first.shape[0], first.shape[-2], first.shape[-1]
@@ -127,26 +131,27 @@ def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torc
     row = padded.stride(1)
     tiled = padded.as_strided((a, a, batch, tiles_h, tiles_w, channels),
                               (row, channels, padded.stride(0), tile * row, tile * channels, 1))
-    input_matrix, output_matrix = torch.kron(bt, bt), torch.kron(at, at)
     out_channels = weight_t.shape[-1]
-    result = first.new_empty((batch, out_h, out_w, out_channels))
-    # bands of tile rows small enough for the per-band temporaries to stay in cache
-    band = max(1, chunk_tiles // (batch * tiles_w))
+    result = first.new_empty((batch, tiles_h * tile, tiles_w * tile, out_channels))
+    band = max(1, chunk_tiles // (batch * tiles_w))  # tile rows per band
     for top in range(0, tiles_h, band):
-        rows_here = min(band, tiles_h - top)
-        count = batch * rows_here * tiles_w
-        data = tiled[:, :, :, top : top + rows_here].reshape(a * a, count * channels)  # the gathered tiles (a copy)
+        rows = min(band, tiles_h - top)
+        count = batch * rows * tiles_w
+        data = tiled[:, :, :, top : top + rows].reshape(a * a, count * channels)  # the band's tiles (a copy)
         transformed = torch.mm(input_matrix, data).view(a * a, count, channels)
         product = torch.bmm(transformed, weight_t)                                  # (a^2, tiles, C_out)
-        blocks = torch.mm(output_matrix, product.view(a * a, -1)).view(tile, tile, batch, rows_here, tiles_w, out_channels)
-        first_row, last_row = top * tile, min((top + rows_here) * tile, out_h)
-        for i in range(tile):
-            for j in range(tile):
-                rows, cols = -(-(last_row - first_row - i) // tile), -(-(out_w - j) // tile)
-                block = blocks[i, j, :, :rows, :cols]
-                target = result[:, first_row + i : last_row : tile, j::tile]
-                if bias is None:
-                    target.copy_(block)
-                else:
-                    torch.add(block, bias, out=target)
-    return result.permute(0, 3, 1, 2)
+        blocks = torch.mm(output_matrix, product.view(a * a, -1))
+        blocks = blocks.view(tile, tile, batch, rows, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
+        target = result[:, top * tile : (top + rows) * tile].view(batch, rows, tile, tiles_w, tile, out_channels)
+        if bias is None:
+            target.copy_(blocks)
+        else:
+            torch.add(blocks, bias, out=target)
+    return result[:, :out_h, :out_w].permute(0, 3, 1, 2)
+
+
+@functools.lru_cache(maxsize=None)
+def _kron_matrices(tile: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B^T kron B^T (a^2, a^2), A^T kron A^T (m^2, a^2)): the 2-D tile transforms on flattened tiles."""
+    at, _, bt = (matrix.to(device) for matrix in matrices(tile))
+    return torch.kron(bt, bt).to(dtype), torch.kron(at, at).to(dtype)
