@@ -12,7 +12,7 @@ from anydepth.eventdepth import winograd
 
 # float32 bounds per tile: F(2, 3) rounds like the plain convolution (~3e-7 measured), F(4, 3)
 # amplifies rounding by its larger transform coefficients (~1e-5 measured on 128 channels).
-BOUND = {2: 2e-6, 4: 5e-5}
+BOUND = {2: 2e-6, 4: 5e-5, 6: 5e-4}
 
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:

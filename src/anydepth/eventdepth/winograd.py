@@ -25,23 +25,14 @@ from fractions import Fraction
 
 import torch
 
-# (A^T, G, B^T) of Lavin and Gray for F(2x2, 3x3) and F(4x4, 3x3), exact fractions.
-_MATRICES = {
-    2: (
-        [[1, 1, 1, 0], [0, 1, -1, -1]],
-        [[1, 0, 0], [Fraction(1, 2), Fraction(1, 2), Fraction(1, 2)], [Fraction(1, 2), Fraction(-1, 2), Fraction(1, 2)], [0, 0, 1]],
-        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-    ),
-    4: (
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-        [[Fraction(1, 4), 0, 0], [Fraction(-1, 6), Fraction(-1, 6), Fraction(-1, 6)],
-         [Fraction(-1, 6), Fraction(1, 6), Fraction(-1, 6)], [Fraction(1, 24), Fraction(1, 12), Fraction(1, 6)],
-         [Fraction(1, 24), Fraction(-1, 12), Fraction(1, 6)], [0, 0, 1]],
-        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-    ),
+# Interpolation points of F(m x m, 3 x 3) (m + 1 finite points and infinity), the usual choices
+# for float32: small magnitudes, symmetric, so the transforms stay well conditioned.
+POINTS = {
+    2: (0, 1, -1),
+    4: (0, 1, -1, 2, -2),
+    6: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)),
 }
-TILES = tuple(_MATRICES)
+TILES = tuple(POINTS)
 
 # Below this many output pixels per map the fixed costs of the transforms outweigh the saved
 # multiplies (measured on a 2-core AVX-512 CPU with 64 -> 256 channel ConvLSTM gates: the 36 x 48
@@ -50,10 +41,32 @@ MIN_PIXELS = 1024
 
 
 def matrices(tile: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(A^T (m, a), G (a, 3), B^T (a, a)) of F(m x m, 3 x 3), a = m + 2."""
-    if tile not in _MATRICES:
+    """(A^T (m, a), G (a, 3), B^T (a, a)) of F(m x m, 3 x 3), a = m + 2, by Toom-Cook on `POINTS`
+    (Lavin and Gray, section 4), exact in fractions: for the finite points p_j, A^T[i, j] = p_j^i,
+    G[j, k] = p_j^k / prod_{l != j} (p_j - p_l), and row j of B^T holds the coefficients (lowest
+    first) of prod_{l != j} (x - p_l); the point at infinity adds A^T[:, -1] = e_(m-1),
+    G[-1] = e_2 and the coefficients of prod_l (x - p_l) as the last row of B^T."""
+    if tile not in POINTS:
         raise ValueError(f"Winograd tile must be one of {TILES}, got {tile}")
-    return tuple(torch.tensor([[float(v) for v in row] for row in rows], dtype=dtype) for rows in _MATRICES[tile])
+    points = [Fraction(p) for p in POINTS[tile]]
+    size = len(points) + 1
+
+    def coefficients(roots):  # of prod (x - root), lowest power first, padded to `size`
+        poly = [Fraction(1)]
+        for root in roots:
+            poly = [(poly[k - 1] if k else 0) - root * (poly[k] if k < len(poly) else 0) for k in range(len(poly) + 1)]
+        return poly + [Fraction(0)] * (size - len(poly))
+
+    a_t = [[p**i for p in points] + [Fraction(int(i == tile - 1))] for i in range(tile)]
+    g = []
+    for j, p in enumerate(points):
+        scale = Fraction(1)
+        for q in points[:j] + points[j + 1 :]:
+            scale *= p - q
+        g.append([p**k / scale for k in range(3)])
+    g.append([Fraction(0), Fraction(0), Fraction(1)])
+    b_t = [coefficients(points[:j] + points[j + 1 :]) for j in range(len(points))] + [coefficients(points)]
+    return tuple(torch.tensor([[float(v) for v in row] for row in rows], dtype=dtype) for rows in (a_t, g, b_t))
 
 
 def transform_weight(weight: torch.Tensor, tile: int) -> torch.Tensor:
