@@ -43,14 +43,19 @@ def test_matches_the_plain_convolution(tile, channels, out_channels, height, wid
     assert relative_error(plain, expected) < BOUND[2]  # the bound is about float32 rounding, not loose
 
 
-def test_bands_of_tile_rows_give_the_same_result():
+def test_bands_of_tile_rows_and_the_epilogue(monkeypatch):
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(1, 8, 21, 30, generator=generator)
     weight = winograd.transform_weight(torch.randn(12, 8, 3, 3, generator=generator), 4)
+    bias = torch.randn(12, generator=generator)
     with torch.no_grad():
-        whole = winograd.conv3x3((x,), weight, None, 4, chunk_tiles=1 << 30)
-        banded = winograd.conv3x3((x,), weight, None, 4, chunk_tiles=8)  # one tile row (8 tiles) per band
-    torch.testing.assert_close(banded, whole, rtol=0, atol=0)
+        monkeypatch.setattr(winograd, "CHUNK_TILES", 1 << 30)
+        whole = winograd.conv3x3((x,), weight, bias, 4)
+        monkeypatch.setattr(winograd, "CHUNK_TILES", 8)  # one tile row (8 tiles) per band
+        banded = winograd.conv3x3((x,), weight, bias, 4)
+        activated = winograd.conv3x3((x,), weight, bias, 4, epilogue=lambda convolved, target: torch.sigmoid(convolved, out=target))
+    torch.testing.assert_close(banded, whole, rtol=1e-6, atol=1e-6)  # the GEMMs may block differently
+    torch.testing.assert_close(activated, torch.sigmoid(banded), rtol=1e-6, atol=1e-7)  # strided sigmoid: last bit
 
 
 def test_weight_cache_follows_the_weight():

@@ -74,9 +74,10 @@ class ConvLSTM(nn.Module):
 
     Inference on CPU (no autograd, not tracing or exporting) computes a 3x3 `Gates` on maps of at
     least `winograd.MIN_PIXELS` pixels with Winograd F(`WINOGRAD_TILE` x WINOGRAD_TILE, 3x3)
-    (`anydepth.eventdepth.winograd`): the same convolution up to float rounding with fewer
-    multiplies; the transformed weights are cached and recomputed when `Gates.weight` changes.
-    Elsewhere it is the plain convolution.
+    (`anydepth.eventdepth.winograd`), the sigmoid and tanh applied as each band of the gate map is
+    written: the same cell up to float rounding with fewer multiplies and passes over the map. The
+    transformed weights are cached and recomputed when `Gates.weight` changes. Elsewhere it is the
+    plain convolution.
 
     skip_zero_hidden: with state None, convolve the input with the input half of `Gates` only (the
     hidden half would multiply zeros) and skip the remember term: the first step of a sequence
@@ -94,17 +95,29 @@ class ConvLSTM(nn.Module):
         self.register_load_state_dict_post_hook(_forget_winograd_weights)
 
     def gates(self, x: torch.Tensor, prev_hidden: torch.Tensor | None) -> torch.Tensor:
-        """`Gates` on [x, prev_hidden] (N, 4 hidden_size, H, W); prev_hidden None = x alone with the
-        input half of the weights."""
+        """`Gates` on [x, prev_hidden], before the activations: (N, 4 hidden_size, H, W);
+        prev_hidden None = x alone with the input half of the weights. The plain convolution."""
+        if prev_hidden is None:
+            return F.conv2d(x, self.Gates.weight[:, : x.shape[1]], self.Gates.bias, padding=self.Gates.padding)
+        return self.Gates(torch.cat((x, prev_hidden), 1))
+
+    def activated_gates(self, x: torch.Tensor, prev_hidden: torch.Tensor | None) -> torch.Tensor:
+        """The gates after their activations (sigmoid on input, remember and output gate, tanh on
+        the cell gate) with the Winograd convolution: (N, 4 hidden_size, H, W)."""
+        size = self.hidden_size
         inputs = (x,) if prev_hidden is None else (x, prev_hidden)
         channels = slice(0, x.shape[1]) if prev_hidden is None else slice(None)
-        conv = self.Gates
-        if conv.kernel_size == (3, 3) and winograd.allowed(x) and winograd.pays_off(*x.shape[-2:]):
-            weights = self._winograd_weights.get(conv.weight, self.WINOGRAD_TILE, channels)
-            return winograd.conv3x3(inputs, weights, conv.bias, self.WINOGRAD_TILE)
-        if prev_hidden is None:
-            return F.conv2d(x, conv.weight[:, channels], conv.bias, padding=conv.padding)
-        return conv(torch.cat(inputs, 1))
+        weights = self._winograd_weights.get(self.Gates.weight, self.WINOGRAD_TILE, channels)
+
+        def activate(convolved, target):
+            torch.sigmoid(convolved[..., : 3 * size], out=target[..., : 3 * size])
+            torch.tanh(convolved[..., 3 * size :], out=target[..., 3 * size :])
+
+        return winograd.conv3x3(inputs, weights, self.Gates.bias, self.WINOGRAD_TILE, epilogue=activate)
+
+    def uses_winograd(self, x: torch.Tensor) -> bool:
+        """Whether this step's gates take the Winograd path (see the class docstring)."""
+        return self.Gates.kernel_size == (3, 3) and winograd.allowed(x) and winograd.pays_off(*x.shape[-2:])
 
     def forward(self, x, prev_state=None):
         size = self.hidden_size
@@ -112,14 +125,19 @@ class ConvLSTM(nn.Module):
             zeros = x.new_zeros((x.shape[0], size, *x.shape[2:]))
             prev_state = (zeros, zeros)
         prev_hidden, prev_cell = (None, None) if prev_state is None else prev_state
-        gates = self.gates(x, prev_hidden)
-        in_gate, remember_gate, out_gate = torch.sigmoid(gates[:, : 3 * size]).chunk(3, 1)
-        if torch.is_grad_enabled():  # autograd keeps the tanh outputs for the backward pass
-            cell = in_gate * torch.tanh(gates[:, 3 * size :])
-            if prev_cell is not None:
-                cell = torch.addcmul(cell, remember_gate, prev_cell)
-            return out_gate * torch.tanh(cell), cell
-        cell = torch.tanh(gates[:, 3 * size :]).mul_(in_gate)
+        if self.uses_winograd(x):
+            activated = self.activated_gates(x, prev_hidden)
+            in_gate, remember_gate, out_gate = activated[:, : 3 * size].chunk(3, 1)
+            cell = torch.mul(activated[:, 3 * size :], in_gate)
+        else:
+            gates = self.gates(x, prev_hidden)
+            in_gate, remember_gate, out_gate = torch.sigmoid(gates[:, : 3 * size]).chunk(3, 1)
+            if torch.is_grad_enabled():  # autograd keeps the tanh outputs for the backward pass
+                cell = in_gate * torch.tanh(gates[:, 3 * size :])
+                if prev_cell is not None:
+                    cell = torch.addcmul(cell, remember_gate, prev_cell)
+                return out_gate * torch.tanh(cell), cell
+            cell = torch.tanh(gates[:, 3 * size :]).mul_(in_gate)
         if prev_cell is not None:
             cell.addcmul_(remember_gate, prev_cell)
         return torch.tanh(cell).mul_(out_gate), cell

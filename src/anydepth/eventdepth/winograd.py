@@ -21,12 +21,14 @@ tracing and export keep the plain convolution, so exported graphs are unchanged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from fractions import Fraction
 
 import torch
 
 # Interpolation points of F(m x m, 3 x 3) (m + 1 finite points and infinity), the usual choices
-# for float32: small magnitudes, symmetric, so the transforms stay well conditioned.
+# for float32: small magnitudes, symmetric, so the transforms stay well conditioned. The second
+# point is 1 in each: `conv3x3` adds the bias at that point.
 POINTS = {
     2: (0, 1, -1),
     4: (0, 1, -1, 2, -2),
@@ -38,6 +40,9 @@ TILES = tuple(POINTS)
 # multiplies (measured on a 2-core AVX-512 CPU with 64 -> 256 channel ConvLSTM gates: the 36 x 48
 # map of DepthAnyEvent-R's level 2 gains, its 17 x 23 level 3 does not).
 MIN_PIXELS = 1024
+
+# Tiles per band (see `conv3x3`).
+CHUNK_TILES = 128
 
 
 def matrices(tile: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,14 +121,18 @@ def pays_off(height: int, width: int) -> bool:
 
 
 def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torch.Tensor | None, tile: int,
-            padding: int = 1, chunk_tiles: int = 128) -> torch.Tensor:
+            padding: int = 1, epilogue: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
     """3x3 convolution, stride 1, zero `padding` (0 or 1), of the channel concatenation of `inputs`
     (each (N, C_i, H, W), any memory format) with `weight_t` = `transform_weight(w, tile)`
     (a^2, sum C_i, C_out) -> (N, C_out, H + 2 padding - 2, W + 2 padding - 2), channels-last
     strides (dense when both output sides are multiples of `tile`, else a crop of such a map).
-    `bias` (C_out,) or None. The tiles go through the transforms and GEMMs in bands of about
-    `chunk_tiles` tiles, so that each band's temporaries stay small (in cache, and below the size
-    at which the allocator maps fresh pages for every call)."""
+    `bias` (C_out,) or None.
+
+    The tiles go through the transforms and GEMMs in bands of about `CHUNK_TILES` tiles, so that
+    each band's temporaries stay in cache (and below the size at which the allocator maps fresh
+    pages on every call). `epilogue(convolved, target)`, if given, writes each band's output
+    instead of a copy: both are (..., C_out) views of the same shape, `convolved` with the bias
+    added; an elementwise function applied there (an activation) costs no extra pass over the map."""
     input_matrix, output_matrix = _kron_matrices(tile, weight_t.dtype, weight_t.device)
     a = tile + 2
     first = inputs[0]
@@ -136,7 +145,11 @@ def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torc
         raise ValueError(f"transformed weight {tuple(weight_t.shape)} does not fit F({tile}, 3) on {channels} channels")
     tiles_h, tiles_w = -(-out_h // tile), -(-out_w // tile)
     # zero-padded NHWC input covering every tile (the last tiles may reach past the map: cropped below)
-    padded = first.new_zeros((batch, tile * tiles_h + 2, tile * tiles_w + 2, channels))
+    padded = first.new_empty((batch, tile * tiles_h + 2, tile * tiles_w + 2, channels))
+    padded[:, :padding].zero_()
+    padded[:, padding + height :].zero_()
+    padded[:, padding : padding + height, :padding].zero_()
+    padded[:, padding : padding + height, padding + width :].zero_()
     start = 0
     for x in inputs:
         padded[:, padding : padding + height, padding : padding + width, start : start + x.shape[1]] = x.permute(0, 2, 3, 1)
@@ -146,20 +159,22 @@ def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torc
                               (row, channels, padded.stride(0), tile * row, tile * channels, 1))
     out_channels = weight_t.shape[-1]
     result = first.new_empty((batch, tiles_h * tile, tiles_w * tile, out_channels))
-    band = max(1, chunk_tiles // (batch * tiles_w))  # tile rows per band
+    band = max(1, CHUNK_TILES // (batch * tiles_w))  # tile rows per band
     for top in range(0, tiles_h, band):
         rows = min(band, tiles_h - top)
         count = batch * rows * tiles_w
         data = tiled[:, :, :, top : top + rows].reshape(a * a, count * channels)  # the band's tiles (a copy)
         transformed = torch.mm(input_matrix, data).view(a * a, count, channels)
         product = torch.bmm(transformed, weight_t)                                  # (a^2, tiles, C_out)
-        blocks = torch.mm(output_matrix, product.view(a * a, -1))
-        blocks = blocks.view(tile, tile, batch, rows, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
+        if bias is not None:  # A^T's column of the point 1 is all ones: a bias there reaches every output
+            product[a + 1].add_(bias)
+        convolved = torch.mm(output_matrix, product.view(a * a, -1))
+        convolved = convolved.view(tile, tile, batch, rows, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
         target = result[:, top * tile : (top + rows) * tile].view(batch, rows, tile, tiles_w, tile, out_channels)
-        if bias is None:
-            target.copy_(blocks)
+        if epilogue is None:
+            target.copy_(convolved)
         else:
-            torch.add(blocks, bias, out=target)
+            epilogue(convolved, target)
     return result[:, :out_h, :out_w].permute(0, 3, 1, 2)
 
 
