@@ -37,12 +37,14 @@ POINTS = {
 TILES = tuple(POINTS)
 
 # Below this many output pixels per map the fixed costs of the transforms outweigh the saved
-# multiplies (measured on a 2-core AVX-512 CPU with 64 -> 256 channel ConvLSTM gates: the 36 x 48
-# map of DepthAnyEvent-R's level 2 gains, its 17 x 23 level 3 does not).
-MIN_PIXELS = 1024
+# multiplies (measured in DepthAnyEvent-R on a 2-core AVX-512 CPU, 128 -> 256 channel ConvLSTM
+# gates: its 74 x 98, 36 x 48 and 17 x 23 levels gain, the 8 x 11 level does not).
+MIN_PIXELS = 256
 
-# Tiles per band (see `conv3x3`).
-CHUNK_TILES = 128
+# Tiles per band (see `conv3x3`): 3 tile rows of the largest DepthAnyEvent-R level; the band's
+# temporaries (about 3 MB for F(4, 3), 128 -> 256 channels) then stay in the 2 MB L2 per core
+# of two threads, which measured faster there than 1 or 5 rows per band.
+CHUNK_TILES = 96
 
 
 def matrices(tile: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
