@@ -41,7 +41,8 @@ def plain_cell(lstm: ConvLSTM, x, state):
     minimum = winograd.MIN_PIXELS
     winograd.MIN_PIXELS = 1 << 60
     try:
-        return lstm(x, state)
+        with torch.no_grad():
+            return lstm(x, state)
     finally:
         winograd.MIN_PIXELS = minimum
 
