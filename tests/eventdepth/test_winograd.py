@@ -75,6 +75,7 @@ def test_weight_cache_follows_the_weight():
     assert not cache.get(conv.weight, 2).any()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")
 def test_allowed_only_for_cpu_float32_inference():
     x = torch.zeros(1, 1, 4, 4)
     with torch.no_grad():
