@@ -163,7 +163,8 @@ def conv3x3(inputs: tuple[torch.Tensor, ...], weight_t: torch.Tensor, bias: torc
                               (row, channels, padded.stride(0), tile * row, tile * channels, 1))
     out_channels = weight_t.shape[-1]
     result = first.new_empty((batch, tiles_h * tile, tiles_w * tile, out_channels))
-    band = max(1, CHUNK_TILES // (batch * tiles_w))  # tile rows per band
+    bands = -(-tiles_h // max(1, CHUNK_TILES // (batch * tiles_w)))
+    band = -(-tiles_h // bands)  # tile rows per band, as even as the bands allow
     for top in range(0, tiles_h, band):
         rows = min(band, tiles_h - top)
         count = batch * rows * tiles_w
