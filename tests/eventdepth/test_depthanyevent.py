@@ -12,7 +12,7 @@ import torch
 
 from anydepth.errors import AnydepthWarning, CheckpointError, InputError
 from anydepth.events import EventArray, tencode
-from anydepth.eventdepth import DepthStream, load_model, save_model
+from anydepth.eventdepth import DepthStream, load_model, save_model, winograd
 from anydepth.eventdepth.depthanyevent import DepthAnyEvent, DepthAnyEventConfig, init_from_dav2, load_depthanyevent
 from tests.support.weights import random_state_dict
 from tests.support.weights import random_weights
@@ -67,6 +67,22 @@ def test_recurrent_layers_shrink_each_level_by_two_pixels():
     assert [tuple(l.shape[-2:]) for l in levels] == [(76, 100), (38, 50), (19, 25), (10, 13)]
     assert [tuple(l.shape[-2:]) for l in shrunk] == [(74, 98), (36, 48), (17, 23), (8, 11)]
     assert len(state) == 4 and state[0][0].shape[-2:] == (8, 11)  # ordered level 4, 3, 2, 1
+
+
+def test_recurrent_levels_on_the_winograd_path(monkeypatch):
+    """At the released input size (266 x 350) the ConvLSTMs of levels 1-3 take the Winograd path
+    (`anydepth.eventdepth.winograd`) in inference, the 8 x 11 level 4 the plain convolution."""
+    calls = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda inputs, *args, **kwargs: calls.append(tuple(inputs[0].shape[-2:]))
+                        or original(inputs, *args, **kwargs))
+    head = DepthAnyEvent(recurrent=True).eval().depth_head
+    levels = [torch.randn(1, 64, h, w) for h, w in ((76, 100), (38, 50), (19, 25), (10, 13))]
+    with torch.no_grad():
+        head.recur(levels)
+    assert sorted(calls) == [(17, 23), (36, 48), (74, 98)]
+    head.recur(levels)  # training: the plain convolution
+    assert len(calls) == 3
 
 
 def test_state_semantics():

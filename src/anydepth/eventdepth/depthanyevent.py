@@ -120,13 +120,16 @@ class DepthAnyEventConfig:
 
 
 class RecurrentDPTHead(DPTHead):
-    """DPT head with `gru_layer_1..4` between `layerN_rn` and the fusion blocks."""
+    """DPT head with `gru_layer_1..4` between `layerN_rn` and the fusion blocks. A fresh state
+    (None) skips the hidden half of the ConvLSTM gates (`ConvLSTM.skip_zero_hidden`): the first
+    window equals an explicit zero state up to float summation."""
 
     def __init__(self, *args, cell: str = "convlstm", **kwargs):
         super().__init__(*args, **kwargs)
         features = self.scratch.layer1_rn.out_channels
         for level in range(1, 5):
-            setattr(self, f"gru_layer_{level}", RecurrentConvLayer(features, features, 3, padding=0, recurrent_block_type=cell))
+            setattr(self, f"gru_layer_{level}", RecurrentConvLayer(features, features, 3, padding=0, recurrent_block_type=cell,
+                                                                   skip_zero_hidden=True))
         self.to(memory_format=torch.channels_last)  # as the rest of the head: NHWC kernels throughout
 
     def recur(self, levels: list[torch.Tensor], states=None) -> tuple[list[torch.Tensor], tuple]:
