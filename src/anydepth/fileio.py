@@ -128,6 +128,19 @@ def read_dataset(dataset, selection, path: Path) -> np.ndarray:
 
 # --------------------------------------------------------------------------- images
 
+@contextlib.contextmanager
+def open_npz(path: str | Path):
+    """An .npz archive (`np.load`, no pickles) whose file is closed however reading ends: numpy
+    leaves the file open when its zip reader rejects a corrupt archive. ValueError when the file is
+    an array (.npy) rather than an archive."""
+    with open(path, "rb") as handle:
+        archive = np.load(handle, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("an array, not an .npz archive")
+        with archive:
+            yield archive
+
+
 def read_image_uint8(path: str | Path, error: type[AnydepthError] = InputError) -> np.ndarray:
     """An image file as uint8: (H, W) for grey images, (H, W, 3) BGR otherwise (16-bit values / 257,
     rounded; alpha dropped). `error` (with the file): a missing or unreadable file, another sample type."""

@@ -52,7 +52,7 @@ from anydepth.atomic import atomic_write, remove_stale_temporaries
 from anydepth.distill.sequences import find_sequences, sequence_name
 from anydepth.errors import FormatError, InputError
 from anydepth.events.dataset import open_sequence
-from anydepth.fileio import first_line
+from anydepth.fileio import first_line, open_npz
 from anydepth.foundation.transform import as_bgr_uint8, image_to_tensor, resize_prediction
 from anydepth.precision import autocast
 
@@ -131,7 +131,7 @@ def read_pseudolabel(path: str | Path) -> PseudoLabel:
     if not path.is_file():
         raise FormatError("no such pseudo-label", path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             missing = [key for key in _KEYS if key not in data.files]
             if missing:
                 raise FormatError(f"not a pseudo-label (missing {', '.join(missing)})", path)

@@ -21,7 +21,7 @@ import numpy as np
 
 from anydepth.errors import FormatError, InputError
 from anydepth.events.readers.base import Arrays, EventReader, InMemoryEventReader, search_sorted_lazily
-from anydepth.fileio import check_file, closing_on_error, first_line, open_hdf5, read_dataset, require_dataset
+from anydepth.fileio import check_file, closing_on_error, first_line, open_hdf5, open_npz, read_dataset, require_dataset
 
 TIME_UNITS_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "ns": None}  # ns: integer division by 1000
 KEYS = ("x", "y", "t", "p")
@@ -82,7 +82,7 @@ class NpzEventReader(InMemoryEventReader):
                  repair: bool = False):
         path = check_file(path)
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with open_npz(path) as archive:
                 missing = [key for key in KEYS if key not in archive.files]
                 if missing:
                     raise FormatError(f"missing array '{missing[0]}' (found: {', '.join(archive.files) or 'none'})", path)
