@@ -220,6 +220,7 @@ def test_the_cli_ends_when_the_source_stops(tiny_daer, tmp_path, capsys):  # noq
                      "--window-ms", "20", "--out", str(tmp_path / "depth"), "--device", "cpu"])
     finally:
         source.wait(timeout=30)
+        source.stdout.close()
     assert code == 0
     out = capsys.readouterr().out
     assert "live source stopped:" in out and "1600 events received" in out, out

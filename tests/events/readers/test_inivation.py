@@ -167,13 +167,13 @@ def test_aedat4_truncated_and_corrupt_files_fail_in_one_line(dv_file, tmp_path):
         end = int(reader._table["offset"][-1] + reader._table["size"][-1])
     truncated = tmp_path / "truncated.aedat4"
     truncated.write_bytes(data[:first + 40])
-    with pytest.raises(FormatError) as error:
-        open_events(truncated).read_all()
+    with pytest.raises(FormatError) as error, open_events(truncated) as reader:
+        reader.read_all()
     assert "truncated" in _one_line_error(error, truncated)
     corrupt = tmp_path / "corrupt.aedat4"
     corrupt.write_bytes(data[:first + 4] + b"\xff" * 16 + data[first + 20:])
-    with pytest.raises(FormatError) as error:
-        open_events(corrupt).read_all()
+    with pytest.raises(FormatError) as error, open_events(corrupt) as reader:
+        reader.read_all()
     assert "corrupt" in _one_line_error(error, corrupt)
     header_cut = tmp_path / "header.aedat4"
     header_cut.write_bytes(data[:100])
