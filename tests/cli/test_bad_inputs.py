@@ -6,11 +6,9 @@ In-process through `anydepth.cli.main.main`; argparse's usage errors exit 2, eve
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -22,7 +20,7 @@ from tests.support.weights import random_weights
 from tests.support import REALDATA, synthetic_bgr
 from tests.events.readers.test_inivation import _aedat2_file, _dvs128_address
 from tests.events.readers.test_prophesee import EVT3_HEADER, encode_evt3, write_raw
-from tests.events.readers.test_readers import random_events, write_dsec, write_mvsec, write_npz, write_txt
+from tests.events.readers.test_readers import random_events, write_dsec, write_mvsec, write_npz
 
 SENSOR = (48, 64)  # height, width of the small recordings below
 

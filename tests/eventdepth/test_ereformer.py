@@ -23,7 +23,6 @@ The script (a few dozen lines outside the repository) did exactly this and `np.s
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -19,8 +19,6 @@ Parity reference `tests/data/dfv_reference.npz` — how it was made:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -30,7 +28,6 @@ from anydepth.focus import DFV, DFVConfig, load_dfv, predict_stack, save_dfv
 from anydepth.focus.dfv import DFV_PARAMETERS, IMAGENET_MEAN, IMAGENET_STD, count_parameters
 from tests.support.weights import random_dfv_state_dict
 from tests.support import DATA
-
 
 
 def _model(use_diff: bool = True, seed: int = 0) -> DFV:

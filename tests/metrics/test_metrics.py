@@ -4,7 +4,6 @@ Depth AnyEvent presets against a reference made with the authors' own code."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +36,6 @@ from anydepth.metrics import (
 )
 from anydepth.metrics.protocols import center_crop
 from tests.support import DATA
-
 
 
 def test_error_metrics_known_answers():

@@ -10,7 +10,6 @@ page for the packets; the encoders below share no code with the readers.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
