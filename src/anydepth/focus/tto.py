@@ -26,10 +26,11 @@ these are the intended monotone forms):
 tau defaults to the median of s (or v) over the image.
 
 The paper's recipe (`PAPER`): encoder parameters only, Adam, lr 1e-5, 500 iterations, from the
-pretrained weights. `FAST` reaches the same loss about 30x sooner (module constants below): the head
-solve at every step, the last k encoder blocks (the frozen prefix and its tapped features computed
-once) and the head's two output convolutions before the solved layer optimised at a high learning
-rate for 30 steps, the loss on the network's grid, bf16 autocast. `FASTEST`: the closed-form head
+pretrained weights. `FAST` reaches the paper recipe's final loss about 30x sooner (34x on
+NYU-derived stacks, 28x on rendered ones in `benchmarks/focus.py`; module constants below): the
+head solve at every step, the last k encoder blocks (the frozen prefix and its tapped features
+computed once) and the head's two output convolutions before the solved layer optimised at a high
+learning rate for 30 steps, the loss on the network's grid, bf16 autocast. `FASTEST`: the closed-form head
 solve alone, no gradient step. Other options: LayerNorm + bias, LoRA or head-only subsets, early
 stopping on a plateau, a learning-rate warm-up and cosine decay, and optimisation at a lower input
 size with a full-size final pass.
