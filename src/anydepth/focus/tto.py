@@ -32,7 +32,7 @@ head solve at every step, the last k encoder blocks (the frozen prefix and its t
 computed once) and the head's two output convolutions before the solved layer optimised at a high
 learning rate for 30 steps, the loss on the network's grid, bf16 autocast. `FASTEST`: the closed-form head
 solve alone, no gradient step. Other options: LayerNorm + bias, LoRA or head-only subsets, early
-stopping on a plateau, a learning-rate warm-up and cosine decay, and optimisation at a lower input
+stopping on a plateau, and optimisation at a lower input
 size with a full-size final pass.
 
 Head solve (`head_solve`): the network's output before its final ReLU is affine in the weights of
@@ -98,8 +98,7 @@ class TTOConfig:
     "bf16" or "fp16" (CUDA only; the gradients are then scaled against underflow); final_ridge: the
     final solve's ridge (None: `ridge`); final_on_grid: the final solve on the network's output
     grid (as `loss_grid`), its output resized to the stack's size, instead of the 32 features
-    resized and solved there; warmup: a linear learning-rate ramp over the first `warmup` steps;
-    decay: then a cosine decay to 0 (`learning_rate_factor`)."""
+    resized and solved there."""
 
     iterations: int = 500
     lr: float = 1e-5
@@ -120,8 +119,6 @@ class TTOConfig:
     anchored: bool = False
     final_ridge: float | None = None
     final_on_grid: bool = False
-    warmup: int = 0
-    decay: bool = False
 
     def __post_init__(self):
         if isinstance(self.amp, bool):
@@ -134,8 +131,6 @@ class TTOConfig:
             raise InputError('parameters "none" leaves nothing to optimise without head_solve')
         if self.ridge < 0 or (self.final_ridge is not None and self.final_ridge < 0):
             raise InputError("ridge and final_ridge must be >= 0")
-        if self.warmup < 0:
-            raise InputError("warmup must be >= 0")
         if self.parameters not in PARAMETER_SETS:
             raise InputError(f"parameters must be one of {', '.join(PARAMETER_SETS)}, got {self.parameters!r}")
         if self.confidence not in CONFIDENCES:
@@ -431,18 +426,6 @@ def _statistics_on_grid(mu: torch.Tensor, variance: torch.Tensor, weights: torch
     return mu_grid, (moment - mu_grid * mu_grid).clamp_min(0), mass
 
 
-def learning_rate_factor(step: int, config: TTOConfig) -> float:
-    """The learning rate of gradient step `step` (0-based) over config.lr: (step + 1) / (warmup + 1)
-    over the first `warmup` steps, then 1 or, with `decay`, (1 + cos(pi (step - warmup) / (iterations
-    - warmup))) / 2, from 1 down towards 0 at the last step."""
-    if step < config.warmup:
-        return (step + 1) / (config.warmup + 1)
-    if not config.decay:
-        return 1.0
-    remaining = max(config.iterations - config.warmup, 1)
-    return 0.5 * (1.0 + float(np.cos(np.pi * (step - config.warmup) / remaining)))
-
-
 def _autocast(config: TTOConfig, device: torch.device):
     if config.amp == "on" or (config.amp == "cuda" and device.type == "cuda"):
         return precision_autocast(device, config.amp_dtype)
@@ -495,9 +478,6 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
     if solve:  # take the last 1x1 convolution and the final ReLU out: the head then ends in its 32 features
         output_conv[2], output_conv[3] = torch.nn.Identity(), torch.nn.Identity()
     optimizer = torch.optim.Adam(parameters, lr=config.lr) if parameters else None
-    schedule = None
-    if optimizer is not None and (config.warmup or config.decay):
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, config))
     floor = float((weights * variance).sum() / weights.sum().clamp_min(1e-12))
     x = image_to_tensor(aif_bgr, config.input_size).to(device)
     losses, elapsed, best, stale, iterations = [], [], float("inf"), 0, 0
@@ -528,8 +508,6 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        if schedule is not None:
-            schedule.step()
         losses.append(float(loss.detach()))
         elapsed.append(time.perf_counter() - started)
         iterations = iteration + 1
