@@ -14,7 +14,8 @@ Scratch conventions (the buffers are reused across calls by `representations`):
   and puts -1 back, so no call fills them;
 - voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
   lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
-  event); the merge reads them tile by tile and writes the zeros back.
+  event); the merges (each chunk's own output bins on its thread, then the bins several chunks
+  feed on the calling thread) read them tile by tile and write the zeros back.
 """
 
 from __future__ import annotations
