@@ -293,3 +293,26 @@ def test_voxel_chunk_bounds_snap_to_nearby_bin_starts():
     np.testing.assert_array_equal(kernels.voxel_chunk_bounds(starts, 4), [0, 2_500, 5_003, 7_500, 10_000])
     edge = np.array([0, 3, 9_998, 10_000])  # bin starts near the outer bounds never move them
     np.testing.assert_array_equal(kernels.voxel_chunk_bounds(edge, 2), [0, 5_000, 10_000])
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 5])
+def test_voxel_chunks_merge_on_their_threads_and_leave_zeroed_pairs(chunks):
+    """voxel_pairs merges the output bins each chunk is first to feed, voxel_merge the shares of
+    the others (several chunks per bin when bounds fall inside bin ranges): together the
+    reference grid and its moments, with every pair back to 0."""
+    from anydepth.events import kernels
+
+    events = random_events(20_000, (30, 50), seed=11)
+    bins, width = 3, 50
+    t_first, span = int(events.t[0]), int(events.t[-1] - events.t[0])
+    pairs = np.zeros((chunks, bins, 2 * 30 * 50), np.float32)
+    out = np.full((bins, 30 * 50), np.nan, np.float32)
+    reached, moments = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs, out)
+    count, total, squares = np.add(kernels.voxel_merge(pairs, reached, out), moments.sum(axis=0))
+    assert not pairs.any()
+    np.testing.assert_allclose(out.reshape(bins, 30, 50), reference.voxel_grid(events, bins, False), atol=2e-4)
+    nonzero = out[out != 0].astype(np.float64)
+    assert count == nonzero.size
+    np.testing.assert_allclose([total, squares], [nonzero.sum(), (nonzero ** 2).sum()], rtol=1e-9)
+    first, feeders = kernels.voxel_feeds(reached)  # bin 1: upper halves of range 0, lower ones of range 1
+    assert first[1] == 0 and feeders[1] == chunks

@@ -14,7 +14,8 @@ Scratch conventions (the buffers are reused across calls by `representations`):
   and puts -1 back, so no call fills them;
 - voxel pairs are float32 (chunks, bins, 2 H W) and hold 0 everywhere between calls: per chunk and
   lower bin, the lower- and upper-bin contributions of a pixel side by side (one cache line per
-  event); the merge reads them tile by tile and writes the zeros back.
+  event); the merges (each chunk's own output bins on its thread, then the bins several chunks
+  feed on the calling thread) read them tile by tile and write the zeros back.
 """
 
 from __future__ import annotations
@@ -197,13 +198,21 @@ def voxel_bin_starts(t, t_first, span, bins):
 def _voxel_block(xs, ys, ts, ps, t_first, steps, b, span, width, pixel, low, high):
     """One block of events of lower bin b (vectorised; slices index from 0, so no wraparound
     checks): pixel index, float32((2p - 1)(1 - w)) and float32((2p - 1) w) with w = (t - t_first)
-    steps / span - b in float64 (span float64), the reference's operations bit for bit."""
+    steps / span - b in float64 (span float64), the reference's operations bit for bit: t - t_first
+    is exact in float64 (below 2^53), so float64(t - t_first) * steps rounds once as the reference's
+    product does; 2p - 1 is +-1, so its product is a sign, applied after the float32 rounding
+    (which is symmetric). Float products and a sign select instead of 64-bit integer multiplies:
+    about 8 % less time per block."""
+    fsteps = np.float64(steps)
+    fb = np.float64(b)
     for j in range(xs.shape[0]):
-        weight = np.float64((ts[j] - t_first) * steps) / span - b
-        value = np.float64(2 * np.int32(ps[j]) - 1)
+        weight = np.float64(ts[j] - t_first) * fsteps / span - fb
+        negative = ps[j] == 0
         pixel[j] = np.uint32(ys[j]) * np.uint32(width) + np.uint32(xs[j])
-        low[j] = np.float32(value * (1.0 - weight))
-        high[j] = np.float32(value * weight)
+        below = np.float32(1.0 - weight)
+        above = np.float32(weight)
+        low[j] = -below if negative else below
+        high[j] = -above if negative else above
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -257,15 +266,21 @@ def voxel_chunk_bounds(starts, chunks):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
+def voxel_pairs(x, y, t, p, t_first, span, width, pairs, out):
     """Integer coordinates, split over threads: pairs (chunks, bins, 2 H W) float32, all 0 on entry
-    (`voxel_merge` puts the zeros back). Chunk c takes the events of `voxel_chunk_bounds` and, for
-    each lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the lower-bin and at
+    (the merges put the zeros back). Chunk c takes the events of `voxel_chunk_bounds` and, for each
+    lower bin b its events reach, accumulates in pairs[c, b] at [2 pixel] the lower-bin and at
     [2 pixel + 1] the upper-bin contributions (both in one cache line: the footprint of one bin
     range is 8 bytes per pixel). The events at t_first + span (lower bin B - 1, weight 0) join bin
     range B - 2 with weight exactly 1 (adding +-0 to bin B - 2 and their value to bin B - 1), so
-    bin range B - 1 stays empty. Returns reached (chunks, bins) bool: which pairs[c, b] hold
-    contributions, for `voxel_merge`."""
+    bin range B - 1 stays empty.
+
+    Then, still on its thread, chunk c merges the output bins of out (bins, H W) float32 that it is
+    the first chunk to feed (`_merge_first`); `voxel_merge` adds the other chunks' shares on the
+    calling thread. With one chunk per thread and a bound on a bin start (the usual case), one
+    output bin per bound is left to it. Returns reached (chunks, bins) bool (which pairs[c, b] hold
+    contributions) and moments (chunks, 3) float64: (count of non-zero values, sum, sum of squares)
+    over the bins only chunk c feeds, for the normalisation."""
     chunks, bins = pairs.shape[0], pairs.shape[1]
     steps = bins - 1
     n = t.shape[0]
@@ -273,18 +288,25 @@ def voxel_pairs(x, y, t, p, t_first, span, width, pairs):
     if steps > 0:
         starts[steps] = n
     bounds = voxel_chunk_bounds(starts, chunks)
+    reached = _voxel_reached(starts, bounds)
+    first, feeders = voxel_feeds(reached)
+    moments = np.zeros((chunks, 3))
     for c in numba.prange(chunks):
         for b in range(bins):
             start, stop = max(starts[b], bounds[c]), min(starts[b + 1], bounds[c + 1])
             if start < stop:
                 pair = pairs[c, b]
                 _voxel_range(x, y, t, p, t_first, span, steps, width, b, start, stop, pair[0::2], pair[1::2])
-    return _voxel_reached(starts, bounds)
+        count, total, square = _merge_first(pairs, reached, first, feeders, c, out)
+        moments[c, 0] = count
+        moments[c, 1] = total
+        moments[c, 2] = square
+    return reached, moments
 
 
 @numba.njit(cache=True, nogil=True)
 def _voxel_reached(starts, bounds):
-    """(chunks, bins) bool: whether chunk c has events of lower bin b. Computed outside the
+    """(chunks, bins) bool: whether chunk c has events of lower bin b. Computed before the
     parallel loop: writing it from inside made numba's scatter loop 20 % slower."""
     chunks, bins = bounds.shape[0] - 1, starts.shape[0] - 1
     reached = np.empty((chunks, bins), np.bool_)
@@ -294,34 +316,98 @@ def _voxel_reached(starts, bounds):
     return reached
 
 
-MERGE_TILE = 4096  # pixels per step of `voxel_merge`: its planes and pairs stay in L1 / L2
+@numba.njit(cache=True, nogil=True)
+def voxel_feeds(reached):
+    """Per output bin o, from reached (chunks, bins): first[o] the lowest chunk whose pairs feed o
+    (-1 if none) and feeders[o] how many chunks do. pairs[c, b] feeds bin b (its lower halves) and
+    bin min(b + 1, bins - 1) (its upper halves)."""
+    chunks, bins = reached.shape
+    first = np.full(bins, -1, np.int64)
+    feeders = np.zeros(bins, np.int64)
+    for c in range(chunks):
+        for o in range(bins):
+            fed = reached[c, o] or (o > 0 and reached[c, o - 1])
+            if fed:
+                feeders[o] += 1
+                if first[o] < 0:
+                    first[o] = c
+    return first, feeders
+
+
+MERGE_TILE = 4096  # pixels per step of the merges: their planes and pairs stay in L1 / L2
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def voxel_merge(pairs, reached, out):
-    """out (bins, H * W) = per bin b, the lower halves of pairs[c, b] plus the upper halves of
-    pairs[c, b - 1] over the chunks that reached those bins (0 where none did), tile by tile,
-    writing 0 back into the pairs it read (they are in L1 then; cheaper than clearing them before
-    the next call). Returns (count of non-zero values, sum, sum of squares) of out for the
-    normalisation, from the same pass. One thread: a few milliseconds of streaming, less than
-    waking the threads again on a busy machine."""
-    chunks, bins = pairs.shape[0], pairs.shape[1]
+def _merge_first(pairs, reached, first, feeders, c, out):
+    """Chunk c's part of the merge, tile by tile: every output bin o with first[o] == c becomes
+    chunk c's lower halves of pairs[c, o] plus upper halves of pairs[c, o - 1] (0 where none);
+    pairs whose two output bins are both first fed by c get their zeros back here (the others in
+    `voxel_merge`, which still reads them). Returns the moments of the bins only c feeds."""
+    bins = pairs.shape[1]
     steps = bins - 1
     size = out.shape[1]
     count, total, square = 0, 0.0, 0.0
     for j0 in range(0, size, MERGE_TILE):
         j1 = min(j0 + MERGE_TILE, size)
+        for o in range(bins):
+            if first[o] == c:
+                out[o, j0:j1] = 0.0
         for b in range(bins):
-            out[b, j0:j1] = 0.0
+            if reached[c, b]:
+                upper = min(b + 1, steps)
+                pair = pairs[c, b, 2 * j0:2 * j1]
+                if first[b] == c and first[upper] == c:
+                    _take_pairs(pair, out[b, j0:j1], out[upper, j0:j1])
+                elif first[b] == c:
+                    _add_half(pair, 0, out[b, j0:j1])
+                elif first[upper] == c:
+                    _add_half(pair, 1, out[upper, j0:j1])
+        for o in range(bins):
+            if first[o] == c and feeders[o] == 1:
+                tile = _moments(out[o, j0:j1])
+                count += tile[0]
+                total += tile[1]
+                square += tile[2]
+    return count, total, square
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def voxel_merge(pairs, reached, out):
+    """After `voxel_pairs`: adds to out (bins, H * W) the shares of the chunks that were not the
+    first to feed an output bin (in chunk order, as `_merge_first` would have), zeroes the bins no
+    chunk fed and writes 0 back into the pairs `_merge_first` left, tile by tile. Returns (count of
+    non-zero values, sum, sum of squares) over the bins several chunks or none fed: with the
+    moments from `voxel_pairs`, those of all of out. One thread: a short pass (one output bin per
+    chunk bound), less than waking the threads again on a busy machine."""
+    chunks, bins = pairs.shape[0], pairs.shape[1]
+    steps = bins - 1
+    size = out.shape[1]
+    first, feeders = voxel_feeds(reached)
+    count, total, square = 0, 0.0, 0.0
+    for j0 in range(0, size, MERGE_TILE):
+        j1 = min(j0 + MERGE_TILE, size)
+        for o in range(bins):
+            if first[o] < 0:
+                out[o, j0:j1] = 0.0
         for c in range(chunks):
             for b in range(bins):
-                if reached[c, b]:  # one bin: its upper halves hold zeros, added to itself
-                    _take_pairs(pairs[c, b, 2 * j0:2 * j1], out[b, j0:j1], out[min(b + 1, steps), j0:j1])
-        for b in range(bins):
-            tile = _moments(out[b, j0:j1])
-            count += tile[0]
-            total += tile[1]
-            square += tile[2]
+                if reached[c, b]:
+                    upper = min(b + 1, steps)
+                    pair = pairs[c, b, 2 * j0:2 * j1]
+                    if first[b] != c and first[upper] != c:
+                        _take_pairs(pair, out[b, j0:j1], out[upper, j0:j1])
+                    elif first[b] != c:
+                        _add_half(pair, 0, out[b, j0:j1])
+                        pair[:] = 0.0
+                    elif first[upper] != c:
+                        _add_half(pair, 1, out[upper, j0:j1])
+                        pair[:] = 0.0
+        for o in range(bins):
+            if feeders[o] != 1:
+                tile = _moments(out[o, j0:j1])
+                count += tile[0]
+                total += tile[1]
+                square += tile[2]
     return count, total, square
 
 
@@ -333,6 +419,13 @@ def _take_pairs(pair, lower, upper):
         lower[j] += pair[2 * j]
         upper[j] += pair[2 * j + 1]
     pair[:] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_half(pair, half, target):
+    """target += pair[half::2] (half 0: the lower-bin halves, 1: the upper-bin ones)."""
+    for j in range(target.shape[0]):
+        target[j] += pair[2 * j + half]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

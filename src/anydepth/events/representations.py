@@ -98,8 +98,8 @@ def voxel_grid(events: EventArray, bins: int = 5, normalize: bool = True) -> np.
         return grid
     grid = np.empty((bins, height, width), np.float32)
     with _clean_scratch(f"voxel{workers}", (workers, bins, 2 * height * width), np.float32, 0) as pairs:
-        reached = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs)
-        count, total, squares = kernels.voxel_merge(pairs, reached, grid.reshape(bins, -1))
+        reached, moments = kernels.voxel_pairs(events.x, events.y, events.t, events.p, t_first, span, width, pairs, grid.reshape(bins, -1))
+        count, total, squares = np.add(kernels.voxel_merge(pairs, reached, grid.reshape(bins, -1)), moments.sum(axis=0))
     if normalize and count:
         mean = total / count
         variance = squares / count - mean * mean
