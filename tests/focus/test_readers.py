@@ -348,13 +348,22 @@ def test_focus_sidecars_csv_and_json(tmp_path):
     ("focus.csv", "a.png,nan\nb.png,2\n", InputError, r"finite and positive metres: a.png \(nan\)"),
     ("focus.json", '{"a.png": 1.0, "b.png": 2.0, "a.png": 3.0}', FormatError, "focus.json: lists a.png more than once"),
     ("focus.csv", "a.png,1\nb.png,2\na.png,3\n", FormatError, "focus.csv: lists a.png more than once"),
-    ("focus.csv", "a.png,1\n", InputError, r"at least two slices, found one \(a.png\) in focus.csv"),
 ])
 def test_bad_sidecars(tmp_path, name, text, error, message):
     for image in ("a.png", "b.png"):
         _write_png(tmp_path / image, np.zeros((4, 5, 3), np.uint8))
     (tmp_path / name).write_text(text)
     with pytest.raises(error, match=message) as caught:
+        read_image_folder(tmp_path)
+    one_line(caught)
+
+
+def test_sidecar_with_one_slice_warns_of_the_unlisted_image_then_fails(tmp_path):
+    for image in ("a.png", "b.png"):
+        _write_png(tmp_path / image, np.zeros((4, 5, 3), np.uint8))
+    (tmp_path / "focus.csv").write_text("a.png,1\n")
+    with pytest.warns(AnydepthWarning, match="focus.csv does not list b.png: not used"), \
+            pytest.raises(InputError, match=r"at least two slices, found one \(a.png\) in focus.csv") as caught:
         read_image_folder(tmp_path)
     one_line(caught)
 
