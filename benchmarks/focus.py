@@ -137,12 +137,14 @@ def main() -> None:
     parser.add_argument("--measure", default="sml")
     parser.add_argument("--scenes", default="both", choices=["nyu", "synthetic", "both"],
                         help="NYU RGB-D (real texture and depth), held-out rendered scenes (in the prior's domain), or both")
-    parser.add_argument("--synthetic-count", type=int, default=3)
+    parser.add_argument("--synthetic-count", type=int, default=9, help="held-out rendered scenes (seeds 1000+)")
     parser.add_argument("--recipes", default="paper,fast,fast-fp32,fastest",
                         help=f"comma-separated, among {', '.join(RECIPES)} (paper is always run: it is the reference)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.synthetic_count < 1:
+        raise SystemExit(f"--synthetic-count must be at least 1, got {args.synthetic_count}")
     if args.scenes != "synthetic" and not REALDATA.is_dir():
         raise SystemExit(f"needs {REALDATA}")
     names = ["paper"] + [name for name in args.recipes.split(",") if name and name != "paper"]
