@@ -3,6 +3,7 @@ confidence-weighted focus loss and beats DFF where the stack has no texture."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -17,6 +18,7 @@ from anydepth.focus.tto import (
     TTOConfig,
     confidence_map,
     dff_statistics,
+    _frozen_weights_in,
     _trainable,
     fit_to_dff,
     focus_loss,
@@ -273,3 +275,25 @@ def test_bf16_autocast_runs_on_the_cpu(prior):
     # autocast really ran (bf16 rounding changes the losses) and stays close to float32
     assert bf16.losses[:-1] != fp32.losses[:-1]
     np.testing.assert_allclose(bf16.losses[0], fp32.losses[0], rtol=0.05)
+
+
+def test_frozen_weights_held_in_bf16_change_nothing(prior, monkeypatch):
+    """The frozen convolution and linear weights held in bf16 during the steps give the losses of
+    autocast casting them at every use, bit for bit, and the float32 weights are back afterwards."""
+    import anydepth.focus.tto as tto
+
+    aif, disparity, volume, slices, flat = _controlled_stack()
+    bgr = aif[..., ::-1].copy()
+    config = dataclasses.replace(FAST, input_size=56, iterations=4)
+    held = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
+    model = DepthAnythingV2("vitp")
+    _trainable(model, config)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with _frozen_weights_in(model, torch.bfloat16):
+        frozen = model.depth_head.scratch.layer1_rn.weight
+        assert frozen.dtype == torch.bfloat16 and torch.equal(frozen, before["depth_head.scratch.layer1_rn.weight"].bfloat16())
+        assert model.pretrained.blocks[-1].attn.qkv.weight.dtype == torch.float32  # trainable: left to autocast
+    assert all(torch.equal(p, before[name]) and p.dtype == torch.float32 for name, p in model.named_parameters())
+    monkeypatch.setattr(tto, "_frozen_weights_in", lambda model, dtype: contextlib.nullcontext())
+    cast_at_use = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
+    assert held.losses == cast_at_use.losses

@@ -267,11 +267,13 @@ def solve_last_layer(features: torch.Tensor, target: torch.Tensor, weights: torc
         phi = features.detach().to(dtype).flatten(1)
         t, m = target.detach().to(dtype).flatten(), weights.detach().to(dtype).flatten()
         total = m.sum().clamp_min(torch.finfo(dtype).tiny)
-        phi_mean, t_mean = (phi * m).sum(1) / total, (t * m).sum() / total
-        centred = phi - phi_mean[:, None]
-        weighted = centred * m
-        gram = (weighted @ centred.T).double()
-        moment = (weighted @ (t - t_mean)).double()
+        phi_mean, t_mean = (phi @ m) / total, (t @ m) / total
+        # (phi - mean) sqrt(m): the weighted Gram matrix is then one product of a map with itself
+        # (two passes over the C x HW features and one temporary: the solve runs at every FAST step)
+        root = m.sqrt()
+        scaled = torch.sub(phi, phi_mean[:, None]).mul_(root)
+        gram = (scaled @ scaled.T).double()
+        moment = (scaled @ ((t - t_mean) * root)).double()
         eigenvalues, vectors = torch.linalg.eigh(gram)
         top = eigenvalues.max().clamp_min(0)
         keep = eigenvalues > top * 1e-10 * gram.shape[0]
@@ -401,22 +403,24 @@ def _head_output(model: DepthAnythingV2, x: torch.Tensor, cache) -> torch.Tensor
 def _relative(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], cache) -> torch.Tensor:
     """DAv2 relative disparity at the stack's (H, W), differentiable."""
     if isinstance(cache, _FusedCache):  # "head": the relative head's decode from the cached fusion
-        relative = torch.relu(_head_output(model, x, cache)[:, 0])
+        relative = torch.relu(_head_output(model, x, cache).squeeze(1))
     else:
         patch_h, patch_w = model.patch_grid(x)
         tapped = cache.tapped(x) if cache is not None else model.tapped_features(x)
         levels = model.depth_head.reassemble(tapped, patch_h, patch_w)
         relative = model.decode(levels, patch_h, patch_w)
-    return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True)[0, 0]
+    return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True).squeeze((0, 1))  # views (above)
 
 
 def _last_features(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], cache) -> torch.Tensor:
     """The 32 features entering the head's (taken out) last 1x1 convolution, resized to the stack's
     (H, W): (32, H, W) float32, differentiable."""
     features = _head_output(model, x, cache).float()
-    if tuple(features.shape[-2:]) == tuple(size):
-        return features[0]
-    return F.interpolate(features, size, mode="bilinear", align_corners=True)[0]
+    if tuple(features.shape[-2:]) != tuple(size):
+        features = F.interpolate(features, size, mode="bilinear", align_corners=True)
+    # squeeze, a view, rather than [0]: the backward of an index fills a zero map of the input's
+    # size and copies the gradient into it (about 2 ms of a 37 ms FAST step on the CPU)
+    return features.squeeze(0)
 
 
 def _statistics_on_grid(mu: torch.Tensor, variance: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int]):
@@ -435,6 +439,29 @@ def _autocast(config: TTOConfig, device: torch.device):
     if config.amp == "on" or (config.amp == "cuda" and device.type == "cuda"):
         return precision_autocast(device, config.amp_dtype)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype | None):
+    """While the steps run under autocast to `dtype`: the frozen (requires_grad False) float32
+    weights and biases of the convolutions and linear layers held in `dtype`, the float32 tensors
+    put back on exit. Autocast casts those at every use (it caches only trainable leaves, and only
+    within one `with`): about 200 casts per FAST step. The values are the ones autocast would
+    produce (the same rounding), so the steps are unchanged bit for bit. dtype None: no change."""
+    kept = []
+    if dtype is not None:
+        layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+        for module in model.modules():
+            if isinstance(module, layers):
+                for parameter in module.parameters(recurse=False):
+                    if not parameter.requires_grad and parameter.dtype == torch.float32:
+                        kept.append((parameter, parameter.data))
+                        parameter.data = parameter.data.to(dtype)
+    try:
+        yield
+    finally:
+        for parameter, data in kept:
+            parameter.data = data
 
 
 def with_precision(config: TTOConfig, precision: str | None) -> TTOConfig:
@@ -499,35 +526,37 @@ def run_tto(model: DepthAnythingV2, aif_bgr: np.ndarray, volume: np.ndarray, pos
         step_mu, step_variance, step_weights = _statistics_on_grid(mu, variance, weights, size)
         step_target = step_mu if unit == "disparity" else 1.0 / step_mu.clamp_min(1e-6)
     step_floor = float((step_weights * step_variance).sum() / step_weights.sum().clamp_min(1e-12))
-    for iteration in range(config.iterations if optimizer is not None else 0):
-        with autocast:
+    low_precision = None if isinstance(autocast, contextlib.nullcontext) or optimizer is None else autocast.fast_dtype
+    with _frozen_weights_in(model, low_precision):
+        for iteration in range(config.iterations if optimizer is not None else 0):
+            with autocast:
+                if solve:
+                    features = _last_features(model, x, size, cache)
+                else:
+                    relative = _relative(model, x, size, cache).float()
             if solve:
-                features = _last_features(model, x, size, cache)
+                w, c = solve_last_layer(features, step_target, step_weights, config.ridge, anchor)
+                relative, scale, shift = torch.einsum("c,chw->hw", w, features) + c, 1.0, 0.0
             else:
-                relative = _relative(model, x, size, cache).float()
-        if solve:
-            w, c = solve_last_layer(features, step_target, step_weights, config.ridge, anchor)
-            relative, scale, shift = torch.einsum("c,chw->hw", w, features) + c, 1.0, 0.0
-        else:
-            with torch.no_grad():
-                scale, shift = fit_to_dff(relative, step_mu, step_weights, unit)
-        loss = focus_loss(metric_from_relative(relative, scale, shift, unit), step_mu, step_variance, step_weights)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(float(loss.detach()))
-        elapsed.append(time.perf_counter() - started)
-        iterations = iteration + 1
-        if progress is not None:
-            progress(1)
-        if config.patience:  # on the reducible part of the loss
-            if losses[-1] - step_floor < best * (1 - config.tolerance):
-                best, stale = losses[-1] - step_floor, 0
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
+                with torch.no_grad():
+                    scale, shift = fit_to_dff(relative, step_mu, step_weights, unit)
+            loss = focus_loss(metric_from_relative(relative, scale, shift, unit), step_mu, step_variance, step_weights)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            elapsed.append(time.perf_counter() - started)
+            iterations = iteration + 1
+            if progress is not None:
+                progress(1)
+            if config.patience:  # on the reducible part of the loss
+                if losses[-1] - step_floor < best * (1 - config.tolerance):
+                    best, stale = losses[-1] - step_floor, 0
+                else:
+                    stale += 1
+                    if stale >= config.patience:
+                        break
     final_size = config.final_input_size or config.input_size
     final_ridge = config.ridge if config.final_ridge is None else config.final_ridge
     with torch.no_grad():  # in float32

@@ -40,7 +40,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = F.scaled_dot_product_attention(*qkv.unbind(0))  # unbind: one backward stack, not three zero-filled maps
         return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
 
 
