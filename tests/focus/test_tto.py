@@ -18,6 +18,7 @@ from anydepth.focus.tto import (
     TTOConfig,
     confidence_map,
     dff_statistics,
+    _PrefixCache,
     _frozen_weights_in,
     _trainable,
     fit_to_dff,
@@ -259,8 +260,7 @@ def test_last_k_head_trains_the_last_blocks_and_the_output_convolutions():
     model = DepthAnythingV2("vitp")
     chosen = {id(p) for p in _trainable(model, TTOConfig(parameters="last-k-head", last_k=1))}
     scratch, encoder = model.depth_head.scratch, model.pretrained
-    expected = [*encoder.blocks[-1].parameters(), *encoder.norm.parameters(), *scratch.output_conv1.parameters(),
-                *scratch.output_conv2[0].parameters()]
+    expected = [*encoder.blocks[-1].parameters(), *scratch.output_conv1.parameters(), *scratch.output_conv2[0].parameters()]
     assert chosen == {id(p) for p in expected}
     assert all(p.requires_grad == (id(p) in chosen) for p in model.parameters())
 
@@ -297,3 +297,22 @@ def test_frozen_weights_held_in_bf16_change_nothing(prior, monkeypatch):
     monkeypatch.setattr(tto, "_frozen_weights_in", lambda model, dtype: contextlib.nullcontext())
     cast_at_use = run_tto(prior, bgr, volume, POSITIONS, "disparity", slices, config)
     assert held.losses == cast_at_use.losses
+
+
+def test_prefix_cache_gives_the_models_taps_after_the_trainable_blocks_change():
+    """The cached frozen prefix plus the trainable blocks is the model itself: after the trainable
+    parameters move, the taps equal a full forward (the frozen blocks' taps are constants because
+    nothing they pass through is trained)."""
+    torch.manual_seed(0)
+    model = DepthAnythingV2("vitp").eval()
+    config = TTOConfig(parameters="last-k-head", last_k=1)
+    trainable = _trainable(model, config)
+    cache = _PrefixCache(model, len(model.pretrained.blocks) - config.last_k)
+    x = torch.randn(1, 3, 56, 70)
+    cache.tapped(x)
+    with torch.no_grad():
+        for parameter in trainable:
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        for (patches, cls), (patches_ref, cls_ref) in zip(cache.tapped(x), model.tapped_features(x)):
+            torch.testing.assert_close(patches, patches_ref)
+            torch.testing.assert_close(cls, cls_ref)
