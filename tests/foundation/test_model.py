@@ -136,3 +136,29 @@ def test_metric_head_range_and_relative_head_nonnegative():
 def test_input_not_multiple_of_patch_is_rejected():
     with pytest.raises(ValueError, match="multiples of 14"):
         DepthAnythingV2("vitp")(torch.zeros(1, 3, 100, 100))
+
+
+def test_attention_written_out_under_cpu_bf16_autograd_matches_sdpa(monkeypatch):
+    """Under CPU bf16 autocast with autograd the attention is written out (a faster backward on
+    the CPU); its output and gradient stay within bf16 rounding of SDPA's, which runs elsewhere."""
+    from anydepth.foundation import dinov2
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    calls = []
+    monkeypatch.setattr(dinov2.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    torch.manual_seed(0)
+    attention = dinov2.Attention(96, 3)
+    x = torch.randn(2, 50, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            through_sdpa = attention(x).float()
+        assert len(calls) == 1
+        leaf = x.clone().requires_grad_(True)
+        written = attention(leaf)
+        assert len(calls) == 1  # written out
+    written.float().square().sum().backward()
+    torch.testing.assert_close(written.float(), through_sdpa, rtol=0.03, atol=0.02)
+    reference = x.clone().requires_grad_(True)
+    attention(reference).square().sum().backward()  # float32 autograd: SDPA
+    assert len(calls) == 2
+    torch.testing.assert_close(leaf.grad, reference.grad, rtol=0.05, atol=0.05 * float(reference.grad.abs().max()))
