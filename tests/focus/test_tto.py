@@ -299,20 +299,22 @@ def test_frozen_weights_held_in_bf16_change_nothing(prior, monkeypatch):
     assert held.losses == cast_at_use.losses
 
 
-def test_prefix_cache_gives_the_models_taps_after_the_trainable_blocks_change():
-    """The cached frozen prefix plus the trainable blocks is the model itself: after the trainable
-    parameters move, the taps equal a full forward (the frozen blocks' taps are constants because
-    nothing they pass through is trained)."""
+def test_prefix_cache_gives_the_models_levels_after_the_trainable_blocks_change():
+    """The cached frozen prefix (and the DPT levels of its taps) plus the trainable blocks is the
+    model itself: after the trainable parameters move, the levels equal a full forward's (the
+    frozen blocks' levels are constants because nothing they pass through is trained)."""
     torch.manual_seed(0)
     model = DepthAnythingV2("vitp").eval()
-    config = TTOConfig(parameters="last-k-head", last_k=1)
+    config = TTOConfig(parameters="last-k-head", last_k=2)
     trainable = _trainable(model, config)
     cache = _PrefixCache(model, len(model.pretrained.blocks) - config.last_k)
     x = torch.randn(1, 3, 56, 70)
-    cache.tapped(x)
     with torch.no_grad():
+        before = cache.levels(x)
         for parameter in trainable:
             parameter.add_(0.05 * torch.randn_like(parameter))
-        for (patches, cls), (patches_ref, cls_ref) in zip(cache.tapped(x), model.tapped_features(x)):
-            torch.testing.assert_close(patches, patches_ref)
-            torch.testing.assert_close(cls, cls_ref)
+        after, reference = cache.levels(x), model.feature_maps(x)
+    assert len(cache.cached[tuple(x.shape)][1]) == 2  # vitp taps blocks 0-3: two frozen levels cached
+    for level, (got, expected) in enumerate(zip(after, reference)):
+        torch.testing.assert_close(got, expected)
+        assert torch.equal(got, before[level]) == (level < 2)  # only the trainable taps moved

@@ -309,34 +309,44 @@ class _FusedCache:
 
 
 class _PrefixCache:
-    """For "last-k": the tokens entering the first trainable block and the tapped features of the
-    frozen blocks, computed once per input size."""
+    """For "last-k": the tokens entering the first trainable block and the DPT levels of the frozen
+    blocks' taps (their tokens pass only frozen layers: constants), computed once per input size.
+    The final LayerNorm is frozen with them (`_trainable`)."""
 
     def __init__(self, model: DepthAnythingV2, first_trainable: int):
         self.model, self.first = model, first_trainable
         self.cached: dict[tuple, tuple] = {}
 
-    def tapped(self, x: torch.Tensor):
+    def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(tokens entering the first trainable block, {tap position: its DPT level})."""
         encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
         key = tuple(x.shape)
         if key not in self.cached:
+            patch_h, patch_w = self.model.patch_grid(x)
             with torch.no_grad():
                 tokens = encoder.prepare_tokens(x)
                 frozen = {}
                 for index, block in enumerate(encoder.blocks[: self.first]):
                     tokens = block(tokens)
                     if index in blocks:
-                        normed = encoder.norm(tokens)
-                        frozen[index] = (normed[:, 1:], normed[:, 0])
+                        position = blocks.index(index)
+                        patches = encoder.norm(tokens)[:, 1:]
+                        frozen[position] = self.model.depth_head.reassemble_level(position, patches, patch_h, patch_w)
             self.cached = {key: (tokens, frozen)}
-        tokens, frozen = self.cached[key]
-        tapped = [frozen[i] for i in blocks if i < self.first]
+        return self.cached[key]
+
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four DPT levels (`DPTHead.reassemble`) of x, differentiable where trainable."""
+        encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
+        patch_h, patch_w = self.model.patch_grid(x)
+        tokens, levels = self.prefix(x)
+        levels = dict(levels)
         for index in range(self.first, len(encoder.blocks)):
             tokens = encoder.blocks[index](tokens)
             if index in blocks:
-                normed = encoder.norm(tokens)
-                tapped.append((normed[:, 1:], normed[:, 0]))
-        return tapped
+                position = blocks.index(index)
+                levels[position] = self.model.depth_head.reassemble_level(position, encoder.norm(tokens)[:, 1:], patch_h, patch_w)
+        return [levels[position] for position in range(len(blocks))]
 
 
 class LoRALinear(torch.nn.Module):
@@ -397,8 +407,8 @@ def _head_output(model: DepthAnythingV2, x: torch.Tensor, cache) -> torch.Tensor
     if isinstance(cache, _FusedCache):
         fused = cache.fused(x)
     else:
-        tapped = cache.tapped(x) if cache is not None else model.tapped_features(x)
-        fused = head.fuse(head.reassemble(tapped, patch_h, patch_w))
+        levels = cache.levels(x) if cache is not None else head.reassemble(model.tapped_features(x), patch_h, patch_w)
+        fused = head.fuse(levels)
     return head.predict(fused, patch_h, patch_w)
 
 
@@ -408,8 +418,7 @@ def _relative(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], ca
         relative = torch.relu(_head_output(model, x, cache).squeeze(1))
     else:
         patch_h, patch_w = model.patch_grid(x)
-        tapped = cache.tapped(x) if cache is not None else model.tapped_features(x)
-        levels = model.depth_head.reassemble(tapped, patch_h, patch_w)
+        levels = cache.levels(x) if cache is not None else model.depth_head.reassemble(model.tapped_features(x), patch_h, patch_w)
         relative = model.decode(levels, patch_h, patch_w)
     return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True).squeeze((0, 1))  # views (above)
 

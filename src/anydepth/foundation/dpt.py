@@ -105,14 +105,15 @@ class DPTHead(nn.Module):
     def reassemble(self, tapped: list[tuple[torch.Tensor, torch.Tensor]], patch_h: int, patch_w: int) -> list[torch.Tensor]:
         """Tapped (tokens (B, N, D), cls) -> [layer1_rn .. layer4_rn], each (B, features, h_i, w_i)
         with (h_i, w_i) = (4, 2, 1, 1/2) x (patch_h, patch_w)."""
-        levels = []
-        for index, (tokens, _cls) in enumerate(tapped):
-            # a (B, D, h, w) view of the tokens without a copy: channels-last strides, which the
-            # convolutions keep through the whole head (about 25 % faster on CPU than NCHW)
-            x = tokens.reshape(tokens.shape[0], patch_h, patch_w, tokens.shape[-1]).permute(0, 3, 1, 2)
-            x = self.resize_layers[index](self.projects[index](x))
-            levels.append(getattr(self.scratch, f"layer{index + 1}_rn")(x))
-        return levels
+        return [self.reassemble_level(index, tokens, patch_h, patch_w) for index, (tokens, _cls) in enumerate(tapped)]
+
+    def reassemble_level(self, index: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """Level `index` (0 = finest) of `reassemble` from its patch tokens (B, N, D)."""
+        # a (B, D, h, w) view of the tokens without a copy: channels-last strides, which the
+        # convolutions keep through the whole head (about 25 % faster on CPU than NCHW)
+        x = tokens.reshape(tokens.shape[0], patch_h, patch_w, tokens.shape[-1]).permute(0, 3, 1, 2)
+        x = self.resize_layers[index](self.projects[index](x))
+        return getattr(self.scratch, f"layer{index + 1}_rn")(x)
 
     def fuse(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """[layer1_rn .. layer4_rn] -> fused map (B, features, 2 h_1, 2 w_1)."""
