@@ -300,8 +300,8 @@ def test_frozen_weights_held_in_bf16_change_nothing(prior, monkeypatch):
 
 
 def test_prefix_cache_gives_the_models_levels_after_the_trainable_blocks_change():
-    """The cached frozen prefix (and the DPT levels of its taps) plus the trainable blocks is the
-    model itself: after the trainable parameters move, the levels equal a full forward's (the
+    """The cached frozen prefix (with the DPT levels of its taps and their fusion skips) plus the
+    trainable blocks is the model itself: after the trainable parameters move, the levels equal a full forward's (the
     frozen blocks' levels are constants because nothing they pass through is trained)."""
     torch.manual_seed(0)
     model = DepthAnythingV2("vitp").eval()
@@ -314,7 +314,11 @@ def test_prefix_cache_gives_the_models_levels_after_the_trainable_blocks_change(
         for parameter in trainable:
             parameter.add_(0.05 * torch.randn_like(parameter))
         after, reference = cache.levels(x), model.feature_maps(x)
+        head = model.depth_head
+        fused, fused_reference = head.fuse(after, cache.refined(x)), head.fuse(reference)
     assert len(cache.cached[tuple(x.shape)][1]) == 2  # vitp taps blocks 0-3: two frozen levels cached
+    assert sorted(cache.refined(x)) == [0, 1]  # and what the fusion adds for them
     for level, (got, expected) in enumerate(zip(after, reference)):
         torch.testing.assert_close(got, expected)
         assert torch.equal(got, before[level]) == (level < 2)  # only the trainable taps moved
+    torch.testing.assert_close(fused, fused_reference)

@@ -309,16 +309,18 @@ class _FusedCache:
 
 
 class _PrefixCache:
-    """For "last-k": the tokens entering the first trainable block and the DPT levels of the frozen
-    blocks' taps (their tokens pass only frozen layers: constants), computed once per input size.
-    The final LayerNorm is frozen with them (`_trainable`)."""
+    """For "last-k": the tokens entering the first trainable block, and the DPT levels of the frozen
+    blocks' taps with what the fusion adds for them (`DPTHead.refine_skip`): their tokens pass only
+    frozen layers, so these are constants, computed once per input size. The final LayerNorm is
+    frozen with them (`_trainable`)."""
 
     def __init__(self, model: DepthAnythingV2, first_trainable: int):
         self.model, self.first = model, first_trainable
         self.cached: dict[tuple, tuple] = {}
 
-    def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """(tokens entering the first trainable block, {tap position: its DPT level})."""
+    def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """(tokens entering the first trainable block, {tap position: its DPT level}, {tap position:
+        its refined skip})."""
         encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
         key = tuple(x.shape)
         if key not in self.cached:
@@ -332,14 +334,20 @@ class _PrefixCache:
                         position = blocks.index(index)
                         patches = encoder.norm(tokens)[:, 1:]
                         frozen[position] = self.model.depth_head.reassemble_level(position, patches, patch_h, patch_w)
-            self.cached = {key: (tokens, frozen)}
+                refined = {position: self.model.depth_head.refine_skip(position, level)
+                           for position, level in frozen.items() if position < len(blocks) - 1}
+            self.cached = {key: (tokens, frozen, refined)}
         return self.cached[key]
+
+    def refined(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The refined skips of the frozen levels, for `DPTHead.fuse`."""
+        return self.prefix(x)[2]
 
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four DPT levels (`DPTHead.reassemble`) of x, differentiable where trainable."""
         encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
         patch_h, patch_w = self.model.patch_grid(x)
-        tokens, levels = self.prefix(x)
+        tokens, levels, _ = self.prefix(x)
         levels = dict(levels)
         for index in range(self.first, len(encoder.blocks)):
             tokens = encoder.blocks[index](tokens)
@@ -406,9 +414,10 @@ def _head_output(model: DepthAnythingV2, x: torch.Tensor, cache) -> torch.Tensor
     head = model.depth_head
     if isinstance(cache, _FusedCache):
         fused = cache.fused(x)
+    elif cache is not None:
+        fused = head.fuse(cache.levels(x), cache.refined(x))
     else:
-        levels = cache.levels(x) if cache is not None else head.reassemble(model.tapped_features(x), patch_h, patch_w)
-        fused = head.fuse(levels)
+        fused = head.fuse(head.reassemble(model.tapped_features(x), patch_h, patch_w))
     return head.predict(fused, patch_h, patch_w)
 
 
@@ -418,8 +427,10 @@ def _relative(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], ca
         relative = torch.relu(_head_output(model, x, cache).squeeze(1))
     else:
         patch_h, patch_w = model.patch_grid(x)
-        levels = cache.levels(x) if cache is not None else model.depth_head.reassemble(model.tapped_features(x), patch_h, patch_w)
-        relative = model.decode(levels, patch_h, patch_w)
+        if cache is not None:
+            relative = model.decode(cache.levels(x), patch_h, patch_w, cache.refined(x))
+        else:
+            relative = model.decode(model.feature_maps(x), patch_h, patch_w)
     return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True).squeeze((0, 1))  # views (above)
 
 

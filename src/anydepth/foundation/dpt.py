@@ -41,8 +41,12 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
 
-    def forward(self, path: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
-        if skip is not None:
+    def forward(self, path: torch.Tensor, skip: torch.Tensor | None = None, size=None,
+                refined_skip: torch.Tensor | None = None) -> torch.Tensor:
+        """refined_skip: resConfUnit1(skip) computed before (then skip is not read)."""
+        if refined_skip is not None:
+            path = path + refined_skip
+        elif skip is not None:
             path = path + self.resConfUnit1(skip)
         path = self.resConfUnit2(path)
         if size is None:
@@ -115,13 +119,20 @@ class DPTHead(nn.Module):
         x = self.resize_layers[index](self.projects[index](x))
         return getattr(self.scratch, f"layer{index + 1}_rn")(x)
 
-    def fuse(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        """[layer1_rn .. layer4_rn] -> fused map (B, features, 2 h_1, 2 w_1)."""
+    def fuse(self, levels: list[torch.Tensor], refined: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """[layer1_rn .. layer4_rn] -> fused map (B, features, 2 h_1, 2 w_1). refined: {level index
+        (0 = finest, up to 2): `refine_skip` of that level}, computed before (TTO keeps those of
+        levels that do not change)."""
         layer1, layer2, layer3, layer4 = levels
+        refined = refined or {}
         path = self.scratch.refinenet4(layer4, size=layer3.shape[-2:])
-        path = self.scratch.refinenet3(path, layer3, size=layer2.shape[-2:])
-        path = self.scratch.refinenet2(path, layer2, size=layer1.shape[-2:])
-        return self.scratch.refinenet1(path, layer1)
+        path = self.scratch.refinenet3(path, layer3, size=layer2.shape[-2:], refined_skip=refined.get(2))
+        path = self.scratch.refinenet2(path, layer2, size=layer1.shape[-2:], refined_skip=refined.get(1))
+        return self.scratch.refinenet1(path, layer1, refined_skip=refined.get(0))
+
+    def refine_skip(self, index: int, level: torch.Tensor) -> torch.Tensor:
+        """What `fuse` adds for level `index` (0 = finest, up to 2): its fusion block's resConfUnit1."""
+        return getattr(self.scratch, f"refinenet{index + 1}").resConfUnit1(level)
 
     def predict(self, fused: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
         """Fused map -> (B, 1, 14 patch_h, 14 patch_w) after the final activation."""

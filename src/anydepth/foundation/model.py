@@ -50,9 +50,11 @@ class DepthAnythingV2(nn.Module):
         patch_h, patch_w = self.patch_grid(x)
         return self.depth_head.reassemble(self.tapped_features(x), patch_h, patch_w)
 
-    def decode(self, levels: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
-        """DPT levels (as from `feature_maps`) -> depth (B, 14 patch_h, 14 patch_w)."""
-        prediction = self.depth_head.predict(self.depth_head.fuse(levels), patch_h, patch_w)
+    def decode(self, levels: list[torch.Tensor], patch_h: int, patch_w: int,
+               refined: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """DPT levels (as from `feature_maps`) -> depth (B, 14 patch_h, 14 patch_w). refined: see
+        `DPTHead.fuse`."""
+        prediction = self.depth_head.predict(self.depth_head.fuse(levels, refined), patch_h, patch_w)
         if self.config.head == "metric":
             return prediction[:, 0] * self.config.max_depth
         return torch.relu(prediction[:, 0])
