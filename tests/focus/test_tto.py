@@ -260,7 +260,8 @@ def test_last_k_head_trains_the_last_blocks_and_the_output_convolutions():
     model = DepthAnythingV2("vitp")
     chosen = {id(p) for p in _trainable(model, TTOConfig(parameters="last-k-head", last_k=1))}
     scratch, encoder = model.depth_head.scratch, model.pretrained
-    expected = [*encoder.blocks[-1].parameters(), *scratch.output_conv1.parameters(), *scratch.output_conv2[0].parameters()]
+    expected = [*encoder.blocks[-1].parameters(), *scratch.output_conv1.parameters(),
+                *scratch.output_conv2[0].parameters()]
     assert chosen == {id(p) for p in expected}
     assert all(p.requires_grad == (id(p) in chosen) for p in model.parameters())
 
@@ -291,7 +292,8 @@ def test_frozen_weights_held_in_bf16_change_nothing(prior, monkeypatch):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     with _frozen_weights_in(model, torch.bfloat16):
         frozen = model.depth_head.scratch.layer1_rn.weight
-        assert frozen.dtype == torch.bfloat16 and torch.equal(frozen, before["depth_head.scratch.layer1_rn.weight"].bfloat16())
+        assert frozen.dtype == torch.bfloat16
+        assert torch.equal(frozen, before["depth_head.scratch.layer1_rn.weight"].bfloat16())
         assert model.pretrained.blocks[-1].attn.qkv.weight.dtype == torch.float32  # trainable: left to autocast
     assert all(torch.equal(p, before[name]) and p.dtype == torch.float32 for name, p in model.named_parameters())
     monkeypatch.setattr(tto, "_frozen_weights_in", lambda model, dtype: contextlib.nullcontext())

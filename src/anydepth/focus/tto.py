@@ -31,10 +31,9 @@ NYU-derived stacks, 33x on rendered ones in `benchmarks/focus.py`; module consta
 head solve at every step, the last k encoder blocks (the frozen prefix, the DPT levels of its taps
 and their fusion skips computed once) and the head's two output convolutions before the solved
 layer optimised at a high learning rate for 30 steps, the loss on the network's grid, bf16
-autocast. `FASTEST`: the
-closed-form head solve alone, no gradient step. Other options: LayerNorm + bias, LoRA or head-only
-subsets, early stopping on a plateau, and optimisation at a lower input size with a full-size final
-pass.
+autocast. `FASTEST`: the closed-form head solve alone, no gradient step. Other options: LayerNorm +
+bias, LoRA or head-only subsets, early stopping on a plateau, and optimisation at a lower input size
+with a full-size final pass.
 
 Head solve (`head_solve`): the network's output before its final ReLU is affine in the weights of
 the DPT head's last 1x1 convolution (32 -> 1) given the 32 features phi_j entering it (bilinear
@@ -78,28 +77,28 @@ AMP_MODES = ("off", "cuda", "on")
 
 @dataclass(frozen=True)
 class TTOConfig:
-    """iterations, lr (Adam); parameters: "encoder" (the paper), "norm-bias" (LayerNorm weights and
-    all biases of the encoder), "last-k" (the last `last_k` encoder blocks, the final LayerNorm frozen), "last-k-head" (those and
-    the DPT head's two output convolutions before its last one), "lora" (rank-`lora_rank`
-    updates of every attention qkv projection, the weights frozen), "head" (the DPT head's two
-    output convolutions before its last one; the encoder and the fusion are computed once), "none"
-    (no gradient steps: with head_solve, the closed-form solve alone), "all"; input_size: the
-    network's shorter side while optimising; final_input_size: a last forward pass at this size
-    (None: input_size); patience / tolerance: stop when the loss has not improved by `tolerance`
-    (relative) for `patience` iterations (0: never stop early); head_solve: solve the head's last
-    1x1 convolution in closed form at every step and on the final pass (module docstring), ridge its
-    Tikhonov term relative to the mean eigenvalue of the normal equations, towards 0 or, when
-    anchored, towards the pretrained layer rescaled by the (a, b) refit (`solve_last_layer`);
-    loss_grid: while iterating, evaluate the loss (and the solve) on the network's output grid
-    (14 patch_h x 14 patch_w) against the focus statistics averaged onto it (confidence-weighted;
-    exact for a prediction constant per cell) instead of at the stack's size: about 2.5x cheaper a
-    step at 196; the per-iteration losses are then those of the grid (the final pass is always at
-    the stack's size); amp: autocast "cuda" (on CUDA only: the default, so the CPU runs float32),
-    "on" (the CPU too) or "off" (True and False are read as "cuda" and "off"); amp_dtype: its type,
-    "bf16" or "fp16" (CUDA only; the gradients are then scaled against underflow); final_ridge: the
-    final solve's ridge (None: `ridge`); final_on_grid: the final solve on the network's output
-    grid (as `loss_grid`), its output resized to the stack's size, instead of the 32 features
-    resized and solved there."""
+    """iterations, lr (Adam); parameters: "encoder" (the paper), "norm-bias" (LayerNorm weights and all
+    biases of the encoder), "last-k" (the last `last_k` encoder blocks; the final LayerNorm stays
+    frozen), "last-k-head" (those and the DPT head's two output convolutions before its last one),
+    "lora" (rank-`lora_rank` updates of every attention qkv projection, the weights frozen), "head"
+    (the DPT head's two output convolutions before its last one; the encoder and the fusion are
+    computed once), "none" (no gradient steps: with head_solve, the closed-form solve alone), "all";
+    input_size: the network's shorter side while optimising; final_input_size: a last forward pass
+    at this size (None: input_size); patience / tolerance: stop when the loss has not improved by
+    `tolerance` (relative) for `patience` iterations (0: never stop early); head_solve: solve the
+    head's last 1x1 convolution in closed form at every step and on the final pass (module
+    docstring), ridge its Tikhonov term relative to the mean eigenvalue of the normal equations,
+    towards 0 or, when anchored, towards the pretrained layer rescaled by the (a, b) refit
+    (`solve_last_layer`); loss_grid: while iterating, evaluate the loss (and the solve) on the
+    network's output grid (14 patch_h x 14 patch_w) against the focus statistics averaged onto it
+    (confidence-weighted; exact for a prediction constant per cell) instead of at the stack's size:
+    about 2.5x cheaper a step at 196; the per-iteration losses are then those of the grid (the final
+    pass is always at the stack's size); amp: autocast "cuda" (on CUDA only: the default, so the CPU
+    runs float32), "on" (the CPU too) or "off" (True and False are read as "cuda" and "off");
+    amp_dtype: its type, "bf16" or "fp16" (CUDA only; the gradients are then scaled against
+    underflow); final_ridge: the final solve's ridge (None: `ridge`); final_on_grid: the final solve
+    on the network's output grid (as `loss_grid`), its output resized to the stack's size, instead
+    of the 32 features resized and solved there."""
 
     iterations: int = 500
     lr: float = 1e-5
@@ -355,7 +354,8 @@ class _PrefixCache:
             tokens = encoder.blocks[index](tokens)
             if index in blocks:
                 position = blocks.index(index)
-                levels[position] = self.model.depth_head.reassemble_level(position, encoder.norm(tokens)[:, 1:], patch_h, patch_w)
+                patches = encoder.norm(tokens)[:, 1:]
+                levels[position] = self.model.depth_head.reassemble_level(position, patches, patch_h, patch_w)
         return [levels[position] for position in range(len(blocks))]
 
 
@@ -393,8 +393,9 @@ def _trainable(model: DepthAnythingV2, config: TTOConfig) -> list[torch.nn.Param
         chosen = [p for name, p in encoder.named_parameters() if "norm" in name or name.endswith(".bias")]
     else:  # "last-k", "last-k-head"
         # the final LayerNorm stays frozen: it also normalises the frozen blocks' taps, which
-        # _PrefixCache computes once (training it saw those taps with its initial weights, and on
-        # rendered tuning seeds 2000-2005 gave AbsRel +0.002 against paper's, frozen -0.001)
+        # _PrefixCache computes once (trained, the steps saw those taps with its initial weights
+        # and the final pass with the trained ones; on the rendered tuning seeds 2000-2005 FAST's
+        # mean AbsRel against paper's was +0.002 with it trained, -0.0003 frozen: within noise)
         chosen = [p for block in encoder.blocks[len(encoder.blocks) - config.last_k:] for p in block.parameters()]
         if config.parameters == "last-k-head":
             chosen += _output_convolutions(model)
@@ -433,7 +434,8 @@ def _relative(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], ca
             relative = model.decode(cache.levels(x), patch_h, patch_w, cache.refined(x))
         else:
             relative = model.decode(model.feature_maps(x), patch_h, patch_w)
-    return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True).squeeze((0, 1))  # views (above)
+    # squeeze: a view (see _last_features)
+    return F.interpolate(relative[:, None], size, mode="bilinear", align_corners=True).squeeze((0, 1))
 
 
 def _last_features(model: DepthAnythingV2, x: torch.Tensor, size: tuple[int, int], cache) -> torch.Tensor:
@@ -470,8 +472,9 @@ def _frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype | None):
     """While the steps run under autocast to `dtype`: the frozen (requires_grad False) float32
     weights and biases of the convolutions and linear layers held in `dtype`, the float32 tensors
     put back on exit. Autocast casts those at every use (it caches only trainable leaves, and only
-    within one `with`): about 200 casts per FAST step. The values are the ones autocast would
-    produce (the same rounding), so the steps are unchanged bit for bit. dtype None: no change."""
+    within one `with`): about 50 casts per FAST step of the benchmark's `vitt` model. The values are
+    the ones autocast would produce (the same rounding), so the steps are unchanged bit for bit.
+    dtype None: no change."""
     kept = []
     if dtype is not None:
         layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
