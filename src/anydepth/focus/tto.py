@@ -247,6 +247,22 @@ def focus_loss(prediction: torch.Tensor, mu: torch.Tensor, variance: torch.Tenso
     return (weights * ((mu - prediction) ** 2 + variance)).sum() / weights.sum().clamp_min(1e-12)
 
 
+_CPU_SQRT_SETTLED = False
+
+
+def _settle_cpu_sqrt() -> None:
+    """One throwaway multi-threaded `torch.sqrt` on the CPU, once per process. Measured with torch
+    2.13: the first parallel call of the vectorised sqrt in a process, when it comes after MKL work
+    on the calling thread, can compute that thread's chunk by another implementation (in 4-13 % of
+    fresh processes, 1-ulp differences in half the array, float32 and float64 alike); later calls
+    agree. In `solve_last_layer` that was enough for FAST's first step, and so its whole trajectory,
+    to differ between processes; after this call, 0 of 40 processes differed."""
+    global _CPU_SQRT_SETTLED
+    if not _CPU_SQRT_SETTLED:
+        torch.ones(1 << 16).sqrt()
+        _CPU_SQRT_SETTLED = True
+
+
 def solve_last_layer(features: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
                      ridge: float = 0.0, anchor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(w (C,), c ()) = argmin_{w, c} sum_j m_j (w . phi_j + c - t_j)^2 + ridge * mean(eig) * |w - w_a|^2:
@@ -271,6 +287,8 @@ def solve_last_layer(features: torch.Tensor, target: torch.Tensor, weights: torc
         phi_mean, t_mean = (phi @ m) / total, (t @ m) / total
         # (phi - mean) sqrt(m): the weighted Gram matrix is then one product of a map with itself
         # (two passes over the C x HW features and one temporary: the solve runs at every FAST step)
+        if m.device.type == "cpu":
+            _settle_cpu_sqrt()
         root = m.sqrt()
         scaled = torch.sub(phi, phi_mean[:, None]).mul_(root)
         gram = (scaled @ scaled.T).double()
