@@ -256,7 +256,8 @@ def _settle_cpu_sqrt() -> None:
     on the calling thread, can compute that thread's chunk by another implementation (in 4-13 % of
     fresh processes, 1-ulp differences in half the array, float32 and float64 alike); later calls
     agree. In `solve_last_layer` that was enough for FAST's first step, and so its whole trajectory,
-    to differ between processes; after this call, 0 of 40 processes differed."""
+    to differ between processes (2 of 36); with this call first, the solve agreed in 50 of 50 fresh
+    processes and FAST's first step in 30 of 30."""
     global _CPU_SQRT_SETTLED
     if not _CPU_SQRT_SETTLED:
         torch.ones(1 << 16).sqrt()
