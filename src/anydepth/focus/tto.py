@@ -341,21 +341,13 @@ class _PrefixCache:
     def prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """(tokens entering the first trainable block, {tap position: its DPT level}, {tap position:
         its refined skip})."""
-        encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
         key = tuple(x.shape)
         if key not in self.cached:
-            patch_h, patch_w = self.model.patch_grid(x)
             with torch.no_grad():
-                tokens = encoder.prepare_tokens(x)
-                frozen = {}
-                for index, block in enumerate(encoder.blocks[: self.first]):
-                    tokens = block(tokens)
-                    if index in blocks:
-                        position = blocks.index(index)
-                        patches = encoder.norm(tokens)[:, 1:]
-                        frozen[position] = self.model.depth_head.reassemble_level(position, patches, patch_h, patch_w)
+                tokens, frozen = self._blocks(self.model.pretrained.prepare_tokens(x), 0, self.first, x)
+                last = len(self.model.config.tapped_blocks) - 1
                 refined = {position: self.model.depth_head.refine_skip(position, level)
-                           for position, level in frozen.items() if position < len(blocks) - 1}
+                           for position, level in frozen.items() if position < last}
             self.cached = {key: (tokens, frozen, refined)}
         return self.cached[key]
 
@@ -365,17 +357,25 @@ class _PrefixCache:
 
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four DPT levels (`DPTHead.reassemble`) of x, differentiable where trainable."""
+        tokens, frozen, _ = self.prefix(x)
+        _, trained = self._blocks(tokens, self.first, len(self.model.pretrained.blocks), x)
+        levels = frozen | trained
+        return [levels[position] for position in range(len(levels))]
+
+    def _blocks(self, tokens: torch.Tensor, start: int, stop: int,
+                x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Encoder blocks [start, stop) on `tokens`: (their output, {tap position: its DPT level}
+        for the tapped blocks among them)."""
         encoder, blocks = self.model.pretrained, self.model.config.tapped_blocks
         patch_h, patch_w = self.model.patch_grid(x)
-        tokens, levels, _ = self.prefix(x)
-        levels = dict(levels)
-        for index in range(self.first, len(encoder.blocks)):
+        levels = {}
+        for index in range(start, stop):
             tokens = encoder.blocks[index](tokens)
             if index in blocks:
                 position = blocks.index(index)
                 patches = encoder.norm(tokens)[:, 1:]
                 levels[position] = self.model.depth_head.reassemble_level(position, patches, patch_h, patch_w)
-        return [levels[position] for position in range(len(blocks))]
+        return tokens, levels
 
 
 class LoRALinear(torch.nn.Module):
